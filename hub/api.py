@@ -1,0 +1,485 @@
+"""The ``Hub``: publish, load, list, alias, download, verify and collect garbage.
+
+A ``Hub`` joins three parts: the blob store (content-addressed bytes), the
+pointer files beside it, and the registry database that indexes manifests.
+The module-level functions in :mod:`hub` call a default ``Hub`` built from
+``HUB_HOME`` and ``HUB_REGISTRY_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hub import settings
+from hub.architectures import check_config
+from hub.blobstore import BlobStore
+from hub.entities import AliasChange, ModelSummary, ModelVersion, VerifyReport
+from hub.errors import HubError, IntegrityError, InvalidArgumentError, UnsafeFormatError, VersionExistsError
+from hub.manifest import Manifest, check_relative_path
+from hub.reference import Reference, parse_reference, validate_alias, validate_name, validate_version
+from hub.refs import RefStore
+from hub.registry import Database, RegistryStore
+from hub.registry.store import now_ms
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["Hub", "GcReport"]
+
+SORTS = ("name", "updated", "size")
+
+
+@dataclass(frozen=True)
+class GcReport:
+    """What ``gc`` removed (or, with ``dry_run``, would remove)."""
+
+    removed: tuple[str, ...]
+    freed_bytes: int
+
+
+class Hub:
+    """A model hub: a folder of blobs and a registry database.
+
+    Args:
+        home: the hub's folder (default ``$HUB_HOME`` or ``~/.cache/modelhub``).
+        registry_url: SQLAlchemy URL of the registry (default ``$HUB_REGISTRY_URL``
+            or ``sqlite:///<home>/registry.db``).
+    """
+
+    def __init__(self, home: str | os.PathLike[str] | None = None, registry_url: str | None = None) -> None:
+        self.home = settings.hub_home(home)
+        self.blobs = BlobStore(self.home)
+        self.refs = RefStore(self.home)
+        self.db = Database(settings.registry_url(self.home, registry_url))
+        self.registry = RegistryStore(self.db)
+
+    def __repr__(self) -> str:
+        return f"Hub(home={str(self.home)!r}, registry_url={self.db.url!r})"
+
+    def close(self) -> None:
+        """Close database connections."""
+        self.db.close()
+
+    # --- reading --------------------------------------------------------------
+
+    def info(self, ref: str) -> ModelVersion:
+        """The version that ``ref`` names (``name``, ``name:VERSION`` or ``name@ALIAS``).
+
+        Raises:
+            InvalidReferenceError: ``ref`` is malformed.
+            ModelNotFoundError: no such model, version (``VersionNotFoundError``) or alias (``AliasNotFoundError``).
+        """
+        return self.registry.resolve(parse_reference(ref))
+
+    def list_models(
+        self,
+        search: str | None = None,
+        *,
+        task: str | None = None,
+        tag: str | None = None,
+        license: str | None = None,
+        sort: str = "name",
+        limit: int | None = 50,
+        offset: int = 0,
+    ) -> list[ModelSummary]:
+        """Models with a live version, each described by its latest version.
+
+        Args:
+            search: text to find in the name or description (case-insensitive).
+            task, tag, license: keep models whose latest version has these.
+            sort: ``"name"``, ``"updated"`` (newest first) or ``"size"`` (largest first).
+            limit: page size (None for all); offset: how many to skip.
+
+        Raises:
+            InvalidArgumentError: a bad sort, limit or offset.
+        """
+        if sort not in SORTS:
+            raise InvalidArgumentError(f"sort {sort!r} is unknown; use one of {', '.join(SORTS)}")
+        if (limit is not None and (not isinstance(limit, int) or limit < 0)) or not isinstance(offset, int) or offset < 0:
+            raise InvalidArgumentError(f"limit and offset must be non-negative integers, got limit={limit!r}, offset={offset!r}")
+        return self.registry.list_models(search, task=task, tag=tag, license=license, sort=sort, limit=limit, offset=offset)
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        """Every live version of model ``name``, oldest first.
+
+        Raises:
+            InvalidReferenceError, ModelNotFoundError.
+        """
+        return self.registry.list_versions(validate_name(name))
+
+    def alias_history(self, name: str, alias: str) -> list[AliasChange]:
+        """Every move of ``alias`` on ``name`` (who, when, from, to), oldest first.
+
+        Raises:
+            InvalidReferenceError, ModelNotFoundError.
+        """
+        return self.registry.alias_history(validate_name(name), validate_alias(alias))
+
+    # --- publishing -----------------------------------------------------------
+
+    def publish(
+        self,
+        source: Any,
+        name: str,
+        *,
+        architecture: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        version: int | None = None,
+        aliases: Sequence[str] = (),
+        description: str | None = None,
+        card: str | Mapping[str, Any] | None = None,
+        tags: Iterable[str] = (),
+        task: str | None = None,
+        license: str | None = None,
+        metrics: Mapping[str, float] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        parent: str | None = None,
+    ) -> ModelVersion:
+        """Publish ``source`` as a new version of ``name``.
+
+        Args:
+            source: an ``nn.Module``, a ``dict[str, Tensor]``, a ``.safetensors`` file, or a
+                folder holding ``*.safetensors`` (other files there travel with the version).
+                A module from :func:`hub.create` or :func:`hub.load` brings its architecture,
+                config and parent.
+            name: ``model`` or ``namespace/model``.
+            architecture, config: how to rebuild the module (see :func:`hub.create`).
+            version: an explicit version number; default the next one.
+            aliases: aliases to point at the new version (e.g. ``["production"]``).
+            description: one paragraph about the model.
+            card: model card text (Markdown), or a dict of card fields (``text`` is the body).
+            tags, task, license: how people find it.
+            metrics: ``{name: number}``, e.g. held-out accuracy.
+            metadata: any JSON-serializable facts.
+            parent: the reference this version was derived from.
+
+        Returns:
+            The new :class:`ModelVersion`.
+
+        Raises:
+            InvalidReferenceError: bad name, alias, version or parent reference.
+            InvalidSourceError, UnsafeFormatError: ``source`` can't be published safely.
+            ArchitectureNotFoundError, ArchitectureError, WeightsMismatchError: the weights
+                don't fit the architecture.
+            VersionExistsError: ``version`` is taken.
+            ModelNotFoundError: ``parent`` does not exist.
+            InvalidArgumentError: bad tags, metrics, metadata or card.
+        """
+        from hub import publishing as p
+
+        # 1. Check every input; nothing is written before this block ends.
+        validate_name(name)
+        alias_list = [validate_alias(a) for a in ([aliases] if isinstance(aliases, str) else aliases)]
+        if version is not None:
+            version = validate_version(version)
+        tag_tuple = p.check_tags(tags)
+        task, license = p.check_text(task, "task"), p.check_text(license, "license")
+        description = p.check_text(description, "description", limit=None)
+        metric_values, metadata_values = p.check_metrics(metrics), p.check_metadata(metadata)
+        prepared = p.prepare_source(source)
+        architecture = architecture if architecture is not None else prepared.architecture
+        if config is not None and not isinstance(config, Mapping):
+            raise InvalidArgumentError(f"config must be a dict, not {type(config).__name__}")
+        config = dict(config) if config is not None else (prepared.config if architecture == prepared.architecture else None)
+        if architecture is not None:
+            config = check_config(architecture, config or {})
+        dtype, num_parameters = p.describe_weights(prepared, architecture, config)
+        parent_ref = self.info(parent).ref if parent is not None else self._existing_parent(prepared.parent)
+        card_bytes = p.render_card(
+            card, license=license, tags=tag_tuple, pipeline_tag=task, base_model=parent_ref, metrics=metric_values or None
+        )
+        if version is not None and self.registry.version_exists(name, version):
+            raise VersionExistsError(f"{name}:{version} already exists and versions are immutable; publish without version=")
+
+        # 2. Store the bytes (content-addressed: unchanged weights add nothing).
+        files: dict[str, tuple[str, int]] = {}
+        if prepared.tensors is not None:
+            from hub.safetensors_io import iter_safetensors_bytes
+
+            chunks, _ = iter_safetensors_bytes(prepared.tensors)
+            files[p.WEIGHTS_FILE] = self.blobs.write(chunks)
+        for path, local in {**prepared.weight_files, **prepared.extra_files}.items():
+            files[path] = self.blobs.put_file(local)
+        if card_bytes is not None:
+            files["README.md"] = self.blobs.put_bytes(card_bytes)
+        from hub.entities import FileEntry
+
+        entries = tuple(FileEntry(path, sha, size) for path, (sha, size) in sorted(files.items()))
+        weights = (p.WEIGHTS_FILE,) if prepared.tensors is not None else tuple(sorted(prepared.weight_files))
+        user = settings.current_user()
+
+        # 3. Index it: the registry assigns the number, the manifest records it.
+        def make_manifest(number: int) -> tuple[Manifest, str]:
+            manifest = Manifest(
+                name=name, version=number, created_at_ms=now_ms(), files=entries, weights=weights,
+                architecture=architecture, config=config or {}, dtype=dtype, num_parameters=num_parameters,
+                task=task, license=license, tags=tag_tuple, description=description, metrics=metric_values,
+                metadata=metadata_values, parent=parent_ref, tied=dict(sorted(prepared.tied.items())), created_by=user,
+            )
+            digest, _ = self.blobs.put_bytes(manifest.to_json())
+            return manifest, digest
+
+        reserved: list[int] = []
+
+        def on_reserved(manifest: Manifest, digest: str) -> None:
+            reserved.append(manifest.version)
+            self.refs.set_version(name, manifest.version, digest)
+
+        try:
+            published = self.registry.add_version(name, version, make_manifest, on_reserved, alias_list, user, description)
+        except BaseException:
+            for number in reserved:
+                if not self.registry.version_exists(name, number):
+                    self.refs.remove_version(name, number)
+            raise
+        for alias in alias_list:
+            self.refs.set_alias(name, alias, published.version)
+        return published
+
+    def _existing_parent(self, parent: str | None) -> str | None:
+        """The parent a module remembers, if it is in this registry."""
+        if parent is None:
+            return None
+        try:
+            return self.info(parent).ref
+        except HubError:
+            return None
+
+    # --- loading --------------------------------------------------------------
+
+    def load(self, ref: str, *, device: Any = "auto", dtype: Any = None, strict: bool = True, verify: bool = False) -> nn.Module:
+        """Load a published model, ready to use.
+
+        Built on the meta device (no random init), given its safetensors weights
+        straight on ``device``, and put in eval mode. ``model.hub_version`` is its
+        :class:`ModelVersion`, so publishing it again records it as the parent.
+
+        Args:
+            ref: ``name``, ``name:VERSION`` or ``name@ALIAS``.
+            device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda:1"``, a ``torch.device``.
+            dtype: cast floating weights to this (``torch.float16`` or ``"bfloat16"``).
+            strict: require the weights to match the module exactly.
+            verify: check every weight file's sha256 first (sizes are always checked).
+
+        Raises:
+            InvalidReferenceError, ModelNotFoundError: see :meth:`info`.
+            DeviceError: the device is not available.
+            IntegrityError: weight bytes missing, truncated or (with ``verify``) corrupt.
+            WeightsMismatchError: the version has no architecture, or weights that don't fit it.
+        """
+        from hub.loader import load_module
+
+        return load_module(self.blobs, self.info(ref), device=device, dtype=dtype, strict=strict, verify=verify)
+
+    def load_state_dict(self, ref: str, *, device: Any = "cpu", dtype: Any = None, verify: bool = False) -> dict[str, torch.Tensor]:
+        """The version's weights as ``{name: tensor}`` on ``device``.
+
+        Raises:
+            See :meth:`load`.
+        """
+        from hub.loader import load_weights
+
+        return load_weights(self.blobs, self.info(ref), device=device, dtype=dtype, verify=verify)
+
+    def download(self, ref: str, local_dir: str | os.PathLike[str] | None = None) -> Path:
+        """Copy a version's files into a folder, under their own names, checking every hash.
+
+        The folder also gets ``modelhub.json`` (the version's manifest), so that
+        publishing the folder again keeps the architecture and records the parent.
+
+        Args:
+            local_dir: where to put them (default ``<home>/snapshots/<name>/<version>``).
+
+        Returns:
+            The folder.
+
+        Raises:
+            IntegrityError: a stored file is missing or corrupt (nothing half-copied is left).
+            UnsafeFormatError: a file path would escape the folder.
+        """
+        from hub.publishing import MANIFEST_FILE
+
+        version = self.info(ref)
+        target = Path(local_dir) if local_dir is not None else self.home / "snapshots" / version.name / str(version.version)
+        target.mkdir(parents=True, exist_ok=True)
+        root = target.resolve()
+        for entry in version.files:
+            destination = target / check_relative_path(entry.path)
+            if not destination.resolve().is_relative_to(root):
+                raise UnsafeFormatError(f"{version.ref}: file {entry.path!r} would be written outside {target}")
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            self._copy_blob(version, entry.path, entry.sha256, entry.size, destination)
+        manifest = self.blobs.read_bytes(version.digest)
+        (target / MANIFEST_FILE).write_bytes(manifest)
+        return target
+
+    def _copy_blob(self, version: ModelVersion, path: str, sha256: str, size: int, destination: Path) -> None:
+        import hashlib
+
+        problem = self.blobs.problem(sha256, size, check_hash=False)
+        if problem:
+            raise IntegrityError(f"{version.ref}: file {path!r}: {problem}; run `hub verify`")
+        fd, temp = tempfile.mkstemp(dir=destination.parent, prefix=".tmp-")
+        try:
+            digest = hashlib.sha256()
+            with open(self.blobs.path(sha256), "rb") as src, open(fd, "wb") as dst:
+                while chunk := src.read(16 * 1024 * 1024):
+                    digest.update(chunk)
+                    dst.write(chunk)
+                    if self.blobs.on_bytes is not None:
+                        self.blobs.on_bytes(len(chunk))
+            if digest.hexdigest() != sha256:
+                raise IntegrityError(f"{version.ref}: file {path!r}: blob {sha256} is corrupted; run `hub verify`")
+            os.replace(temp, destination)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+    # --- aliases and deletion -------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: int) -> AliasChange | None:
+        """Point ``alias`` at ``version`` of ``name`` (the move is kept in its history).
+
+        Returns:
+            The change, or None if it already pointed there.
+
+        Raises:
+            InvalidReferenceError: bad name, alias (``latest`` is reserved) or version.
+            ModelNotFoundError, VersionNotFoundError: no such live version.
+        """
+        validate_name(name)
+        validate_alias(alias)
+        version = validate_version(version)
+        change = self.registry.set_alias(name, alias, version, settings.current_user())
+        self.refs.set_alias(name, alias, version)
+        return change
+
+    def delete_alias(self, name: str, alias: str) -> AliasChange:
+        """Remove ``alias`` from ``name``.
+
+        Raises:
+            InvalidReferenceError, ModelNotFoundError, AliasNotFoundError.
+        """
+        change = self.registry.delete_alias(validate_name(name), validate_alias(alias), settings.current_user())
+        self.refs.set_alias(name, alias, None)
+        return change
+
+    def delete_version(self, ref: str) -> ModelVersion:
+        """Delete one version (``name:VERSION``); its number is never reused and aliases on it are removed.
+
+        Its blobs are freed by :meth:`gc` when no other version shares them.
+
+        Raises:
+            InvalidReferenceError: ``ref`` does not name an explicit version.
+            ModelNotFoundError, VersionNotFoundError.
+        """
+        parsed = parse_reference(ref)
+        if parsed.version is None:
+            raise InvalidArgumentError(f"delete needs an explicit version like '{parsed.name}:3', not {ref!r}")
+        version = self.registry.resolve(parsed)
+        for change in self.registry.delete_version(parsed.name, parsed.version, settings.current_user()):
+            self.refs.set_alias(parsed.name, change.alias, None)
+        self.refs.mark_deleted(parsed.name, parsed.version)
+        return version
+
+    # --- maintenance ----------------------------------------------------------
+
+    def _all_versions(self, ref: str | None) -> list[ModelVersion]:
+        if ref is not None:
+            return [self.info(ref)]
+        return [v for m in self.list_models(limit=None) for v in self.list_versions(m.name)]
+
+    def verify(self, ref: str | None = None) -> VerifyReport:
+        """Check stored bytes against manifests: every live version, or just ``ref``.
+
+        Each file's size and sha256 are checked, and each manifest against the
+        registry. Leftovers (interrupted writes, blobs no version needs) are
+        listed for :meth:`gc`; they are not problems.
+
+        Raises:
+            InvalidReferenceError, ModelNotFoundError: for a bad ``ref``.
+        """
+        checked, problems = [], []
+        for version in self._all_versions(ref):
+            checked.append(version.ref)
+            problem = self.blobs.problem(version.digest, None, check_hash=True)
+            if problem:
+                problems.append(f"{version.ref}: manifest: {problem}")
+            else:
+                try:
+                    manifest = Manifest.from_json(self.blobs.read_bytes(version.digest), source=f"{version.ref} manifest")
+                    if (manifest.name, manifest.version, manifest.files) != (version.name, version.version, version.files):
+                        problems.append(f"{version.ref}: manifest does not match the registry; run `hub reindex`")
+                except HubError as exc:
+                    problems.append(f"{version.ref}: manifest: {exc}")
+            for entry in version.files:
+                problem = self.blobs.problem(entry.sha256, entry.size, check_hash=True)
+                if problem:
+                    problems.append(f"{version.ref}: file {entry.path!r}: {problem}")
+        leftovers = [] if ref is not None else [str(p) for p in self._garbage(min_age_seconds=0)]
+        return VerifyReport(tuple(checked), tuple(problems), tuple(leftovers))
+
+    def _garbage(self, min_age_seconds: float) -> list[Path]:
+        now = time.time()
+        referenced = self.registry.referenced_digests()
+        candidates = list(self.blobs.temp_files())
+        candidates += [self.blobs.path(d) for d in self.blobs.digests() if d not in referenced]
+        return sorted(p for p in candidates if self.blobs.age_seconds(p, now) >= min_age_seconds)
+
+    def gc(self, *, min_age_seconds: float = 3600.0, dry_run: bool = False) -> GcReport:
+        """Remove blobs that no live version needs, and files left by interrupted writes.
+
+        Args:
+            min_age_seconds: spare anything written more recently than this, so a
+                publish running at the same time keeps the blobs it just stored.
+            dry_run: only report what would go.
+        """
+        if min_age_seconds < 0:
+            raise InvalidArgumentError(f"min_age_seconds must be >= 0, got {min_age_seconds}")
+        removed, freed = [], 0
+        for path in self._garbage(min_age_seconds):
+            try:
+                size = path.stat().st_size
+                if not dry_run:
+                    path.unlink()
+            except FileNotFoundError:
+                continue
+            removed.append(str(path))
+            freed += size
+        return GcReport(tuple(removed), freed)
+
+    def reindex(self) -> int:
+        """Rebuild the registry database from the store alone (pointer files and manifests).
+
+        Returns:
+            The number of live versions indexed.
+
+        Raises:
+            IntegrityError: a pointer names a manifest that is missing or belongs elsewhere.
+        """
+        models = []
+        for name in self.refs.names():
+            versions = []
+            for number, digest in self.refs.versions(name):
+                if digest is None:
+                    versions.append((Manifest(name=name, version=number, created_at_ms=now_ms(), files=(), weights=()), None))
+                    continue
+                manifest = Manifest.from_json(self.blobs.read_bytes(digest), source=f"manifest {digest}")
+                if (manifest.name, manifest.version) != (name, number):
+                    raise IntegrityError(f"refs say {name}:{number} is manifest {digest}, which describes {manifest.name}:{manifest.version}")
+                versions.append((manifest, digest))
+            models.append((name, versions, dict(self.refs.aliases(name))))
+        return self.registry.rebuild(models, settings.current_user())
+
+    def upgrade_db(self) -> str:
+        """Migrate the registry schema to the newest revision (``hub db upgrade``); return it."""
+        self.db.upgrade()
+        self.db.ensure_schema()
+        return self.db.schema_revision() or ""

@@ -1,0 +1,178 @@
+"""A content-addressed blob store: ``$HUB_HOME/blobs/<sha256>``.
+
+Bytes go to a temporary file in the same folder while they are hashed, are
+fsynced, then renamed to their hash: no partial file ever has a final name.
+The same bytes are stored once. Hashing runs on a helper thread beside the
+write (``hashlib`` releases the GIL), so a publish costs about one pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from hub.errors import IntegrityError
+
+__all__ = ["BlobStore", "CHUNK_SIZE", "sha256_file"]
+
+CHUNK_SIZE = 16 * 1024 * 1024
+TEMP_PREFIX = ".tmp-"
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_hash_pool: ThreadPoolExecutor | None = None
+_hash_pool_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _hash_pool
+    with _hash_pool_lock:
+        if _hash_pool is None:
+            _hash_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-sha256")
+        return _hash_pool
+
+
+def _read_chunks(path: Path, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            yield chunk
+
+
+def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
+    """The sha256 hex digest and size of a file, read in chunks."""
+    digest, size = hashlib.sha256(), 0
+    for chunk in _read_chunks(Path(path)):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BlobStore:
+    """Blobs named by the sha256 of their bytes, under ``root/blobs``.
+
+    Args:
+        root: the hub's home folder.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = root / "blobs"
+        self.on_bytes: Callable[[int], None] | None = None  # progress hook: called with each chunk's size
+
+    def path(self, digest: str) -> Path:
+        """Where the blob ``digest`` lives (it may not exist)."""
+        return self.blobs / digest
+
+    def exists(self, digest: str) -> bool:
+        """True when the blob is stored."""
+        return self.path(digest).is_file()
+
+    def write(self, chunks: Iterable[bytes | memoryview], *, expected_sha256: str | None = None) -> tuple[str, int]:
+        """Store the concatenation of ``chunks`` and return its ``(sha256, size)``.
+
+        Args:
+            chunks: the bytes, in order (any buffer objects).
+            expected_sha256: if given, the bytes must hash to this, or nothing is stored.
+
+        Raises:
+            IntegrityError: the bytes do not hash to ``expected_sha256``.
+        """
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        fd, temp_name = tempfile.mkstemp(dir=self.blobs, prefix=TEMP_PREFIX, suffix=".incomplete")
+        temp = Path(temp_name)
+        try:
+            digest, size = hashlib.sha256(), 0
+            pool = _pool()
+            with open(fd, "wb") as f:
+                for chunk in chunks:
+                    hashed = pool.submit(digest.update, chunk)
+                    f.write(chunk)
+                    hashed.result()
+                    size += memoryview(chunk).nbytes
+                    if self.on_bytes is not None:
+                        self.on_bytes(memoryview(chunk).nbytes)
+                f.flush()
+                os.fsync(f.fileno())
+            sha256 = digest.hexdigest()
+            if expected_sha256 is not None and sha256 != expected_sha256:
+                raise IntegrityError(
+                    f"bytes hash to sha256 {sha256}, expected {expected_sha256}; the source changed or is corrupt, "
+                    "copy it again"
+                )
+            final = self.path(sha256)
+            if final.is_file() and final.stat().st_size == size:
+                os.utime(final)  # fresh mtime: gc's grace period protects it from a concurrent gc
+                temp.unlink()
+            else:
+                os.replace(temp, final)
+                _fsync_dir(self.blobs)
+            return sha256, size
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+
+    def put_bytes(self, data: bytes) -> tuple[str, int]:
+        """Store ``data``; return ``(sha256, size)``."""
+        return self.write([data])
+
+    def put_file(self, path: Path, *, expected_sha256: str | None = None) -> tuple[str, int]:
+        """Copy a file into the store, hashing it as it is read; return ``(sha256, size)``."""
+        return self.write(_read_chunks(path), expected_sha256=expected_sha256)
+
+    def read_bytes(self, digest: str) -> bytes:
+        """The bytes of a (small) blob.
+
+        Raises:
+            IntegrityError: the blob is missing.
+        """
+        try:
+            return self.path(digest).read_bytes()
+        except FileNotFoundError:
+            raise IntegrityError(f"blob {digest} is missing from {self.blobs}; run `hub verify`") from None
+
+    def problem(self, digest: str, size: int | None, *, check_hash: bool) -> str | None:
+        """What is wrong with blob ``digest`` (missing, wrong ``size`` if given, wrong hash), or None."""
+        path = self.path(digest)
+        try:
+            actual = path.stat().st_size
+        except FileNotFoundError:
+            return f"blob {digest} is missing"
+        if size is not None and actual != size:
+            return f"blob {digest} is {actual} bytes, expected {size} (truncated or overwritten)"
+        if check_hash:
+            sha256, _ = sha256_file(path)
+            if sha256 != digest:
+                return f"blob {digest} hashes to {sha256} (corrupted)"
+        return None
+
+    def digests(self) -> Iterator[str]:
+        """Every stored blob's digest."""
+        if self.blobs.is_dir():
+            for entry in os.scandir(self.blobs):
+                if _DIGEST.fullmatch(entry.name):
+                    yield entry.name
+
+    def temp_files(self) -> list[Path]:
+        """Temporary files left by interrupted writes."""
+        if not self.blobs.is_dir():
+            return []
+        return [Path(e.path) for e in os.scandir(self.blobs) if e.name.startswith(TEMP_PREFIX)]
+
+    def age_seconds(self, path: Path, now: float) -> float:
+        """Seconds since ``path`` was last written (or touched by a dedup hit); 0 if gone."""
+        try:
+            return now - path.stat().st_mtime
+        except FileNotFoundError:
+            return 0.0

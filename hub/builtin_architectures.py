@@ -1,0 +1,74 @@
+"""The architectures modelhub ships: ``mlp`` and ``convnet``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from hub.architectures import register_architecture
+
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU, "sigmoid": nn.Sigmoid}
+
+
+def _activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation {name!r} is unknown; use one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+class MLP(nn.Module):
+    """Linear layers with an activation and optional dropout between them."""
+
+    def __init__(self, in_features: int, hidden: Sequence[int], out_features: int, activation: str, dropout: float) -> None:
+        super().__init__()
+        widths = [in_features, *hidden]
+        layers: list[nn.Module] = []
+        for width_in, width_out in zip(widths, widths[1:]):
+            layers += [nn.Linear(width_in, width_out), _activation(activation)]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+        layers.append(nn.Linear(widths[-1], out_features))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x.flatten(1))
+
+
+class ConvNet(nn.Module):
+    """A small image CNN: conv-batchnorm-relu-maxpool blocks, then a linear classifier."""
+
+    def __init__(self, in_channels: int, image_size: int, channels: Sequence[int], num_classes: int) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        size, width = image_size, in_channels
+        for out in channels:
+            blocks += [nn.Conv2d(width, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU()]
+            if size >= 2:
+                blocks.append(nn.MaxPool2d(2))
+                size //= 2
+            width = out
+        self.features = nn.Sequential(*blocks)
+        self.classifier = nn.Linear(width * size * size, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).flatten(1))
+
+
+@register_architecture("mlp")
+def mlp(in_features: int, hidden: Sequence[int] = (64,), out_features: int = 1, activation: str = "relu", dropout: float = 0.0) -> nn.Module:
+    """A multilayer perceptron. ``hidden`` lists the widths of the hidden layers."""
+    if in_features < 1 or out_features < 1 or any(h < 1 for h in hidden):
+        raise ValueError("in_features, out_features and every hidden width must be positive")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    return MLP(in_features, list(hidden), out_features, activation, dropout)
+
+
+@register_architecture("convnet")
+def convnet(in_channels: int = 1, image_size: int = 8, channels: Sequence[int] = (16, 32), num_classes: int = 10) -> nn.Module:
+    """A small CNN for ``in_channels`` x ``image_size`` x ``image_size`` images."""
+    if in_channels < 1 or image_size < 1 or num_classes < 1 or not channels or any(c < 1 for c in channels):
+        raise ValueError("in_channels, image_size, num_classes and every channel count must be positive")
+    return ConvNet(in_channels, image_size, list(channels), num_classes)

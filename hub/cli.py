@@ -1,0 +1,333 @@
+"""The ``hub`` command line.
+
+Read-only commands (``list``, ``info``, ``versions``, ``history``) import
+neither torch nor SQLAlchemy. Errors print one line and exit 1; usage
+mistakes exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from hub.errors import HubError, InvalidArgumentError
+
+__all__ = ["main", "build_parser"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + traceback
+        self.exit(2, f"hub: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _human_size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return ""
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    return "\n".join(lines)
+
+
+def _print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+def _hub() -> Any:
+    from hub import default_hub
+
+    return default_hub()
+
+
+def _progress(description: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(desc=description, unit="B", unit_scale=True, unit_divisor=1024, disable=None, leave=False, file=sys.stderr)
+
+
+# --- commands -------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    limit = None if args.all else args.limit
+    models = _hub().list_models(args.search, task=args.task, tag=args.tag, license=args.license, sort=args.sort, limit=limit, offset=args.offset)
+    if args.json:
+        _print_json([m.to_dict() for m in models])
+        return 0
+    if not models:
+        print("no models" + (" match" if args.search or args.task or args.tag or args.license else " yet; publish one with `hub publish`"))
+        return 0
+    rows = [[m.name, str(m.latest_version), str(m.num_versions), ",".join(f"{a}={v}" for a, v in m.aliases.items()),
+             m.task or "", _human_size(m.size_bytes), m.updated_at.strftime("%Y-%m-%d %H:%M")] for m in models]
+    print(_table(rows, ["NAME", "LATEST", "VERSIONS", "ALIASES", "TASK", "SIZE", "UPDATED"]))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    version = _hub().info(args.ref)
+    if args.json:
+        _print_json(version.to_dict())
+        return 0
+    fields = [
+        ("ref", version.ref), ("aliases", ", ".join(version.aliases) or "-"), ("created", version.created_at.isoformat(timespec="seconds")),
+        ("architecture", version.architecture or "-"), ("config", json.dumps(version.config, sort_keys=True)),
+        ("parameters", f"{version.num_parameters:,}"), ("dtype", version.dtype or "-"), ("size", _human_size(version.size_bytes)),
+        ("task", version.task or "-"), ("license", version.license or "-"), ("tags", ", ".join(version.tags) or "-"),
+        ("metrics", ", ".join(f"{k}={v:g}" for k, v in version.metrics.items()) or "-"), ("parent", version.parent or "-"),
+        ("digest", version.digest),
+    ]
+    if version.description:
+        fields.insert(1, ("description", version.description))
+    width = max(len(k) for k, _ in fields)
+    print("\n".join(f"{k.ljust(width)}  {v}" for k, v in fields))
+    print("files:")
+    for entry in version.files:
+        print(f"  {entry.path}  {_human_size(entry.size)}  sha256:{entry.sha256}")
+    return 0
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    versions = _hub().list_versions(args.name)
+    if args.json:
+        _print_json([v.to_dict() for v in versions])
+        return 0
+    rows = [[str(v.version), ",".join(v.aliases), v.created_at.strftime("%Y-%m-%d %H:%M"), _human_size(v.size_bytes),
+             f"{v.num_parameters:,}", v.dtype or "", v.parent or "", " ".join(f"{k}={m:g}" for k, m in v.metrics.items())] for v in versions]
+    print(_table(rows, ["VERSION", "ALIASES", "CREATED", "SIZE", "PARAMS", "DTYPE", "PARENT", "METRICS"]))
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    changes = _hub().alias_history(args.name, args.alias)
+    if args.json:
+        _print_json([c.to_dict() for c in changes])
+        return 0
+    rows = [[c.changed_at.strftime("%Y-%m-%d %H:%M:%S"), c.changed_by, str(c.from_version or "-"), str(c.to_version or "-")] for c in changes]
+    print(_table(rows, ["WHEN", "WHO", "FROM", "TO"]))
+    return 0
+
+
+def _json_arg(text: str | None, what: str) -> Any:
+    if text is None:
+        return None
+    from pathlib import Path
+
+    try:
+        return json.loads(Path(text[1:]).read_text() if text.startswith("@") else text)
+    except (OSError, ValueError) as exc:
+        raise InvalidArgumentError(f"--{what} must be JSON (or @file.json): {exc}") from None
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    card = None
+    if args.card is not None:
+        try:
+            card = Path(args.card).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise HubError(f"can't read the card {args.card}: {exc}") from None
+    hub = _hub()
+    with _progress("publishing") as bar:
+        hub.blobs.on_bytes = bar.update
+        try:
+            version = hub.publish(
+                Path(args.source), args.name, architecture=args.architecture, config=_json_arg(args.config, "config"),
+                version=args.version, aliases=args.alias, description=args.description, card=card, tags=args.tag,
+                task=args.task, license=args.license, metrics=_json_arg(args.metrics, "metrics"),
+                metadata=_json_arg(args.metadata, "metadata"), parent=args.parent,
+            )
+        finally:
+            hub.blobs.on_bytes = None
+    print(f"published {version.ref}" + (f" ({', '.join(version.aliases)})" if version.aliases else "") + f"  {_human_size(version.size_bytes)}")
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    hub = _hub()
+    version = hub.info(args.ref)
+    change = hub.set_alias(version.name, args.alias, version.version)
+    moved = f" (was {change.from_version})" if change and change.from_version else ""
+    print(f"{version.name}@{args.alias} -> {version.version}{moved}" if change else f"{version.name}@{args.alias} already -> {version.version}")
+    return 0
+
+
+def cmd_untag(args: argparse.Namespace) -> int:
+    change = _hub().delete_alias(args.name, args.alias)
+    print(f"removed {args.name}@{args.alias} (was {change.from_version})")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    hub = _hub()
+    with _progress("downloading") as bar:
+        hub.blobs.on_bytes = bar.update
+        try:
+            folder = hub.download(args.ref, args.to)
+        finally:
+            hub.blobs.on_bytes = None
+    print(folder)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    report = _hub().verify(args.ref)
+    if args.json:
+        _print_json(report.to_dict() | {"ok": report.ok})
+        return 0 if report.ok else 1
+    for problem in report.problems:
+        print(f"PROBLEM  {problem}")
+    for leftover in report.leftovers:
+        print(f"leftover {leftover}  (`hub gc` removes it)")
+    print(f"checked {len(report.checked)} version(s): " + ("ok" if report.ok else f"{len(report.problems)} problem(s)"))
+    return 0 if report.ok else 1
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    report = _hub().gc(min_age_seconds=args.min_age, dry_run=args.dry_run)
+    for path in report.removed:
+        print(("would remove " if args.dry_run else "removed ") + path)
+    print(f"{'would free' if args.dry_run else 'freed'} {_human_size(report.freed_bytes)} in {len(report.removed)} file(s)")
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    count = _hub().reindex()
+    print(f"reindexed {count} live version(s) from {_hub().home}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    version = _hub().delete_version(args.ref)
+    print(f"deleted {version.ref}; `hub gc` frees its blobs")
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    revision = _hub().upgrade_db()
+    print(f"registry {_hub().db.url} is at schema {revision}")
+    return 0
+
+
+def cmd_architectures(args: argparse.Namespace) -> int:
+    from hub.architectures import list_architectures
+
+    names = list_architectures()
+    if args.json:
+        _print_json(names)
+    else:
+        print("\n".join(names))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``hub`` argument parser (one subcommand a command)."""
+    parser = _Parser(prog="hub", description="modelhub: publish PyTorch models once, load them anywhere.")
+    parser.add_argument("--version", action="version", version="modelhub 0.1.0")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    def command(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    sub = command("list", cmd_list, "List models (latest live version of each).")
+    sub.add_argument("search", nargs="?", help="text to find in names and descriptions")
+    sub.add_argument("--task")
+    sub.add_argument("--tag")
+    sub.add_argument("--license")
+    sub.add_argument("--sort", choices=["name", "updated", "size"], default="name")
+    sub.add_argument("--limit", type=int, default=50)
+    sub.add_argument("--offset", type=int, default=0)
+    sub.add_argument("--all", action="store_true", help="list every model (no limit)")
+    sub.add_argument("--json", action="store_true")
+
+    sub = command("info", cmd_info, "Show one version: name, name:VERSION or name@ALIAS.")
+    sub.add_argument("ref")
+    sub.add_argument("--json", action="store_true")
+
+    sub = command("versions", cmd_versions, "List the live versions of a model.")
+    sub.add_argument("name")
+    sub.add_argument("--json", action="store_true")
+
+    sub = command("history", cmd_history, "Show every move of an alias.")
+    sub.add_argument("name")
+    sub.add_argument("alias")
+    sub.add_argument("--json", action="store_true")
+
+    sub = command("publish", cmd_publish, "Publish a .safetensors file or a folder as a new version.")
+    sub.add_argument("source", help="a .safetensors file, or a folder of *.safetensors (+ config.json, ...)")
+    sub.add_argument("name", help="model or namespace/model")
+    sub.add_argument("--architecture", help="registered architecture that rebuilds the module (see `hub architectures`)")
+    sub.add_argument("--config", help="architecture config as JSON, or @file.json")
+    sub.add_argument("--version", type=int, help="explicit version number (default: next)")
+    sub.add_argument("--alias", action="append", default=[], help="alias to point at the new version (repeatable)")
+    sub.add_argument("--tag", action="append", default=[], help="tag (repeatable)")
+    sub.add_argument("--task")
+    sub.add_argument("--license")
+    sub.add_argument("--description")
+    sub.add_argument("--card", help="model card file (Markdown)")
+    sub.add_argument("--metrics", help='JSON, e.g. \'{"accuracy": 0.98}\', or @file.json')
+    sub.add_argument("--metadata", help="JSON object, or @file.json")
+    sub.add_argument("--parent", help="reference this version was derived from")
+
+    sub = command("tag", cmd_tag, "Point an alias at a version: hub tag NAME:VERSION ALIAS.")
+    sub.add_argument("ref", help="the version: name:VERSION, name@ALIAS or name (latest)")
+    sub.add_argument("alias")
+
+    sub = command("untag", cmd_untag, "Remove an alias.")
+    sub.add_argument("name")
+    sub.add_argument("alias")
+
+    sub = command("download", cmd_download, "Copy a version's files into a folder (hashes checked).")
+    sub.add_argument("ref")
+    sub.add_argument("--to", help="folder (default: <HUB_HOME>/snapshots/<name>/<version>)")
+
+    sub = command("verify", cmd_verify, "Check stored files against their sha256; exit 1 on any problem.")
+    sub.add_argument("ref", nargs="?", help="one version (default: all)")
+    sub.add_argument("--json", action="store_true")
+
+    sub = command("gc", cmd_gc, "Remove blobs no live version needs and leftovers of interrupted writes.")
+    sub.add_argument("--min-age", type=float, default=3600.0, help="spare files younger than this many seconds (default 3600)")
+    sub.add_argument("--dry-run", action="store_true")
+
+    command("reindex", cmd_reindex, "Rebuild the registry database from the store alone.")
+
+    sub = command("delete", cmd_delete, "Delete one version (name:VERSION); `hub gc` frees its blobs.")
+    sub.add_argument("ref")
+
+    sub = command("architectures", cmd_architectures, "List registered architectures.")
+    sub.add_argument("--json", action="store_true")
+
+    db = commands.add_parser("db", help="Registry database commands.")
+    db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", parser_class=_Parser)
+    db_commands.required = True
+    upgrade = db_commands.add_parser("upgrade", help="Migrate the registry schema to the newest revision.")
+    upgrade.set_defaults(handler=cmd_db_upgrade)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except HubError as exc:
+        print(f"hub: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"hub: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("hub: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,125 @@
+"""Plain, frozen records that the public API returns. No ORM rows leave the registry."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+__all__ = ["FileEntry", "ModelVersion", "ModelSummary", "AliasChange", "VerifyReport"]
+
+
+def from_millis(ms: int | None) -> datetime | None:
+    """A UTC datetime from milliseconds since the epoch (how the registry stores time)."""
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+class _Record:
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (datetimes as ISO 8601 strings)."""
+        return _jsonable(asdict(self))  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class FileEntry(_Record):
+    """One file of a version: its path inside the version, sha256 and size in bytes."""
+
+    path: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ModelVersion(_Record):
+    """One immutable published version of a model.
+
+    ``ref`` is ``name:version``; ``digest`` is the sha256 of its manifest;
+    ``parent`` is the reference it was derived from, if any; ``aliases`` are
+    the aliases pointing at it when it was read.
+    """
+
+    name: str
+    version: int
+    ref: str
+    digest: str
+    architecture: str | None
+    config: dict[str, Any]
+    files: tuple[FileEntry, ...]
+    size_bytes: int
+    num_parameters: int
+    dtype: str | None
+    task: str | None
+    license: str | None
+    tags: tuple[str, ...]
+    metrics: dict[str, float]
+    metadata: dict[str, Any]
+    parent: str | None
+    aliases: tuple[str, ...]
+    created_at: datetime
+    description: str | None = None
+    weight_files: tuple[str, ...] = field(default=())
+    tied: dict[str, str] = field(default_factory=dict)
+
+    def file(self, path: str) -> FileEntry:
+        """The entry for ``path``.
+
+        Raises:
+            KeyError: the version has no such file.
+        """
+        for entry in self.files:
+            if entry.path == path:
+                return entry
+        raise KeyError(f"{self.ref} has no file {path!r}; it has {[f.path for f in self.files]}")
+
+
+@dataclass(frozen=True)
+class ModelSummary(_Record):
+    """A model as listed: its latest live version and what describes it."""
+
+    name: str
+    latest_version: int | None
+    num_versions: int
+    aliases: dict[str, int]
+    task: str | None
+    license: str | None
+    tags: tuple[str, ...]
+    description: str | None
+    size_bytes: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class AliasChange(_Record):
+    """One move of an alias: from which version to which (``None`` when set first or deleted)."""
+
+    name: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    changed_by: str
+    changed_at: datetime
+
+
+@dataclass(frozen=True)
+class VerifyReport(_Record):
+    """What ``verify`` found: the versions checked, the problems, and leftovers ``gc`` removes."""
+
+    checked: tuple[str, ...]
+    problems: tuple[str, ...]
+    leftovers: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when no version has a problem (leftovers are not problems)."""
+        return not self.problems

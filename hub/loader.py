@@ -1,0 +1,169 @@
+"""Loading stored weights: straight from safetensors onto the target device.
+
+The module is built on the meta device (no memory, no random init), the
+weights are opened with ``safe_open`` on the target device (memory-mapped on
+the CPU, copied once onto an accelerator), and ``load_state_dict(assign=True)``
+hands them to the module without a second copy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hub.architectures import create
+from hub.blobstore import BlobStore, sha256_file
+from hub.entities import ModelVersion
+from hub.errors import DeviceError, IntegrityError, UnsafeFormatError, WeightsMismatchError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["resolve_device", "resolve_dtype", "check_files", "load_weights", "build_module", "load_module"]
+
+
+def resolve_device(device: Any = "auto") -> torch.device:
+    """The ``torch.device`` for ``device``: ``"auto"`` picks cuda, then mps, then cpu.
+
+    Raises:
+        DeviceError: malformed, or not available on this machine.
+    """
+    import torch
+
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise DeviceError(f"device {device!r} is not a device ({exc}); use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {device!r}: CUDA is not available on this machine; use device='auto' or 'cpu'")
+        index = resolved.index if resolved.index is not None else torch.cuda.current_device()
+        if index >= torch.cuda.device_count():
+            raise DeviceError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return torch.device("cuda", index)
+    if resolved.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise DeviceError(f"device {device!r}: MPS is not available on this machine; use device='auto' or 'cpu'")
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"device {device!r} is not supported; use 'auto', 'cpu', 'cuda' or 'mps'")
+    return resolved
+
+
+def resolve_dtype(dtype: Any) -> torch.dtype | None:
+    """A floating ``torch.dtype`` from a dtype or its name (``"bfloat16"``), or None.
+
+    Raises:
+        WeightsMismatchError: not a floating dtype.
+    """
+    import torch
+
+    if dtype is None:
+        return None
+    resolved = getattr(torch, dtype.removeprefix("torch."), None) if isinstance(dtype, str) else dtype
+    if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
+        raise WeightsMismatchError(f"dtype {dtype!r} is not a floating dtype; use e.g. torch.float16 or 'bfloat16'")
+    return resolved
+
+
+def check_files(blobs: BlobStore, version: ModelVersion, paths: Any, *, verify: bool) -> dict[str, Path]:
+    """The blob path of each of ``paths``, after checking size (always) and sha256 (``verify``).
+
+    Raises:
+        IntegrityError: naming the model, version and file.
+    """
+    found = {}
+    for path in paths:
+        entry = version.file(path)
+        problem = blobs.problem(entry.sha256, entry.size, check_hash=verify)
+        if problem:
+            raise IntegrityError(f"{version.ref}: file {path!r}: {problem}; restore it or republish, then run `hub verify`")
+        found[path] = blobs.path(entry.sha256)
+    return found
+
+
+def load_weights(blobs: BlobStore, version: ModelVersion, *, device: Any = "cpu", dtype: Any = None, verify: bool = False) -> dict[str, torch.Tensor]:
+    """The version's tensors by name, on ``device`` (tied names share one tensor).
+
+    Raises:
+        IntegrityError: a weight file is missing, truncated or (with ``verify``) corrupt.
+        UnsafeFormatError: a weight file is not valid safetensors.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    target = resolve_device(device)
+    cast = resolve_dtype(dtype)
+    state: dict[str, torch.Tensor] = {}
+    for path, blob in check_files(blobs, version, version.weight_files, verify=verify).items():
+        try:
+            with safe_open(blob, framework="pt", device=str(target)) as f:
+                for key in f.keys():
+                    state[key] = f.get_tensor(key)
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise UnsafeFormatError(f"{version.ref}: {path!r} is not valid safetensors ({exc}); run `hub verify`") from exc
+    if cast is not None:
+        state = {k: v.to(cast) if v.is_floating_point() else v for k, v in state.items()}
+    for dropped, kept in version.tied.items():
+        state[dropped] = state[kept]
+    return state
+
+
+def build_module(version: ModelVersion, device: Any = "meta") -> nn.Module:
+    """Build the version's architecture on ``device`` (meta: no memory, no init).
+
+    Raises:
+        WeightsMismatchError: the version has no architecture to build.
+    """
+    import torch
+
+    if not version.architecture:
+        raise WeightsMismatchError(
+            f"{version.ref} was published without an architecture, so it can't be built; "
+            "use hub.load_state_dict() and load the weights into your own module"
+        )
+    with torch.device(device):
+        return create(version.architecture, **version.config)
+
+
+def _materialize_leftovers(module: nn.Module, version: ModelVersion, device: torch.device) -> None:
+    """Give real values to tensors the checkpoint doesn't hold (non-persistent buffers)."""
+    leftovers = [name for name, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
+    if not leftovers:
+        return
+    reference = build_module(version, device)
+    values = {**dict(reference.named_parameters()), **dict(reference.named_buffers())}
+    for name in leftovers:
+        owner_name, _, attr = name.rpartition(".")
+        owner = module.get_submodule(owner_name)
+        if attr in owner._parameters:
+            owner._parameters[attr] = values[name]
+        else:
+            owner._buffers[attr] = values[name]
+
+
+def load_module(blobs: BlobStore, version: ModelVersion, *, device: Any = "auto", dtype: Any = None, strict: bool = True, verify: bool = False) -> nn.Module:
+    """Build ``version``'s module on the meta device and give it its weights on ``device``.
+
+    Returns:
+        The module in eval mode; ``module.hub_version`` is ``version``.
+
+    Raises:
+        WeightsMismatchError: the weights don't fit the architecture (with ``strict``).
+        IntegrityError, UnsafeFormatError, DeviceError: see :func:`load_weights`.
+    """
+    target = resolve_device(device)
+    module = build_module(version)
+    state = load_weights(blobs, version, device=target, dtype=dtype, verify=verify)
+    try:
+        module.load_state_dict(state, strict=strict, assign=True)
+    except RuntimeError as exc:
+        raise WeightsMismatchError(f"{version.ref}: the stored weights don't fit architecture {version.architecture!r}: {exc}") from None
+    _materialize_leftovers(module, version, target)
+    module.eval()
+    module.hub_version = version
+    return module

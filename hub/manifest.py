@@ -1,0 +1,126 @@
+"""Version manifests: the JSON record, itself a blob, that makes a version rebuildable.
+
+A manifest lists a version's files (path, sha256, size), its architecture and
+config, dtype, parameter count and everything published with it. The registry
+database is an index over manifests; ``hub reindex`` rebuilds it from them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hub.entities import FileEntry, ModelVersion, from_millis
+from hub.errors import UnsafeFormatError
+from hub.reference import validate_name, validate_version
+
+__all__ = ["Manifest", "FORMAT", "check_relative_path"]
+
+FORMAT = "modelhub.manifest/1"
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def check_relative_path(path: object) -> str:
+    """Check that a file path stays inside its version folder and return it.
+
+    Raises:
+        UnsafeFormatError: absolute, empty, with ``..``, backslashes or control characters.
+    """
+    if not isinstance(path, str) or not path or path.startswith("/") or "\\" in path or "\x00" in path:
+        raise UnsafeFormatError(f"file path {path!r} is not a relative path; paths must stay inside the model folder")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts) or any(ord(c) < 32 for c in path):
+        raise UnsafeFormatError(f"file path {path!r} would escape the model folder or is malformed; use plain relative paths")
+    return path
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The immutable description of one version."""
+
+    name: str
+    version: int
+    created_at_ms: int
+    files: tuple[FileEntry, ...]
+    weights: tuple[str, ...]
+    architecture: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    dtype: str | None = None
+    num_parameters: int = 0
+    task: str | None = None
+    license: str | None = None
+    tags: tuple[str, ...] = ()
+    description: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    parent: str | None = None
+    tied: dict[str, str] = field(default_factory=dict)
+    created_by: str | None = None
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def to_json(self) -> bytes:
+        """Deterministic JSON bytes (sorted keys, compact)."""
+        record = asdict(self)
+        record["format"] = FORMAT
+        return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, *, source: str = "manifest") -> Manifest:
+        """Parse and check manifest bytes.
+
+        Raises:
+            UnsafeFormatError: not a modelhub manifest, or a field is malformed.
+        """
+        try:
+            record = json.loads(data)
+            if not isinstance(record, dict) or record.pop("format", None) != FORMAT:
+                raise ValueError(f"format is not {FORMAT!r}")
+            files = tuple(
+                FileEntry(check_relative_path(f["path"]), f["sha256"], int(f["size"])) for f in record.pop("files")
+            )
+            for entry in files:
+                if not _DIGEST.fullmatch(entry.sha256) or entry.size < 0:
+                    raise ValueError(f"file {entry.path!r} has a malformed sha256 or size")
+            weights, tags = tuple(record.pop("weights")), tuple(record.pop("tags", ()))
+            manifest = cls(files=files, weights=weights, tags=tags, **record)
+            validate_name(manifest.name)
+            validate_version(manifest.version)
+            paths = {f.path for f in files}
+            if not set(manifest.weights) <= paths:
+                raise ValueError("a weight file is not among the files")
+            return manifest
+        except UnsafeFormatError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise UnsafeFormatError(f"{source} is not a valid modelhub manifest ({exc}); run `hub verify`") from None
+
+    def to_model_version(self, digest: str, aliases: tuple[str, ...] = ()) -> ModelVersion:
+        """The public record of this manifest (stored under ``digest``)."""
+        return ModelVersion(
+            name=self.name,
+            version=self.version,
+            ref=f"{self.name}:{self.version}",
+            digest=digest,
+            architecture=self.architecture,
+            config=self.config,
+            files=self.files,
+            size_bytes=self.size_bytes,
+            num_parameters=self.num_parameters,
+            dtype=self.dtype,
+            task=self.task,
+            license=self.license,
+            tags=self.tags,
+            metrics=self.metrics,
+            metadata=self.metadata,
+            parent=self.parent,
+            aliases=aliases,
+            created_at=from_millis(self.created_at_ms),
+            description=self.description,
+            weight_files=self.weights,
+            tied=self.tied,
+        )

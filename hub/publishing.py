@@ -1,0 +1,290 @@
+"""Turning what a user hands to ``publish`` into checked weights, files and metadata.
+
+Everything here only reads and checks: nothing is written until every input
+has been validated, so bad input leaves the store and registry untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hub.architectures import check_config, create
+from hub.errors import InvalidArgumentError, InvalidSourceError, UnsafeFormatError, WeightsMismatchError
+from hub.manifest import check_relative_path
+from hub.safetensors_io import FLOATING, SafetensorsHeader, TensorInfo, dedupe_shared, read_header
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["PreparedSource", "prepare_source", "describe_weights", "check_text", "check_tags", "check_metrics", "check_metadata", "render_card"]
+
+WEIGHTS_FILE = "model.safetensors"
+MANIFEST_FILE = "modelhub.json"
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
+MAX_TEXT = 128
+
+
+@dataclass
+class PreparedSource:
+    """Checked weights and files, ready to store.
+
+    ``tensors`` are in-memory weights (stored as ``model.safetensors``);
+    ``weight_files`` and ``extra_files`` are files on disk, by their path in the version.
+    """
+
+    tensors: dict[str, torch.Tensor] | None = None
+    tied: dict[str, str] = field(default_factory=dict)
+    weight_files: dict[str, Path] = field(default_factory=dict)
+    extra_files: dict[str, Path] = field(default_factory=dict)
+    infos: dict[str, TensorInfo] = field(default_factory=dict)
+    architecture: str | None = None
+    config: dict[str, Any] | None = None
+    parent: str | None = None
+    num_parameters: int | None = None
+
+
+def _tensor_info(tensor: torch.Tensor) -> TensorInfo:
+    return TensorInfo(str(tensor.dtype).removeprefix("torch."), tuple(tensor.shape), 0, 0)
+
+
+def _from_state_dict(state: Mapping[Any, Any], what: str) -> PreparedSource:
+    import torch
+
+    for key, value in state.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidSourceError(f"{what} has a key {key!r}; keys must be non-empty strings")
+        if not isinstance(value, torch.Tensor):
+            raise InvalidSourceError(f"{what} entry {key!r} is a {type(value).__name__}, not a torch.Tensor")
+        if value.is_meta:
+            raise InvalidSourceError(f"{what} entry {key!r} is on the meta device and has no data; load real weights first")
+    if not state:
+        raise InvalidSourceError(f"{what} holds no tensors; there is nothing to publish")
+    tensors, tied = dedupe_shared(state)
+    return PreparedSource(tensors=tensors, tied=tied, infos={k: _tensor_info(v) for k, v in tensors.items()})
+
+
+def _checked_header(path: Path) -> SafetensorsHeader:
+    try:
+        return read_header(path)
+    except OSError as exc:
+        raise InvalidSourceError(f"can't read {path}: {exc}") from None
+
+
+def _from_folder(folder: Path) -> PreparedSource:
+    prepared = PreparedSource()
+    root = folder.resolve()
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if any(part.startswith(".") for part in relative.split("/")) or path.is_dir():
+            continue
+        if path.is_symlink() and not path.resolve().is_relative_to(root):
+            raise UnsafeFormatError(f"{path} is a link to {path.resolve()}, outside {folder}; copy the file in instead")
+        check_relative_path(relative)
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            raise UnsafeFormatError(
+                f"{path} is a pickle file, which can run code when loaded; convert it to safetensors "
+                "(safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors')) and remove it"
+            )
+        if relative == MANIFEST_FILE:
+            _apply_manifest_defaults(prepared, path)
+        elif path.suffix == ".safetensors":
+            header = _checked_header(path)
+            prepared.weight_files[relative] = path
+            for name, info in header.tensors.items():
+                if name in prepared.infos:
+                    raise InvalidSourceError(f"tensor {name!r} is in two weight files of {folder}; each tensor must be stored once")
+                prepared.infos[name] = info
+        else:
+            prepared.extra_files[relative] = path
+    if not prepared.weight_files:
+        raise InvalidSourceError(f"{folder} holds no *.safetensors file; put the weights there (pickle formats are refused)")
+    return prepared
+
+
+def _apply_manifest_defaults(prepared: PreparedSource, path: Path) -> None:
+    """Use a downloaded version's ``modelhub.json`` for architecture, config and parent."""
+    from hub.manifest import Manifest
+
+    manifest = Manifest.from_json(path.read_bytes(), source=str(path))
+    prepared.architecture, prepared.config = manifest.architecture, manifest.config
+    prepared.parent = f"{manifest.name}:{manifest.version}"
+    prepared.tied = dict(manifest.tied)
+
+
+def prepare_source(source: Any) -> PreparedSource:
+    """Check ``source`` (module, state dict, ``.safetensors`` file or folder) and describe what it holds.
+
+    Raises:
+        InvalidSourceError: an unsupported type, an empty or non-tensor state dict, a missing path.
+        UnsafeFormatError: pickle files, malformed safetensors, links out of the folder.
+    """
+    import torch
+    from torch import nn
+
+    if isinstance(source, nn.Module):
+        prepared = _from_state_dict(source.state_dict(), f"module {type(source).__name__}")
+        spec = getattr(source, "hub_architecture", None)
+        if spec is not None:
+            prepared.architecture, prepared.config = spec.name, dict(spec.config)
+        loaded_from = getattr(source, "hub_version", None)
+        if loaded_from is not None:
+            prepared.parent = loaded_from.ref
+            if spec is None and loaded_from.architecture:
+                prepared.architecture, prepared.config = loaded_from.architecture, dict(loaded_from.config)
+        prepared.num_parameters = sum(p.numel() for p in {id(p): p for p in source.parameters()}.values())
+        return prepared
+    if isinstance(source, Mapping):
+        return _from_state_dict(source, "state dict")
+    if isinstance(source, str | os.PathLike):
+        path = Path(source).expanduser()
+        if path.is_dir():
+            return _from_folder(path)
+        if not path.is_file():
+            raise InvalidSourceError(f"{path} does not exist; give a module, a state dict, a .safetensors file or a folder")
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            raise UnsafeFormatError(f"{path} is a pickle file, which can run code when loaded; convert it to .safetensors first")
+        if path.suffix != ".safetensors":
+            raise InvalidSourceError(f"{path} is not a .safetensors file; give a module, a state dict, a .safetensors file or a folder")
+        header = _checked_header(path)
+        return PreparedSource(weight_files={path.name: path}, infos=dict(header.tensors))
+    if isinstance(source, torch.Tensor):
+        raise InvalidSourceError("a single tensor can't be published; wrap it in a dict: {'weight': tensor}")
+    raise InvalidSourceError(
+        f"can't publish a {type(source).__name__}; give an nn.Module, a dict of tensors, a .safetensors file or a folder"
+    )
+
+
+def describe_weights(prepared: PreparedSource, architecture: str | None, config: dict[str, Any] | None) -> tuple[str | None, int]:
+    """Check the weights fit ``architecture`` and return ``(dtype, num_parameters)``.
+
+    The architecture is built on the meta device and its state dict compared
+    with the stored tensors, so a version that can't be loaded is never published.
+
+    Raises:
+        ArchitectureNotFoundError, ArchitectureError: bad architecture or config.
+        WeightsMismatchError: missing, unexpected or mis-shaped tensors.
+    """
+    import torch
+
+    by_dtype: dict[str, int] = {}
+    for info in prepared.infos.values():
+        by_dtype[info.dtype] = by_dtype.get(info.dtype, 0) + info.numel
+    floating = {d: n for d, n in by_dtype.items() if d in FLOATING}
+    pool = floating or by_dtype
+    dtype = max(sorted(pool), key=pool.__getitem__) if pool else None
+    num_parameters = prepared.num_parameters or sum(i.numel for i in prepared.infos.values())
+    if architecture is None:
+        return dtype, num_parameters
+    with torch.device("meta"):
+        module = create(architecture, **(config or {}))
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    stored = {k: v.shape for k, v in prepared.infos.items()}
+    stored.update({dropped: stored[kept] for dropped, kept in prepared.tied.items() if kept in stored})
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    misshaped = [f"{k}: {stored[k]} vs {expected[k]}" for k in sorted(set(expected) & set(stored)) if tuple(stored[k]) != expected[k]]
+    if missing or unexpected or misshaped:
+        parts = [f"missing {missing[:5]}" if missing else "", f"unexpected {unexpected[:5]}" if unexpected else "",
+                 f"shapes differ ({'; '.join(misshaped[:5])})" if misshaped else ""]
+        raise WeightsMismatchError(
+            f"the weights don't fit architecture {architecture!r} with config {config}: "
+            f"{', '.join(p for p in parts if p)}; fix the config or publish with architecture=None"
+        )
+    return dtype, sum(p.numel() for p in module.parameters())
+
+
+def check_text(value: Any, what: str, *, limit: int | None = MAX_TEXT) -> str | None:
+    """A None or a string of at most ``limit`` characters.
+
+    Raises:
+        InvalidArgumentError: otherwise.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str) or (limit is not None and not 0 < len(value) <= limit):
+        raise InvalidArgumentError(f"{what} must be a non-empty string of at most {limit} characters, got {value!r}")
+    return value
+
+
+def check_tags(tags: Iterable[Any]) -> tuple[str, ...]:
+    """Tags as a sorted tuple of unique strings.
+
+    Raises:
+        InvalidArgumentError: a tag is not a non-empty string, or ``tags`` is a bare string.
+    """
+    if isinstance(tags, str):
+        raise InvalidArgumentError(f"tags must be a list of strings, not the string {tags!r}; write tags=[{tags!r}]")
+    return tuple(sorted({check_text(t, "a tag") for t in tags}))  # type: ignore[misc]
+
+
+def check_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
+    """Metrics as ``{name: finite float}``.
+
+    Raises:
+        InvalidArgumentError: a name is not a string or a value is not a finite number.
+    """
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise InvalidArgumentError(f"metrics must be a dict of name to number, not {type(metrics).__name__}")
+    checked = {}
+    for key, value in metrics.items():
+        check_text(key, "a metric name")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise InvalidArgumentError(f"metric {key!r} must be a finite number, got {value!r}")
+        checked[key] = float(value)
+    return checked
+
+
+def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Metadata as a dict of string keys to JSON values.
+
+    Raises:
+        InvalidArgumentError: keys that are not strings, or values that are not JSON.
+    """
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping) or not all(isinstance(k, str) and k for k in metadata):
+        raise InvalidArgumentError("metadata must be a dict with non-empty string keys")
+    try:
+        json.dumps(dict(metadata), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"metadata must hold only JSON values (numbers, strings, lists, dicts): {exc}") from None
+    return dict(metadata)
+
+
+def render_card(card: str | Mapping[str, Any] | None, **defaults: Any) -> bytes | None:
+    """A Hugging Face style ``README.md``: YAML front matter, then text.
+
+    Args:
+        card: the card's text (kept as given), or a dict of front-matter fields
+            whose ``text`` entry becomes the body; None for no card.
+        defaults: front-matter fields filled in where the dict has none (license, tags, ...).
+
+    Raises:
+        InvalidArgumentError: ``card`` is neither text nor a dict.
+    """
+    if card is None:
+        return None
+    if isinstance(card, str):
+        return card.encode()
+    if not isinstance(card, Mapping):
+        raise InvalidArgumentError(f"card must be text or a dict, not {type(card).__name__}")
+    import yaml
+
+    fields = dict(card)
+    body = str(fields.pop("text", ""))
+    for key, value in defaults.items():
+        if value not in (None, (), [], {}) and key not in fields:
+            fields[key] = list(value) if isinstance(value, tuple) else value
+    try:
+        front = yaml.safe_dump(fields, sort_keys=True, allow_unicode=True) if fields else ""
+    except yaml.YAMLError as exc:
+        raise InvalidArgumentError(f"card fields must be plain values (text, numbers, lists, dicts): {exc}") from None
+    return (f"---\n{front}---\n\n{body}".rstrip() + "\n").encode()

@@ -1,0 +1,83 @@
+"""Pointer files beside the blobs, so the store alone can rebuild the registry.
+
+``refs/<name>/versions/<n>`` holds the manifest digest of version ``n``;
+``refs/<name>/versions/<n>.deleted`` marks a deleted one (its number is never
+reused); ``refs/<name>/aliases/<alias>`` holds the version an alias points at.
+Every write goes to a temporary file and is renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["RefStore"]
+
+DELETED = ".deleted"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with open(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+class RefStore:
+    """Version and alias pointers under ``root/refs``."""
+
+    def __init__(self, root: Path) -> None:
+        self.refs = root / "refs"
+
+    def _versions(self, name: str) -> Path:
+        return self.refs / name / "versions"
+
+    def set_version(self, name: str, version: int, digest: str) -> None:
+        _write_atomic(self._versions(name) / str(version), digest)
+
+    def remove_version(self, name: str, version: int) -> None:
+        """Forget a version that was never committed."""
+        (self._versions(name) / str(version)).unlink(missing_ok=True)
+
+    def mark_deleted(self, name: str, version: int) -> None:
+        live = self._versions(name) / str(version)
+        if live.exists():
+            os.replace(live, live.with_name(f"{version}{DELETED}"))
+
+    def set_alias(self, name: str, alias: str, version: int | None) -> None:
+        path = self.refs / name / "aliases" / alias
+        if version is None:
+            path.unlink(missing_ok=True)
+        else:
+            _write_atomic(path, str(version))
+
+    def names(self) -> Iterator[str]:
+        """Every model name that has a versions folder."""
+        if not self.refs.is_dir():
+            return
+        for versions in sorted(self.refs.glob("**/versions")):
+            yield versions.parent.relative_to(self.refs).as_posix()
+
+    def versions(self, name: str) -> Iterator[tuple[int, str | None]]:
+        """``(version, manifest digest)`` pairs; the digest is None for deleted versions."""
+        for entry in sorted(self._versions(name).iterdir(), key=lambda p: p.name):
+            stem = entry.name.removesuffix(DELETED)
+            if not stem.isdigit():
+                continue
+            yield int(stem), (None if entry.name.endswith(DELETED) else entry.read_text().strip())
+
+    def aliases(self, name: str) -> Iterator[tuple[str, int]]:
+        folder = self.refs / name / "aliases"
+        if folder.is_dir():
+            for entry in sorted(folder.iterdir()):
+                if not entry.name.startswith("."):
+                    yield entry.name, int(entry.read_text().strip())

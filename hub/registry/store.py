@@ -1,0 +1,484 @@
+"""The registry store: every registry read and write, behind one class.
+
+Each method validates, opens a managed transaction, looks up or raises
+not-found, and returns frozen entities; ORM rows never leave this module.
+Reads are plain SQL over the DB-API driver (fast, no ORM import); writes use
+SQLAlchemy sessions. New version numbers are ``max + 1`` under a lock on the
+model's row (``BEGIN IMMEDIATE`` on SQLite, ``SELECT ... FOR UPDATE`` on
+PostgreSQL), retried when two publishers create the same model at once.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from hub.entities import AliasChange, FileEntry, ModelSummary, ModelVersion, from_millis
+from hub.errors import (
+    AliasNotFoundError,
+    ModelNotFoundError,
+    RegistryError,
+    VersionExistsError,
+    VersionNotFoundError,
+)
+from hub.manifest import Manifest
+from hub.reference import Reference
+from hub.registry.database import Database
+
+__all__ = ["RegistryStore", "now_ms"]
+
+MAX_WRITE_ATTEMPTS = 20
+_IN_CHUNK = 5000
+_VERSION_COLUMNS = (
+    "v.id, m.name, v.version, v.manifest_digest, v.architecture, v.config_json, v.layout_json, v.dtype, "
+    "v.num_parameters, v.size_bytes, v.task, v.license, v.description, v.parent, v.created_at_ms"
+)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _like(text: str) -> str:
+    return "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+class RegistryStore:
+    """Registry operations on one database.
+
+    Args:
+        database: the :class:`Database` to use; its schema is checked (and a new one created) on first use.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self.db = database
+
+    # --- reads -----------------------------------------------------------------
+
+    def _query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
+        self.db.ensure_schema()
+        return self.db.query(sql, params)
+
+    def _in_query(self, sql: str, ids: Sequence[int]) -> Iterator[tuple]:
+        """Run ``sql`` (with ``{ids}`` in it) over ``ids`` in chunks."""
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            yield from self.db.query(sql.format(ids=",".join(str(int(i)) for i in chunk)))
+
+    def _model_id(self, name: str) -> int:
+        rows = self._query("SELECT id FROM registered_models WHERE name = :name", {"name": name})
+        if not rows:
+            raise ModelNotFoundError(f"model {name!r} is not in the registry; `hub list` shows what is")
+        return rows[0][0]
+
+    def resolve(self, ref: Reference) -> ModelVersion:
+        """The live version that ``ref`` names.
+
+        Raises:
+            ModelNotFoundError, VersionNotFoundError, AliasNotFoundError: nothing matches.
+        """
+        base = f"SELECT {_VERSION_COLUMNS} FROM model_versions v JOIN registered_models m ON m.id = v.model_id "
+        params: dict[str, Any] = {"name": ref.name}
+        if ref.version is not None:
+            sql = base + "WHERE m.name = :name AND v.version = :version AND v.deleted_at_ms IS NULL"
+            params["version"] = ref.version
+        elif ref.alias is not None:
+            sql = base + (
+                "JOIN model_aliases a ON a.model_id = m.id AND a.version = v.version "
+                "WHERE m.name = :name AND a.alias = :alias AND v.deleted_at_ms IS NULL"
+            )
+            params["alias"] = ref.alias
+        else:
+            sql = base + "WHERE m.name = :name AND v.version = m.latest_version"
+        rows = self._query(sql, params)
+        if not rows:
+            self._raise_not_found(ref)
+        return self._hydrate(rows)[0]
+
+    def _raise_not_found(self, ref: Reference) -> None:
+        model_id = self._model_id(ref.name)
+        live = [r[0] for r in self.db.query(
+            "SELECT version FROM model_versions WHERE model_id = :id AND deleted_at_ms IS NULL ORDER BY version",
+            {"id": model_id},
+        )]
+        if ref.alias is not None:
+            aliases = [r[0] for r in self.db.query("SELECT alias FROM model_aliases WHERE model_id = :id", {"id": model_id})]
+            raise AliasNotFoundError(
+                f"model {ref.name!r} has no alias {ref.alias!r}; its aliases are {sorted(aliases) or 'none'} "
+                f"(set one with `hub tag {ref.name}:VERSION {ref.alias}`)"
+            )
+        which = f"version {ref.version}" if ref.version is not None else "live version"
+        raise VersionNotFoundError(
+            f"model {ref.name!r} has no {which}; its live versions are {live or 'none'} (`hub versions {ref.name}`)"
+        )
+
+    def _hydrate(self, rows: list[tuple]) -> list[ModelVersion]:
+        """Turn version rows into ModelVersions, fetching their files, tags, metrics, metadata and aliases."""
+        ids = [row[0] for row in rows]
+        files: dict[int, list[FileEntry]] = {i: [] for i in ids}
+        tags: dict[int, list[str]] = {i: [] for i in ids}
+        metrics: dict[int, dict[str, float]] = {i: {} for i in ids}
+        metadata: dict[int, dict[str, Any]] = {i: {} for i in ids}
+        for vid, path, sha256, size in self._in_query(
+            "SELECT version_id, path, sha256, size FROM model_version_files WHERE version_id IN ({ids}) ORDER BY path", ids
+        ):
+            files[vid].append(FileEntry(path, sha256, size))
+        for vid, tag in self._in_query("SELECT version_id, tag FROM model_version_tags WHERE version_id IN ({ids}) ORDER BY tag", ids):
+            tags[vid].append(tag)
+        for vid, key, value in self._in_query("SELECT version_id, key, value FROM model_version_metrics WHERE version_id IN ({ids}) ORDER BY key", ids):
+            metrics[vid][key] = value
+        for vid, key, value in self._in_query("SELECT version_id, key, value_json FROM model_version_metadata WHERE version_id IN ({ids}) ORDER BY key", ids):
+            metadata[vid][key] = json.loads(value)
+        aliases: dict[tuple[str, int], list[str]] = {}
+        for name in {row[1] for row in rows}:
+            for alias, version in self.db.query(
+                "SELECT a.alias, a.version FROM model_aliases a JOIN registered_models m ON m.id = a.model_id "
+                "WHERE m.name = :name ORDER BY a.alias",
+                {"name": name},
+            ):
+                aliases.setdefault((name, version), []).append(alias)
+        versions = []
+        for (vid, name, version, digest, arch, config, layout, dtype, nparams, size, task, lic, desc, parent, created) in rows:
+            layout_record = json.loads(layout)
+            versions.append(ModelVersion(
+                name=name, version=version, ref=f"{name}:{version}", digest=digest, architecture=arch,
+                config=json.loads(config), files=tuple(files[vid]), size_bytes=size, num_parameters=nparams,
+                dtype=dtype, task=task, license=lic, tags=tuple(tags[vid]), metrics=metrics[vid],
+                metadata=metadata[vid], parent=parent, aliases=tuple(aliases.get((name, version), ())),
+                created_at=from_millis(created), description=desc,
+                weight_files=tuple(layout_record.get("weights", ())), tied=layout_record.get("tied", {}),
+            ))
+        return versions
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        """Every live version of ``name``, oldest first.
+
+        Raises:
+            ModelNotFoundError: no such model.
+        """
+        model_id = self._model_id(name)
+        rows = self.db.query(
+            f"SELECT {_VERSION_COLUMNS} FROM model_versions v JOIN registered_models m ON m.id = v.model_id "
+            "WHERE v.model_id = :id AND v.deleted_at_ms IS NULL ORDER BY v.version",
+            {"id": model_id},
+        )
+        return self._hydrate(rows) if rows else []
+
+    def list_models(
+        self,
+        search: str | None = None,
+        *,
+        task: str | None = None,
+        tag: str | None = None,
+        license: str | None = None,
+        sort: str = "name",
+        limit: int | None = 50,
+        offset: int = 0,
+    ) -> list[ModelSummary]:
+        """Models with at least one live version, filtered and sorted; see :func:`hub.list_models`."""
+        where = ["m.latest_version IS NOT NULL"]
+        params: dict[str, Any] = {}
+        if search:
+            where.append("(m.name LIKE :q ESCAPE '\\' OR LOWER(COALESCE(v.description, '')) LIKE :q ESCAPE '\\')")
+            params["q"] = _like(search)
+        if task:
+            where.append("v.task = :task")
+            params["task"] = task
+        if license:
+            where.append("v.license = :license")
+            params["license"] = license
+        if tag:
+            where.append("EXISTS (SELECT 1 FROM model_version_tags t WHERE t.version_id = v.id AND t.tag = :tag)")
+            params["tag"] = tag
+        order = {"name": "m.name", "updated": "m.updated_at_ms DESC, m.name", "size": "v.size_bytes DESC, m.name"}[sort]
+        page = ""
+        if limit is not None:
+            page = " LIMIT :limit OFFSET :offset"
+            params.update(limit=limit, offset=offset)
+        rows = self._query(
+            "SELECT m.id, m.name, m.latest_version, m.created_at_ms, m.updated_at_ms, v.id, v.task, v.license, "
+            "v.description, v.size_bytes, "
+            "(SELECT COUNT(*) FROM model_versions c WHERE c.model_id = m.id AND c.deleted_at_ms IS NULL) "
+            "FROM registered_models m JOIN model_versions v ON v.model_id = m.id AND v.version = m.latest_version "
+            f"WHERE {' AND '.join(where)} ORDER BY {order}{page}",
+            params,
+        )
+        tags: dict[int, list[str]] = {}
+        for vid, tag_name in self._in_query("SELECT version_id, tag FROM model_version_tags WHERE version_id IN ({ids}) ORDER BY tag", [r[5] for r in rows]):
+            tags.setdefault(vid, []).append(tag_name)
+        aliases: dict[int, dict[str, int]] = {}
+        for mid, alias, version in self._in_query("SELECT model_id, alias, version FROM model_aliases WHERE model_id IN ({ids}) ORDER BY alias", [r[0] for r in rows]):
+            aliases.setdefault(mid, {})[alias] = version
+        return [
+            ModelSummary(
+                name=name, latest_version=latest, num_versions=count, aliases=aliases.get(mid, {}), task=vtask,
+                license=vlicense, tags=tuple(tags.get(vid, ())), description=desc, size_bytes=size,
+                created_at=from_millis(created), updated_at=from_millis(updated),
+            )
+            for mid, name, latest, created, updated, vid, vtask, vlicense, desc, size, count in rows
+        ]
+
+    def alias_history(self, name: str, alias: str) -> list[AliasChange]:
+        """Every move of ``alias`` on ``name``, oldest first.
+
+        Raises:
+            ModelNotFoundError: no such model.
+        """
+        model_id = self._model_id(name)
+        rows = self.db.query(
+            "SELECT from_version, to_version, changed_by, changed_at_ms FROM model_alias_history "
+            "WHERE model_id = :id AND alias = :alias ORDER BY id",
+            {"id": model_id, "alias": alias},
+        )
+        return [AliasChange(name, alias, f, t, who, from_millis(when)) for f, t, who, when in rows]
+
+    def referenced_digests(self) -> set[str]:
+        """Blob digests that some live version needs (its manifest and files)."""
+        digests = {r[0] for r in self._query("SELECT manifest_digest FROM model_versions WHERE deleted_at_ms IS NULL AND manifest_digest IS NOT NULL")}
+        digests |= {r[0] for r in self.db.query(
+            "SELECT f.sha256 FROM model_version_files f JOIN model_versions v ON v.id = f.version_id WHERE v.deleted_at_ms IS NULL"
+        )}
+        return digests
+
+    def version_exists(self, name: str, version: int) -> bool:
+        """True when ``name`` has (or had: deleted numbers stay taken) ``version``."""
+        return bool(self._query(
+            "SELECT 1 FROM model_versions v JOIN registered_models m ON m.id = v.model_id WHERE m.name = :name AND v.version = :version",
+            {"name": name, "version": version},
+        ))
+
+    # --- writes ----------------------------------------------------------------
+
+    @contextmanager
+    def _session(self) -> Iterator[Any]:
+        from sqlalchemy import exc
+        from sqlalchemy.orm import Session
+
+        self.db.ensure_schema()
+        try:
+            with Session(self.db.engine, expire_on_commit=False) as session:
+                with session.begin():
+                    yield session
+        except exc.IntegrityError:
+            raise
+        except exc.OperationalError as error:
+            raise RegistryError(f"the registry at {self.db.url} refused the write: {error.orig}; try again") from error
+
+    def _retrying(self, operation: Callable[[Any], Any]) -> Any:
+        """Run ``operation(session)`` in a write transaction, retrying unique-key clashes."""
+        from sqlalchemy import exc
+
+        for attempt in range(MAX_WRITE_ATTEMPTS):
+            try:
+                with self._session() as session:
+                    return operation(session)
+            except exc.IntegrityError as error:
+                if attempt == MAX_WRITE_ATTEMPTS - 1:
+                    raise RegistryError(f"the registry kept refusing the write ({error.orig}); try again") from error
+                time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _lock_model(self, session: Any, name: str, *, create: bool) -> Any:
+        from sqlalchemy import select
+
+        from hub.registry.schema import RegisteredModel
+
+        model = session.scalars(select(RegisteredModel).where(RegisteredModel.name == name).with_for_update()).first()
+        if model is None:
+            if not create:
+                raise ModelNotFoundError(f"model {name!r} is not in the registry; `hub list` shows what is")
+            stamp = now_ms()
+            model = RegisteredModel(name=name, created_at_ms=stamp, updated_at_ms=stamp)
+            session.add(model)
+            session.flush()
+        return model
+
+    def _version_row(self, session: Any, model: Any, version: int, *, live: bool = True) -> Any:
+        from sqlalchemy import select
+
+        from hub.registry.schema import ModelVersionRow
+
+        row = session.scalars(
+            select(ModelVersionRow).where(ModelVersionRow.model_id == model.id, ModelVersionRow.version == version)
+        ).first()
+        if row is None or (live and row.deleted_at_ms is not None):
+            state = "was deleted" if row is not None else "does not exist"
+            raise VersionNotFoundError(f"version {version} of {model.name!r} {state}; `hub versions {model.name}` lists the live ones")
+        return row
+
+    def add_version(
+        self,
+        name: str,
+        version: int | None,
+        make_manifest: Callable[[int], tuple[Manifest, str]],
+        on_reserved: Callable[[Manifest, str], None],
+        aliases: Sequence[str],
+        user: str,
+        model_description: str | None,
+    ) -> ModelVersion:
+        """Register a new version of ``name`` and point ``aliases`` at it.
+
+        Args:
+            version: an explicit number, or None for ``max + 1``.
+            make_manifest: builds and stores the manifest for a number; returns ``(manifest, digest)``.
+            on_reserved: called once the number is held, before commit (writes the store's pointer file).
+
+        Raises:
+            VersionExistsError: ``version`` is taken (deleted numbers stay taken).
+        """
+        from sqlalchemy import func, select
+
+        from hub.registry.schema import ModelVersionRow
+
+        def operation(session: Any) -> tuple[Manifest, str]:
+            model = self._lock_model(session, name, create=True)
+            highest = session.scalar(select(func.max(ModelVersionRow.version)).where(ModelVersionRow.model_id == model.id)) or 0
+            number = highest + 1
+            if version is not None:
+                taken = session.scalar(select(ModelVersionRow.id).where(ModelVersionRow.model_id == model.id, ModelVersionRow.version == version))
+                if taken is not None:
+                    raise VersionExistsError(
+                        f"{name}:{version} already exists and versions are immutable; publish without version= to get {number}"
+                    )
+                number = version
+            manifest, digest = make_manifest(number)
+            self._insert_version(session, model, manifest, digest)
+            if manifest.version > (model.latest_version or 0):
+                model.latest_version = manifest.version
+            model.updated_at_ms = manifest.created_at_ms
+            if model_description is not None:
+                model.description = model_description
+            for alias in aliases:
+                self._move_alias(session, model, alias, number, user)
+            session.flush()
+            on_reserved(manifest, digest)
+            return manifest, digest
+
+        manifest, _ = self._retrying(operation)
+        return self.resolve(Reference(name, version=manifest.version))
+
+    def _insert_version(self, session: Any, model: Any, manifest: Manifest, digest: str | None, deleted_at_ms: int | None = None) -> None:
+        from hub.registry.schema import ModelVersionRow, VersionFile, VersionMetadata, VersionMetric, VersionTag
+
+        row = ModelVersionRow(
+            model_id=model.id, version=manifest.version, manifest_digest=digest, architecture=manifest.architecture,
+            config_json=json.dumps(manifest.config, sort_keys=True),
+            layout_json=json.dumps({"weights": list(manifest.weights), "tied": manifest.tied}, sort_keys=True),
+            dtype=manifest.dtype, num_parameters=manifest.num_parameters, size_bytes=manifest.size_bytes,
+            task=manifest.task, license=manifest.license, description=manifest.description,
+            parent=manifest.parent, created_by=manifest.created_by, created_at_ms=manifest.created_at_ms,
+            deleted_at_ms=deleted_at_ms,
+        )
+        session.add(row)
+        session.flush()
+        session.add_all(VersionFile(version_id=row.id, path=f.path, sha256=f.sha256, size=f.size) for f in manifest.files)
+        session.add_all(VersionTag(version_id=row.id, tag=t) for t in sorted(set(manifest.tags)))
+        session.add_all(VersionMetric(version_id=row.id, key=k, value=v) for k, v in manifest.metrics.items())
+        session.add_all(VersionMetadata(version_id=row.id, key=k, value_json=json.dumps(v)) for k, v in manifest.metadata.items())
+
+    def _move_alias(self, session: Any, model: Any, alias: str, version: int | None, user: str) -> AliasChange | None:
+        from sqlalchemy import select
+
+        from hub.registry.schema import AliasHistory, ModelAlias
+
+        row = session.scalars(select(ModelAlias).where(ModelAlias.model_id == model.id, ModelAlias.alias == alias)).first()
+        before = row.version if row is not None else None
+        if before == version:
+            return None
+        if version is None:
+            session.delete(row)
+        elif row is None:
+            session.add(ModelAlias(model_id=model.id, alias=alias, version=version))
+        else:
+            row.version = version
+        stamp = now_ms()
+        session.add(AliasHistory(model_id=model.id, alias=alias, from_version=before, to_version=version, changed_by=user, changed_at_ms=stamp))
+        return AliasChange(model.name, alias, before, version, user, from_millis(stamp))
+
+    def set_alias(self, name: str, alias: str, version: int, user: str) -> AliasChange | None:
+        """Point ``alias`` at ``version``; None when it already pointed there.
+
+        Raises:
+            ModelNotFoundError, VersionNotFoundError: no such live version.
+        """
+        def operation(session: Any) -> AliasChange | None:
+            model = self._lock_model(session, name, create=False)
+            self._version_row(session, model, version)
+            return self._move_alias(session, model, alias, version, user)
+
+        return self._retrying(operation)
+
+    def delete_alias(self, name: str, alias: str, user: str) -> AliasChange:
+        """Remove ``alias``.
+
+        Raises:
+            ModelNotFoundError, AliasNotFoundError: no such model or alias.
+        """
+        def operation(session: Any) -> AliasChange:
+            model = self._lock_model(session, name, create=False)
+            change = self._move_alias(session, model, alias, None, user)
+            if change is None:
+                raise AliasNotFoundError(f"model {name!r} has no alias {alias!r}; `hub info {name}` shows its aliases")
+            return change
+
+        return self._retrying(operation)
+
+    def delete_version(self, name: str, version: int, user: str) -> list[AliasChange]:
+        """Mark ``version`` deleted, drop the aliases on it; return those alias changes.
+
+        Raises:
+            ModelNotFoundError, VersionNotFoundError: no such live version.
+        """
+        from sqlalchemy import func, select
+
+        from hub.registry.schema import ModelAlias, ModelVersionRow
+
+        def operation(session: Any) -> list[AliasChange]:
+            model = self._lock_model(session, name, create=False)
+            row = self._version_row(session, model, version)
+            row.deleted_at_ms = now_ms()
+            changes = []
+            for alias in session.scalars(select(ModelAlias.alias).where(ModelAlias.model_id == model.id, ModelAlias.version == version)).all():
+                changes.append(self._move_alias(session, model, alias, None, user))
+            session.flush()
+            model.latest_version = session.scalar(
+                select(func.max(ModelVersionRow.version)).where(ModelVersionRow.model_id == model.id, ModelVersionRow.deleted_at_ms.is_(None))
+            )
+            model.updated_at_ms = row.deleted_at_ms
+            return changes
+
+        return self._retrying(operation)
+
+    def rebuild(self, models: Sequence[tuple[str, Sequence[tuple[Manifest, str | None]], dict[str, int]]], user: str) -> int:
+        """Replace the whole index with ``models``: ``(name, [(manifest, digest or None if deleted)], aliases)``.
+
+        Returns:
+            The number of live versions indexed.
+        """
+        from sqlalchemy import delete
+
+        from hub.registry.schema import RegisteredModel
+
+        def operation(session: Any) -> int:
+            session.execute(delete(RegisteredModel))
+            live = 0
+            for name, versions, aliases in models:
+                model = self._lock_model(session, name, create=True)
+                stamp = now_ms()
+                for manifest, digest in versions:
+                    self._insert_version(session, model, manifest, digest, deleted_at_ms=None if digest else stamp)
+                    live += digest is not None
+                live_numbers = [m.version for m, d in versions if d]
+                model.latest_version = max(live_numbers, default=None)
+                model.created_at_ms = min((m.created_at_ms for m, _ in versions), default=stamp)
+                model.updated_at_ms = max((m.created_at_ms for m, _ in versions), default=stamp)
+                for alias, version in aliases.items():
+                    if version in live_numbers:
+                        self._move_alias(session, model, alias, version, user)
+            return live
+
+        return self._retrying(operation)
