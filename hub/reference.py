@@ -48,14 +48,13 @@ def _check_part(part: str, whole: str, what: str) -> None:
         raise InvalidReferenceError(
             f"{what} {whole!r}: part {part[:20]!r}... is {len(part)} characters, at most {MAX_PART_LENGTH} allowed"
         )
-    if not re.match(r"[a-z0-9]", part, re.ASCII):
+    bad = next((ch for ch in part if not _PART.fullmatch("a" + ch)), None)
+    if bad is not None:
+        shown = f"{bad!r} (U+{ord(bad):04X})" if not bad.isascii() else repr(bad)
+        raise InvalidReferenceError(f"{what} {whole!r}: part {part!r} has the invalid character {shown}; expected {NAME_FORM}")
+    if not _PART.fullmatch(part):
         raise InvalidReferenceError(
             f"{what} {whole!r}: part {part!r} must start with a lowercase letter or digit; expected {NAME_FORM}"
-        )
-    if not _PART.fullmatch(part):
-        bad = next((ch for ch in part if not _PART.fullmatch("a" + ch)), part[0])
-        raise InvalidReferenceError(
-            f"{what} {whole!r}: part {part!r} has the invalid character {bad!r}; expected {NAME_FORM}"
         )
 
 

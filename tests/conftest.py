@@ -1,0 +1,101 @@
+"""Fixtures: every test gets its own HUB_HOME and registry, on SQLite and (when
+HUB_TEST_POSTGRES_URL is set) on PostgreSQL, in a schema of its own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+POSTGRES_URL = os.environ.get("HUB_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _postgres_schema_url(schema: str) -> str:
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+
+
+def _postgres(sql: str) -> None:
+    import psycopg
+
+    conninfo = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+@pytest.fixture(autouse=True, params=BACKENDS)
+def registry_url(request, tmp_path, monkeypatch) -> str:
+    """Point HUB_HOME at a fresh folder and HUB_REGISTRY_URL at a fresh database; yield the URL."""
+    home = tmp_path / "hub-home"
+    monkeypatch.setenv("HUB_HOME", str(home))
+    monkeypatch.setenv("HUB_USER", "tester")
+    if request.param == "sqlite":
+        url = f"sqlite:///{home / 'registry.db'}"
+        monkeypatch.setenv("HUB_REGISTRY_URL", url)
+        yield url
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    _postgres(f"CREATE SCHEMA {schema}")
+    url = _postgres_schema_url(schema)
+    monkeypatch.setenv("HUB_REGISTRY_URL", url)
+    try:
+        yield url
+    finally:
+        import hub
+
+        hub.default_hub().close()
+        _postgres(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def hub_home(registry_url) -> Path:
+    return Path(os.environ["HUB_HOME"])
+
+
+@pytest.fixture
+def run_cli():
+    """Run ``python -m hub ARGS`` in a subprocess with the test's environment."""
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "hub", *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
+        if check and result.returncode != 0:
+            raise AssertionError(f"hub {' '.join(args)} exited {result.returncode}: {result.stderr}")
+        return result
+
+    return run
+
+
+def snapshot(home: Path) -> dict[str, bytes]:
+    """Every file under ``home`` (except the SQLite WAL side files) with its bytes, to prove nothing changed."""
+    files = {}
+    for path in sorted(home.rglob("*")):
+        if path.is_file() and not path.name.endswith(("-wal", "-shm")):
+            files[str(path.relative_to(home))] = path.read_bytes()
+    return files
+
+
+REGISTRY_TABLES = [
+    "registered_models", "model_versions", "model_version_files", "model_version_tags",
+    "model_version_metrics", "model_version_metadata", "model_aliases", "model_alias_history",
+]
+
+
+def registry_dump() -> dict[str, list[tuple]]:
+    """Every row of every registry table, sorted: compare two dumps to prove nothing changed."""
+    import hub
+
+    db = hub.default_hub().db
+    if db.schema_revision() is None:
+        return {}
+    return {table: sorted(map(repr, db.query(f"SELECT * FROM {table}"))) for table in REGISTRY_TABLES}
+
+
+def state(home: Path) -> tuple[dict[str, bytes], dict[str, list]]:
+    """Files and registry rows together."""
+    return snapshot(home), registry_dump()
