@@ -9,7 +9,6 @@ The module-level functions in :mod:`hub` call a default ``Hub`` built from
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from hub import settings
 from hub.architectures import check_config
-from hub.blobstore import BlobStore
+from hub.blobstore import BlobStore, temp_file
 from hub.entities import AliasChange, ModelSummary, ModelVersion, VerifyReport
 from hub.errors import HubError, IntegrityError, InvalidArgumentError, UnsafeFormatError, VersionExistsError
 from hub.manifest import Manifest, check_relative_path
-from hub.reference import Reference, parse_reference, validate_alias, validate_name, validate_version
+from hub.reference import folder_name, parse_reference, validate_alias, validate_name, validate_version
 from hub.refs import RefStore
 from hub.registry import Database, RegistryStore
 from hub.registry.store import now_ms
@@ -295,7 +294,7 @@ class Hub:
         publishing the folder again keeps the architecture and records the parent.
 
         Args:
-            local_dir: where to put them (default ``<home>/snapshots/<name>/<version>``).
+            local_dir: where to put them (default ``<home>/snapshots/<namespace>+<model>/<version>``).
 
         Returns:
             The folder.
@@ -307,7 +306,7 @@ class Hub:
         from hub.publishing import MANIFEST_FILE
 
         version = self.info(ref)
-        target = Path(local_dir) if local_dir is not None else self.home / "snapshots" / version.name / str(version.version)
+        target = Path(local_dir) if local_dir is not None else self.home / "snapshots" / folder_name(version.name) / str(version.version)
         target.mkdir(parents=True, exist_ok=True)
         root = target.resolve()
         for entry in version.files:
@@ -326,7 +325,7 @@ class Hub:
         problem = self.blobs.problem(sha256, size, check_hash=False)
         if problem:
             raise IntegrityError(f"{version.ref}: file {path!r}: {problem}; run `hub verify`")
-        fd, temp = tempfile.mkstemp(dir=destination.parent, prefix=".tmp-")
+        fd, temp = temp_file(destination.parent)
         try:
             digest = hashlib.sha256()
             with open(self.blobs.path(sha256), "rb") as src, open(fd, "wb") as dst:
@@ -339,7 +338,7 @@ class Hub:
                 raise IntegrityError(f"{version.ref}: file {path!r}: blob {sha256} is corrupted; run `hub verify`")
             os.replace(temp, destination)
         except BaseException:
-            Path(temp).unlink(missing_ok=True)
+            temp.unlink(missing_ok=True)
             raise
 
     # --- aliases and deletion -------------------------------------------------

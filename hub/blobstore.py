@@ -8,18 +8,21 @@ write (``hashlib`` releases the GIL), so a publish costs about one pass.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from hub.errors import IntegrityError
 
-__all__ = ["BlobStore", "CHUNK_SIZE", "sha256_file"]
+__all__ = ["BlobStore", "CHUNK_SIZE", "sha256_file", "temp_file"]
 
 CHUNK_SIZE = 16 * 1024 * 1024
 TEMP_PREFIX = ".tmp-"
@@ -49,6 +52,67 @@ def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
         digest.update(chunk)
         size += len(chunk)
     return digest.hexdigest(), size
+
+
+@functools.cache
+def file_mode() -> int:
+    """The mode an ordinary new file gets here (0o666 less the umask); mkstemp's 0o600 would hide blobs from a team."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def temp_file(folder: Path) -> tuple[int, Path]:
+    """A new temporary file in ``folder`` (so a rename to its final name is atomic), with the ordinary mode."""
+    fd, name = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=".incomplete")
+    os.fchmod(fd, file_mode())
+    return fd, Path(name)
+
+
+def _write_all(f: Any, view: memoryview) -> None:
+    """Write all of ``view`` to an unbuffered file (a raw write may be partial)."""
+    while view:
+        view = view[f.write(view) :]
+
+
+class _Writeback:
+    """Start the disk write of each chunk as soon as it is written (Linux ``sync_file_range``).
+
+    The final ``fsync`` then finds most bytes already on disk, so writing,
+    hashing and the disk work at the same time instead of one after another.
+    Elsewhere this does nothing.
+    """
+
+    START, WAIT = 2, 1 | 2 | 4  # SYNC_FILE_RANGE_WRITE; WAIT_BEFORE | WRITE | WAIT_AFTER
+    _call: Any = None
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pending: list[tuple[int, int]] = []
+        if _Writeback._call is None:
+            _Writeback._call = _load_sync_file_range()
+
+    def chunk_written(self, offset: int, length: int) -> None:
+        if not self._call:
+            return
+        self._call(self.fd, offset, length, self.START)
+        self.pending.append((offset, length))
+        if len(self.pending) > 2:  # keep two chunks in flight, wait for older ones: bounded dirty memory
+            old_offset, old_length = self.pending.pop(0)
+            self._call(self.fd, old_offset, old_length, self.WAIT)
+
+
+def _load_sync_file_range() -> Any:
+    if sys.platform != "linux":
+        return False
+    try:
+        import ctypes
+
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+        function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+        return function
+    except (OSError, AttributeError):
+        return False
 
 
 def _fsync_dir(path: Path) -> None:
@@ -90,20 +154,20 @@ class BlobStore:
             IntegrityError: the bytes do not hash to ``expected_sha256``.
         """
         self.blobs.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(dir=self.blobs, prefix=TEMP_PREFIX, suffix=".incomplete")
-        temp = Path(temp_name)
+        fd, temp = temp_file(self.blobs)
         try:
             digest, size = hashlib.sha256(), 0
-            pool = _pool()
-            with open(fd, "wb") as f:
+            pool, writeback = _pool(), _Writeback(fd)
+            with open(fd, "wb", buffering=0) as f:
                 for chunk in chunks:
-                    hashed = pool.submit(digest.update, chunk)
-                    f.write(chunk)
+                    view = memoryview(chunk).cast("B")
+                    hashed = pool.submit(digest.update, view)
+                    _write_all(f, view)
+                    writeback.chunk_written(size, view.nbytes)
                     hashed.result()
-                    size += memoryview(chunk).nbytes
+                    size += view.nbytes
                     if self.on_bytes is not None:
-                        self.on_bytes(memoryview(chunk).nbytes)
-                f.flush()
+                        self.on_bytes(view.nbytes)
                 os.fsync(f.fileno())
             sha256 = digest.hexdigest()
             if expected_sha256 is not None and sha256 != expected_sha256:

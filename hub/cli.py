@@ -38,8 +38,9 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def _print_json(value: Any) -> None:
-    json.dump(value, sys.stdout, indent=2, sort_keys=True)
-    sys.stdout.write("\n")
+    """Indented for a terminal, compact (and several times faster to encode) for a pipe."""
+    indent = 2 if sys.stdout.isatty() else None
+    sys.stdout.write(json.dumps(value, indent=indent, separators=None if indent else (",", ":")) + "\n")
 
 
 def _hub() -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -14,20 +14,16 @@ def from_millis(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
-
-
 class _Record:
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (datetimes as ISO 8601 strings)."""
-        return _jsonable(asdict(self))  # type: ignore[call-overload]
+        """A JSON-serializable dict: datetimes as ISO 8601 strings, nested records as dicts."""
+        record = dict(self.__dict__)
+        for key, value in record.items():
+            if isinstance(value, datetime):
+                record[key] = value.isoformat()
+            elif isinstance(value, tuple) and value and isinstance(value[0], _Record):
+                record[key] = [item.to_dict() for item in value]
+        return record
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.architectures import create
-from hub.blobstore import BlobStore, sha256_file
+from hub.blobstore import BlobStore
 from hub.entities import ModelVersion
 from hub.errors import DeviceError, IntegrityError, UnsafeFormatError, WeightsMismatchError
 

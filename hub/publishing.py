@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hub.architectures import check_config, create
+from hub.architectures import create
 from hub.errors import InvalidArgumentError, InvalidSourceError, UnsafeFormatError, WeightsMismatchError
 from hub.manifest import check_relative_path
 from hub.safetensors_io import FLOATING, SafetensorsHeader, TensorInfo, dedupe_shared, read_header

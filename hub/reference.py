@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from hub.errors import InvalidReferenceError
 
-__all__ = ["Reference", "parse_reference", "validate_name", "validate_alias", "validate_version", "LATEST"]
+__all__ = ["Reference", "parse_reference", "validate_name", "validate_alias", "validate_version", "folder_name", "LATEST"]
 
 LATEST = "latest"
 MAX_PART_LENGTH = 64
@@ -147,3 +147,21 @@ def parse_reference(text: object) -> Reference:
             raise InvalidReferenceError(f"reference {text!r}: {exc}") from None
         return Reference(name, alias=None if alias == LATEST else alias)
     return Reference(validate_name(text))
+
+
+def folder_name(name: str) -> str:
+    """One folder name for a model name: ``acme/digits`` -> ``acme+digits``.
+
+    ``+`` is not allowed in names, so no two models share a folder (nesting
+    ``acme/`` would put model ``acme``'s files inside model ``acme/x``'s path).
+    """
+    return validate_name(name).replace("/", "+")
+
+
+def name_from_folder(folder: str) -> str:
+    """The model name a :func:`folder_name` stands for.
+
+    Raises:
+        InvalidReferenceError: the folder is not one that ``folder_name`` makes.
+    """
+    return validate_name(folder.replace("+", "/"))

@@ -1,17 +1,20 @@
 """Pointer files beside the blobs, so the store alone can rebuild the registry.
 
-``refs/<name>/versions/<n>`` holds the manifest digest of version ``n``;
-``refs/<name>/versions/<n>.deleted`` marks a deleted one (its number is never
-reused); ``refs/<name>/aliases/<alias>`` holds the version an alias points at.
+``refs/<model>/versions/<n>`` holds the manifest digest of version ``n``;
+``refs/<model>/versions/<n>.deleted`` marks a deleted one (its number is never
+reused); ``refs/<model>/aliases/<alias>`` holds the version an alias points at.
+``<model>`` is the name with ``/`` written as ``+`` (``acme+digits-cnn``).
 Every write goes to a temporary file and is renamed into place.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from hub.blobstore import temp_file
+from hub.reference import folder_name, name_from_folder
 
 __all__ = ["RefStore"]
 
@@ -20,7 +23,7 @@ DELETED = ".deleted"
 
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    fd, temp = temp_file(path.parent)
     try:
         with open(fd, "w") as f:
             f.write(text)
@@ -28,7 +31,7 @@ def _write_atomic(path: Path, text: str) -> None:
             os.fsync(f.fileno())
         os.replace(temp, path)
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise
 
 
@@ -38,8 +41,11 @@ class RefStore:
     def __init__(self, root: Path) -> None:
         self.refs = root / "refs"
 
+    def _model(self, name: str) -> Path:
+        return self.refs / folder_name(name)
+
     def _versions(self, name: str) -> Path:
-        return self.refs / name / "versions"
+        return self._model(name) / "versions"
 
     def set_version(self, name: str, version: int, digest: str) -> None:
         _write_atomic(self._versions(name) / str(version), digest)
@@ -54,7 +60,7 @@ class RefStore:
             os.replace(live, live.with_name(f"{version}{DELETED}"))
 
     def set_alias(self, name: str, alias: str, version: int | None) -> None:
-        path = self.refs / name / "aliases" / alias
+        path = self._model(name) / "aliases" / alias
         if version is None:
             path.unlink(missing_ok=True)
         else:
@@ -64,8 +70,9 @@ class RefStore:
         """Every model name that has a versions folder."""
         if not self.refs.is_dir():
             return
-        for versions in sorted(self.refs.glob("**/versions")):
-            yield versions.parent.relative_to(self.refs).as_posix()
+        for folder in sorted(self.refs.iterdir()):
+            if (folder / "versions").is_dir() and not folder.name.startswith("."):
+                yield name_from_folder(folder.name)
 
     def versions(self, name: str) -> Iterator[tuple[int, str | None]]:
         """``(version, manifest digest)`` pairs; the digest is None for deleted versions."""
@@ -76,7 +83,7 @@ class RefStore:
             yield int(stem), (None if entry.name.endswith(DELETED) else entry.read_text().strip())
 
     def aliases(self, name: str) -> Iterator[tuple[str, int]]:
-        folder = self.refs / name / "aliases"
+        folder = self._model(name) / "aliases"
         if folder.is_dir():
             for entry in sorted(folder.iterdir()):
                 if not entry.name.startswith("."):

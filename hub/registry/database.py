@@ -129,11 +129,22 @@ class Database:
         self._schema_checked = True
 
     def upgrade(self, revision: str = "head") -> None:
-        """Migrate the schema with Alembic (``hub db upgrade``)."""
+        """Migrate the schema with Alembic (``hub db upgrade``).
+
+        Raises:
+            RegistryError: the database can't be reached or refused the migration.
+        """
+        from sqlalchemy.exc import SQLAlchemyError
+
         from hub.registry.migrate import upgrade
 
-        with self.engine.begin() as connection:
-            upgrade(connection, revision)
+        if self.sqlite_path is not None:
+            self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with self.engine.begin() as connection:
+                upgrade(connection, revision)
+        except SQLAlchemyError as exc:
+            raise RegistryError(f"can't migrate the registry at {self.url}: {exc.orig if hasattr(exc, 'orig') else exc}") from exc
         self._schema_checked = False
 
     # --- writes --------------------------------------------------------------

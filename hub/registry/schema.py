@@ -25,13 +25,18 @@ class Base(DeclarativeBase):
 
 
 class RegisteredModel(Base):
-    """A model name; ``latest_version`` is its highest live version (None when all are deleted)."""
+    """A model name; ``latest_version`` is its highest live version (None when all are deleted).
+
+    ``latest_version`` and ``num_versions`` (live ones) are kept up to date on every
+    publish and delete, so listing models reads one row a model.
+    """
 
     __tablename__ = "registered_models"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(129), unique=True)
     description: Mapped[str | None] = mapped_column(Text)
     latest_version: Mapped[int | None] = mapped_column(Integer)
+    num_versions: Mapped[int] = mapped_column(Integer, default=0)
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
     updated_at_ms: Mapped[int] = mapped_column(BigInteger)
 

@@ -201,8 +201,7 @@ class RegistryStore:
             params.update(limit=limit, offset=offset)
         rows = self._query(
             "SELECT m.id, m.name, m.latest_version, m.created_at_ms, m.updated_at_ms, v.id, v.task, v.license, "
-            "v.description, v.size_bytes, "
-            "(SELECT COUNT(*) FROM model_versions c WHERE c.model_id = m.id AND c.deleted_at_ms IS NULL) "
+            "v.description, v.size_bytes, m.num_versions "
             "FROM registered_models m JOIN model_versions v ON v.model_id = m.id AND v.version = m.latest_version "
             f"WHERE {' AND '.join(where)} ORDER BY {order}{page}",
             params,
@@ -292,7 +291,7 @@ class RegistryStore:
             if not create:
                 raise ModelNotFoundError(f"model {name!r} is not in the registry; `hub list` shows what is")
             stamp = now_ms()
-            model = RegisteredModel(name=name, created_at_ms=stamp, updated_at_ms=stamp)
+            model = RegisteredModel(name=name, num_versions=0, created_at_ms=stamp, updated_at_ms=stamp)
             session.add(model)
             session.flush()
         return model
@@ -347,8 +346,11 @@ class RegistryStore:
                 number = version
             manifest, digest = make_manifest(number)
             self._insert_version(session, model, manifest, digest)
+            if highest == 0:  # a new model is as old as its first version (reindex computes the same)
+                model.created_at_ms = manifest.created_at_ms
             if manifest.version > (model.latest_version or 0):
                 model.latest_version = manifest.version
+            model.num_versions += 1
             model.updated_at_ms = manifest.created_at_ms
             if model_description is not None:
                 model.description = model_description
@@ -441,6 +443,7 @@ class RegistryStore:
             model = self._lock_model(session, name, create=False)
             row = self._version_row(session, model, version)
             row.deleted_at_ms = now_ms()
+            model.num_versions -= 1
             changes = []
             for alias in session.scalars(select(ModelAlias.alias).where(ModelAlias.model_id == model.id, ModelAlias.version == version)).all():
                 changes.append(self._move_alias(session, model, alias, None, user))
@@ -474,8 +477,9 @@ class RegistryStore:
                     live += digest is not None
                 live_numbers = [m.version for m, d in versions if d]
                 model.latest_version = max(live_numbers, default=None)
-                model.created_at_ms = min((m.created_at_ms for m, _ in versions), default=stamp)
-                model.updated_at_ms = max((m.created_at_ms for m, _ in versions), default=stamp)
+                model.num_versions = len(live_numbers)
+                model.created_at_ms = min((m.created_at_ms for m, d in versions if d), default=stamp)
+                model.updated_at_ms = max((m.created_at_ms for m, d in versions if d), default=stamp)
                 for alias, version in aliases.items():
                     if version in live_numbers:
                         self._move_alias(session, model, alias, version, user)

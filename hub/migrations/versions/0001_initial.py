@@ -21,6 +21,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(129), nullable=False),
         sa.Column("description", sa.Text(), nullable=True),
         sa.Column("latest_version", sa.Integer(), nullable=True),
+        sa.Column("num_versions", sa.Integer(), nullable=False),
         sa.Column("created_at_ms", sa.BigInteger(), nullable=False),
         sa.Column("updated_at_ms", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_registered_models"),

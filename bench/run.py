@@ -1,0 +1,124 @@
+"""Run every modelhub benchmark and print one summary table; write ``bench/results/latest.json``.
+
+Benchmarks (each module's docstring says what it measures and its targets):
+
+* bench_load.py     Hub.load against safetensors load_file + meta build + assign
+                    (~100 MB and ~1 GB): time <= 1.2x, peak memory <= 1.1x the weights
+* bench_publish.py  publishing a 1 GiB state dict: >= 0.7 GB/s, compared with sha256
+                    alone and with write + fsync; republishing adds no weight bytes
+* bench_registry.py 10,000 models x 10 versions: `hub list --json --all` < 0.5 s,
+                    resolving a reference < 5 ms
+
+Every figure is a median over repeated runs, hub and baseline alternating, as a
+ratio against a baseline measured in the same run. ``--quick`` shrinks every
+size for a smoke run (under a minute).
+
+Usage: ``.venv/bin/python bench/run.py [--quick] [--only load,publish,registry] ...``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import torch
+
+import bench_load
+import bench_publish
+import bench_registry
+from common import BENCH_DIR, RESULTS_DIR, Row, print_table
+
+BENCHES = ("load", "publish", "registry")
+FULL = {"load_sizes": "100,1000", "publish_mb": 1024, "models": 10_000, "versions": 10, "repeats": 5, "load_repeats": 15, "mem_repeats": 3,
+        "calls": 200}
+QUICK = {"load_sizes": "10", "publish_mb": 64, "models": 500, "versions": 10, "repeats": 3, "load_repeats": 5, "mem_repeats": 1,
+         "calls": 50}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run (< 1 minute)")
+    parser.add_argument("--only", default=",".join(BENCHES), help=f"comma-separated subset of {','.join(BENCHES)}")
+    parser.add_argument("--load-sizes", help=f"load model sizes in MB (default {FULL['load_sizes']})")
+    parser.add_argument("--publish-mb", type=int, help=f"publish state dict size in MiB (default {FULL['publish_mb']})")
+    parser.add_argument("--models", type=int, help=f"registry models (default {FULL['models']})")
+    parser.add_argument("--versions", type=int, help=f"registry versions per model (default {FULL['versions']})")
+    parser.add_argument("--repeats", type=int, help=f"measured rounds per contender (default {FULL['repeats']})")
+    parser.add_argument("--load-repeats", type=int, help=f"warm load rounds per contender (default {FULL['load_repeats']})")
+    parser.add_argument("--mem-repeats", type=int, help=f"fresh processes per load contender (default {FULL['mem_repeats']})")
+    parser.add_argument("--calls", type=int, help=f"info() calls per reference kind (default {FULL['calls']})")
+    parser.add_argument("--cold-cache", action="store_true", help="load: drop the blob from the page cache before every load")
+    parser.add_argument("--rebuild-registry", action="store_true", help="build the cached registry again")
+    parser.add_argument("--tmp-dir", default=None, help="where temporary hubs go (default: the system temp folder)")
+    parser.add_argument("--output", default=str(RESULTS_DIR / "latest.json"), help="where to write the JSON results")
+    args = parser.parse_args()
+    defaults = QUICK if args.quick else FULL
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.only = [b for b in args.only.split(",") if b]
+    unknown = set(args.only) - set(BENCHES)
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(sorted(unknown))}; choose from {', '.join(BENCHES)}")
+    return args
+
+
+def log(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def run_benches(args: argparse.Namespace) -> tuple[list[Row], dict[str, float]]:
+    """Every selected benchmark's rows, and how long each took."""
+    torch.manual_seed(0)
+    plans = {
+        "load": lambda: bench_load.run([float(s) for s in args.load_sizes.split(",")], args.load_repeats, args.mem_repeats,
+                                       args.cold_cache, args.tmp_dir, log),
+        "publish": lambda: bench_publish.run(args.publish_mb, 16, args.repeats, args.tmp_dir, log),
+        "registry": lambda: bench_registry.run(args.models, args.versions, args.repeats, args.calls,
+                                               args.rebuild_registry, log),
+    }
+    rows: list[Row] = []
+    durations: dict[str, float] = {}
+    for name in args.only:
+        start = time.perf_counter()
+        rows += plans[name]()
+        durations[name] = time.perf_counter() - start
+    return rows, durations
+
+
+def environment() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=BENCH_DIR, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = ""
+    return {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
+            "platform": platform.platform(), "commit": commit, "torch_threads": torch.get_num_threads()}
+
+
+def main() -> None:
+    args = parse_args()
+    started = time.perf_counter()
+    rows, durations = run_benches(args)
+    total = time.perf_counter() - started
+    print()
+    print_table(rows)
+    print(f"\ntotal {total:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in durations.items()) + ")")
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    settings = {k: v for k, v in vars(args).items() if k != "output"}
+    record = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "settings": settings,
+              "environment": environment(), "durations_s": durations, "total_s": total, "rows": [r.to_dict() for r in rows]}
+    with open(args.output, "w") as f:
+        json.dump(record, f, indent=2)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
