@@ -102,8 +102,7 @@ def load_weights(blobs: BlobStore, version: ModelVersion, *, device: Any = "cpu"
     for path, blob in check_files(blobs, version, version.weight_files, verify=verify).items():
         try:
             with safe_open(blob, framework="pt", device=str(target)) as f:
-                for key in f.keys():
-                    state[key] = f.get_tensor(key)
+                state.update(f.get_tensors())
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise UnsafeFormatError(f"{version.ref}: {path!r} is not valid safetensors ({exc}); run `hub verify`") from exc
     if cast is not None:

@@ -123,24 +123,28 @@ class RegistryStore:
         tags: dict[int, list[str]] = {i: [] for i in ids}
         metrics: dict[int, dict[str, float]] = {i: {} for i in ids}
         metadata: dict[int, dict[str, Any]] = {i: {} for i in ids}
-        for vid, path, sha256, size in self._in_query(
-            "SELECT version_id, path, sha256, size FROM model_version_files WHERE version_id IN ({ids}) ORDER BY path", ids
+        aliases: dict[int, list[str]] = {i: [] for i in ids}
+        # One round trip for everything hanging off the versions (this is on hub.load's path).
+        for vid, kind, key, text, number in self._in_query(
+            "SELECT version_id, 'f', path, sha256, size FROM model_version_files WHERE version_id IN ({ids}) "
+            "UNION ALL SELECT version_id, 't', tag, NULL, NULL FROM model_version_tags WHERE version_id IN ({ids}) "
+            "UNION ALL SELECT version_id, 'm', key, NULL, value FROM model_version_metrics WHERE version_id IN ({ids}) "
+            "UNION ALL SELECT version_id, 'd', key, value_json, NULL FROM model_version_metadata WHERE version_id IN ({ids}) "
+            "UNION ALL SELECT v.id, 'a', a.alias, NULL, NULL FROM model_aliases a "
+            "JOIN model_versions v ON v.model_id = a.model_id AND v.version = a.version WHERE v.id IN ({ids}) "
+            "ORDER BY 1, 2, 3",
+            ids,
         ):
-            files[vid].append(FileEntry(path, sha256, size))
-        for vid, tag in self._in_query("SELECT version_id, tag FROM model_version_tags WHERE version_id IN ({ids}) ORDER BY tag", ids):
-            tags[vid].append(tag)
-        for vid, key, value in self._in_query("SELECT version_id, key, value FROM model_version_metrics WHERE version_id IN ({ids}) ORDER BY key", ids):
-            metrics[vid][key] = value
-        for vid, key, value in self._in_query("SELECT version_id, key, value_json FROM model_version_metadata WHERE version_id IN ({ids}) ORDER BY key", ids):
-            metadata[vid][key] = json.loads(value)
-        aliases: dict[tuple[str, int], list[str]] = {}
-        for name in {row[1] for row in rows}:
-            for alias, version in self.db.query(
-                "SELECT a.alias, a.version FROM model_aliases a JOIN registered_models m ON m.id = a.model_id "
-                "WHERE m.name = :name ORDER BY a.alias",
-                {"name": name},
-            ):
-                aliases.setdefault((name, version), []).append(alias)
+            if kind == "f":
+                files[vid].append(FileEntry(key, text, int(number)))
+            elif kind == "t":
+                tags[vid].append(key)
+            elif kind == "m":
+                metrics[vid][key] = float(number)
+            elif kind == "d":
+                metadata[vid][key] = json.loads(text)
+            else:
+                aliases[vid].append(key)
         versions = []
         for (vid, name, version, digest, arch, config, layout, dtype, nparams, size, task, lic, desc, parent, created) in rows:
             layout_record = json.loads(layout)
@@ -148,7 +152,7 @@ class RegistryStore:
                 name=name, version=version, ref=f"{name}:{version}", digest=digest, architecture=arch,
                 config=json.loads(config), files=tuple(files[vid]), size_bytes=size, num_parameters=nparams,
                 dtype=dtype, task=task, license=lic, tags=tuple(tags[vid]), metrics=metrics[vid],
-                metadata=metadata[vid], parent=parent, aliases=tuple(aliases.get((name, version), ())),
+                metadata=metadata[vid], parent=parent, aliases=tuple(aliases[vid]),
                 created_at=from_millis(created), description=desc,
                 weight_files=tuple(layout_record.get("weights", ())), tied=layout_record.get("tied", {}),
             ))
