@@ -6,33 +6,42 @@
 
 The module-level functions use a default :class:`Hub` built from ``HUB_HOME``
 and ``HUB_REGISTRY_URL``; ``hub.Hub(home, registry_url)`` gives an explicit one.
-Importing ``hub`` is light: torch and SQLAlchemy load only when a call needs them.
+Importing ``hub`` is light: torch, SQLAlchemy and the rest load only when a
+call needs them (names below are imported on first use).
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
+import importlib
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hub.api import GcReport, Hub
-from hub.architectures import create, list_architectures, register_architecture
-from hub.entities import AliasChange, FileEntry, ModelSummary, ModelVersion, VerifyReport
 from hub.errors import *  # noqa: F403
 from hub.errors import __all__ as _errors
-from hub.reference import Reference, parse_reference
+
+if TYPE_CHECKING:
+    from hub.api import GcReport, Hub
+    from hub.architectures import create, list_architectures, register_architecture
+    from hub.entities import AliasChange, FileEntry, ModelSummary, ModelVersion, VerifyReport
+    from hub.reference import Reference, parse_reference
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Hub", "ModelVersion", "ModelSummary", "FileEntry", "AliasChange", "VerifyReport", "GcReport", "Reference",
+# The default hub's methods, exposed as module functions.
+_DELEGATED = (
     "publish", "load", "load_state_dict", "info", "list_models", "list_versions", "set_alias", "delete_alias",
     "alias_history", "delete_version", "download", "verify", "gc", "reindex",
-    "register_architecture", "create", "list_architectures", "parse_reference", "default_hub",
-    *_errors,
-]
+)
+_LAZY = {
+    "Hub": "hub.api", "GcReport": "hub.api",
+    "ModelVersion": "hub.entities", "ModelSummary": "hub.entities", "FileEntry": "hub.entities",
+    "AliasChange": "hub.entities", "VerifyReport": "hub.entities",
+    "Reference": "hub.reference", "parse_reference": "hub.reference",
+    "register_architecture": "hub.architectures", "create": "hub.architectures", "list_architectures": "hub.architectures",
+}
+
+__all__ = [*_DELEGATED, *_LAZY, "default_hub", *_errors]
 
 _default: tuple[tuple[str | None, str | None], Hub] | None = None
 _default_lock = threading.Lock()
@@ -40,6 +49,8 @@ _default_lock = threading.Lock()
 
 def default_hub() -> Hub:
     """The :class:`Hub` the module functions use, rebuilt when ``HUB_HOME`` or ``HUB_REGISTRY_URL`` change."""
+    from hub.api import Hub
+
     global _default
     key = (os.environ.get("HUB_HOME"), os.environ.get("HUB_REGISTRY_URL"))
     with _default_lock:
@@ -51,6 +62,12 @@ def default_hub() -> Hub:
 
 
 def _delegate(name: str) -> Any:
+    """``hub.<name>(...)``: the default hub's method, with its signature and docstring."""
+    import functools
+    import inspect
+
+    from hub.api import Hub
+
     method = getattr(Hub, name)
 
     @functools.wraps(method)
@@ -63,17 +80,16 @@ def _delegate(name: str) -> Any:
     return call
 
 
-publish = _delegate("publish")
-load = _delegate("load")
-load_state_dict = _delegate("load_state_dict")
-info = _delegate("info")
-list_models = _delegate("list_models")
-list_versions = _delegate("list_versions")
-set_alias = _delegate("set_alias")
-delete_alias = _delegate("delete_alias")
-alias_history = _delegate("alias_history")
-delete_version = _delegate("delete_version")
-download = _delegate("download")
-verify = _delegate("verify")
-gc = _delegate("gc")
-reindex = _delegate("reindex")
+def __getattr__(name: str) -> Any:
+    if name in _DELEGATED:
+        value = _delegate(name)
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'hub' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub import settings
-from hub.architectures import check_config
 from hub.blobstore import BlobStore, temp_file
 from hub.entities import AliasChange, ModelSummary, ModelVersion, VerifyReport
 from hub.errors import HubError, IntegrityError, InvalidArgumentError, UnsafeFormatError, VersionExistsError
@@ -188,6 +187,8 @@ class Hub:
             raise InvalidArgumentError(f"config must be a dict, not {type(config).__name__}")
         config = dict(config) if config is not None else (prepared.config if architecture == prepared.architecture else None)
         if architecture is not None:
+            from hub.architectures import check_config
+
             config = check_config(architecture, config or {})
         dtype, num_parameters = p.describe_weights(prepared, architecture, config)
         parent_ref = self.info(parent).ref if parent is not None else self._existing_parent(prepared.parent)

@@ -13,10 +13,8 @@ import hashlib
 import os
 import re
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +25,17 @@ __all__ = ["BlobStore", "CHUNK_SIZE", "sha256_file", "temp_file"]
 CHUNK_SIZE = 16 * 1024 * 1024
 TEMP_PREFIX = ".tmp-"
 _DIGEST = re.compile(r"[0-9a-f]{64}")
-_hash_pool: ThreadPoolExecutor | None = None
+_hash_pool: Any = None
 _hash_pool_lock = threading.Lock()
 
 
-def _pool() -> ThreadPoolExecutor:
+def _pool() -> Any:
+    """The one helper thread that hashes beside writes (created on first use)."""
     global _hash_pool
     with _hash_pool_lock:
         if _hash_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             _hash_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-sha256")
         return _hash_pool
 
@@ -64,6 +65,8 @@ def file_mode() -> int:
 
 def temp_file(folder: Path) -> tuple[int, Path]:
     """A new temporary file in ``folder`` (so a rename to its final name is atomic), with the ordinary mode."""
+    import tempfile
+
     fd, name = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=".incomplete")
     os.fchmod(fd, file_mode())
     return fd, Path(name)

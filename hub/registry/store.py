@@ -211,10 +211,10 @@ class RegistryStore:
             params,
         )
         tags: dict[int, list[str]] = {}
-        for vid, tag_name in self._in_query("SELECT version_id, tag FROM model_version_tags WHERE version_id IN ({ids}) ORDER BY tag", [r[5] for r in rows]):
+        for vid, tag_name in self._in_query("SELECT version_id, tag FROM model_version_tags WHERE version_id IN ({ids}) ORDER BY version_id, tag", [r[5] for r in rows]):
             tags.setdefault(vid, []).append(tag_name)
         aliases: dict[int, dict[str, int]] = {}
-        for mid, alias, version in self._in_query("SELECT model_id, alias, version FROM model_aliases WHERE model_id IN ({ids}) ORDER BY alias", [r[0] for r in rows]):
+        for mid, alias, version in self._in_query("SELECT model_id, alias, version FROM model_aliases WHERE model_id IN ({ids}) ORDER BY model_id, alias", [r[0] for r in rows]):
             aliases.setdefault(mid, {})[alias] = version
         return [
             ModelSummary(
