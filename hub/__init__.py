@@ -21,9 +21,9 @@ from hub.errors import *  # noqa: F403
 from hub.errors import __all__ as _errors
 
 if TYPE_CHECKING:
-    from hub.api import GcReport, Hub
+    from hub.api import Hub
     from hub.architectures import create, list_architectures, register_architecture
-    from hub.entities import AliasChange, FileEntry, ModelSummary, ModelVersion, VerifyReport
+    from hub.entities import AliasChange, FileEntry, GcReport, ModelSummary, ModelVersion, VerifyReport
     from hub.reference import Reference, parse_reference
 
 __version__ = "0.1.0"
@@ -34,7 +34,7 @@ _DELEGATED = (
     "alias_history", "delete_version", "download", "verify", "gc", "reindex",
 )
 _LAZY = {
-    "Hub": "hub.api", "GcReport": "hub.api",
+    "Hub": "hub.api", "GcReport": "hub.entities",
     "ModelVersion": "hub.entities", "ModelSummary": "hub.entities", "FileEntry": "hub.entities",
     "AliasChange": "hub.entities", "VerifyReport": "hub.entities",
     "Reference": "hub.reference", "parse_reference": "hub.reference",

@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub import settings
 from hub.blobstore import BlobStore, temp_file
-from hub.entities import AliasChange, ModelSummary, ModelVersion, VerifyReport
+from hub.entities import AliasChange, FileEntry, GcReport, ModelSummary, ModelVersion, VerifyReport
 from hub.errors import HubError, IntegrityError, InvalidArgumentError, UnsafeFormatError, VersionExistsError
 from hub.manifest import Manifest, check_relative_path
 from hub.reference import folder_name, parse_reference, validate_alias, validate_name, validate_version
@@ -29,17 +28,9 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["Hub", "GcReport"]
+__all__ = ["Hub"]
 
 SORTS = ("name", "updated", "size")
-
-
-@dataclass(frozen=True)
-class GcReport:
-    """What ``gc`` removed (or, with ``dry_run``, would remove)."""
-
-    removed: tuple[str, ...]
-    freed_bytes: int
 
 
 class Hub:
@@ -199,20 +190,7 @@ class Hub:
             raise VersionExistsError(f"{name}:{version} already exists and versions are immutable; publish without version=")
 
         # 2. Store the bytes (content-addressed: unchanged weights add nothing).
-        files: dict[str, tuple[str, int]] = {}
-        if prepared.tensors is not None:
-            from hub.safetensors_io import iter_safetensors_bytes
-
-            chunks, _ = iter_safetensors_bytes(prepared.tensors)
-            files[p.WEIGHTS_FILE] = self.blobs.write(chunks)
-        for path, local in {**prepared.weight_files, **prepared.extra_files}.items():
-            files[path] = self.blobs.put_file(local)
-        if card_bytes is not None:
-            files["README.md"] = self.blobs.put_bytes(card_bytes)
-        from hub.entities import FileEntry
-
-        entries = tuple(FileEntry(path, sha, size) for path, (sha, size) in sorted(files.items()))
-        weights = (p.WEIGHTS_FILE,) if prepared.tensors is not None else tuple(sorted(prepared.weight_files))
+        entries, weights = self._store_files(prepared, card_bytes)
         user = settings.current_user()
 
         # 3. Index it: the registry assigns the number, the manifest records it.
@@ -242,6 +220,28 @@ class Hub:
         for alias in alias_list:
             self.refs.set_alias(name, alias, published.version)
         return published
+
+    def _store_files(self, prepared: Any, card_bytes: bytes | None) -> tuple[tuple[FileEntry, ...], tuple[str, ...]]:
+        """Write a prepared source's weights, files and card into the blob store.
+
+        Returns:
+            ``(files, weight file paths)`` for the manifest.
+        """
+        from hub.publishing import WEIGHTS_FILE
+
+        files: dict[str, tuple[str, int]] = {}
+        if prepared.tensors is not None:
+            from hub.safetensors_io import iter_safetensors_bytes
+
+            chunks, _ = iter_safetensors_bytes(prepared.tensors)
+            files[WEIGHTS_FILE] = self.blobs.write(chunks)
+        for path, local in {**prepared.weight_files, **prepared.extra_files}.items():
+            files[path] = self.blobs.put_file(local)
+        if card_bytes is not None:
+            files["README.md"] = self.blobs.put_bytes(card_bytes)
+        entries = tuple(FileEntry(path, sha, size) for path, (sha, size) in sorted(files.items()))
+        weights = (WEIGHTS_FILE,) if prepared.tensors is not None else tuple(sorted(prepared.weight_files))
+        return entries, weights
 
     def _existing_parent(self, parent: str | None) -> str | None:
         """The parent a module remembers, if it is in this registry."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["FileEntry", "ModelVersion", "ModelSummary", "AliasChange", "VerifyReport"]
+__all__ = ["FileEntry", "ModelVersion", "ModelSummary", "AliasChange", "VerifyReport", "GcReport"]
 
 
 def from_millis(ms: int | None) -> datetime | None:
@@ -119,3 +119,11 @@ class VerifyReport(_Record):
     def ok(self) -> bool:
         """True when no version has a problem (leftovers are not problems)."""
         return not self.problems
+
+
+@dataclass(frozen=True)
+class GcReport(_Record):
+    """What ``gc`` removed (or, with ``dry_run``, would remove)."""
+
+    removed: tuple[str, ...]
+    freed_bytes: int
