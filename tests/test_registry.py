@@ -124,3 +124,16 @@ def test_concurrent_alias_moves_leave_a_consistent_alias_and_history():
     for before, after in zip(history, history[1:]):
         assert after.from_version == before.to_version
     assert hub.info("race/alias@production").version == history[-1].to_version
+
+
+def test_a_dropped_postgres_connection_is_replaced(registry_url):
+    if not registry_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    import psycopg
+
+    hub.publish({"w": torch.zeros(2)}, "acme/x")
+    (pid,) = hub.default_hub().db.query("SELECT pg_backend_pid()")[0]
+    conninfo = os.environ["HUB_TEST_POSTGRES_URL"].replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(conninfo, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    assert [m.name for m in hub.list_models()] == ["acme/x"]

@@ -75,17 +75,28 @@ class Database:
             raise RegistryError(f"can't connect to the registry at {self.url}: {exc}") from exc
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
-        """Run a read-only ``SELECT`` with ``:name`` parameters; return its rows."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._connect()
+        """Run a read-only ``SELECT`` with ``:name`` parameters; return its rows.
+
+        A connection the server dropped is replaced once before giving up.
+
+        Raises:
+            RegistryError: the database can't be reached or the query failed.
+        """
         if self.dialect == "postgresql":
             sql = _NAMED.sub(r"%(\1)s", sql)
-        try:
-            cursor = conn.execute(sql, params or {})
-            return cursor.fetchall()
-        except sqlite3.OperationalError as exc:
-            raise RegistryError(f"registry query failed: {exc}; is {self.url} a modelhub registry? try `hub db upgrade`") from exc
+        for attempt in (1, 2):
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = self._connect()
+            try:
+                return conn.execute(sql, params or {}).fetchall()
+            except Exception as exc:  # sqlite3.Error, psycopg.Error: the driver's own classes
+                broken = self.dialect == "postgresql" and getattr(conn, "closed", False)
+                if broken and attempt == 1:
+                    self._local.conn = None
+                    continue
+                raise RegistryError(f"registry query failed on {self.url}: {exc}; is it a modelhub registry? try `hub db upgrade`") from exc
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         """Close this thread's read connection and the write engine."""
