@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import torch
@@ -78,6 +79,20 @@ def run_workers(code: str, count: int) -> list[dict]:
         assert process.returncode == 0, err
         outputs.append(json.loads(out))
     return outputs
+
+
+def test_processes_creating_one_new_registry_at_once_all_succeed():
+    start = time.time() + 3  # every worker is imported and waiting by then
+    outputs = run_workers(
+        f"""
+        import json, time, hub
+        time.sleep(max(0.0, {start} - time.time()))
+        print(json.dumps({{"models": len(hub.list_models())}}))
+        """,
+        PUBLISHERS * 2,
+    )
+    assert outputs == [{"models": 0}] * PUBLISHERS * 2
+    assert hub.default_hub().db.schema_revision() == SCHEMA_HEAD
 
 
 def test_concurrent_publishers_get_distinct_versions():

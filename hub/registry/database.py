@@ -23,6 +23,7 @@ __all__ = ["Database", "SCHEMA_HEAD"]
 
 SCHEMA_HEAD = "0001_initial"  # keep equal to the newest file in hub/migrations/versions
 BUSY_TIMEOUT_S = 60
+MIGRATION_LOCK_KEY = 0x6D6F64656C687562  # "modelhub": the PostgreSQL advisory lock migrations hold
 _NAMED = re.compile(r":([a-z_][a-z0-9_]*)")
 
 
@@ -153,6 +154,8 @@ class Database:
             self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with self.engine.begin() as connection:
+                if self.dialect == "postgresql":  # processes creating one new registry at once take turns
+                    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
                 upgrade(connection, revision)
         except SQLAlchemyError as exc:
             raise RegistryError(f"can't migrate the registry at {self.url}: {exc.orig if hasattr(exc, 'orig') else exc}") from exc
