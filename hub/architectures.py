@@ -24,7 +24,7 @@ from hub.errors import ArchitectureError, ArchitectureNotFoundError, InvalidArgu
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["register_architecture", "create", "list_architectures", "get_architecture", "ArchitectureSpec", "ENTRY_POINT_GROUP"]
+__all__ = ["register_architecture", "create", "create_empty", "list_architectures", "get_architecture", "ArchitectureSpec", "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "modelhub.architectures"
 Builder = TypeVar("Builder", bound=Callable[..., "nn.Module"])
@@ -145,3 +145,45 @@ def create(name: str, **config: Any) -> nn.Module:
         raise ArchitectureError(f"building {name!r} with {config} failed: {exc}") from exc
     module.hub_architecture = ArchitectureSpec(name, full_config)
     return module
+
+
+_building_empty = threading.local()
+_patched = False
+
+
+def _install_empty_parameters_hook() -> None:
+    """Wrap ``nn.Module.register_parameter`` once: inside :func:`create_empty`, on this thread
+    only, every new parameter is moved to the meta device as it is registered."""
+    global _patched
+    with _load_lock:
+        if _patched:
+            return
+        from torch import nn
+
+        register = nn.Module.register_parameter
+
+        def register_parameter(self: nn.Module, name: str, param: Any) -> None:
+            register(self, name, param)
+            if param is not None and not param.is_meta and getattr(_building_empty, "active", False):
+                self._parameters[name] = type(param)(param.to("meta"), requires_grad=param.requires_grad)
+
+        nn.Module.register_parameter = register_parameter  # type: ignore[method-assign]
+        _patched = True
+
+
+def create_empty(name: str, **config: Any) -> nn.Module:
+    """Build architecture ``name`` with its parameters on the meta device and its buffers real.
+
+    Parameters take no memory and get no initialisation (they are replaced by
+    stored weights); buffers the module computes for itself (``position_ids``,
+    masks, ...) are built for real on the CPU, since checkpoints don't hold them.
+
+    Raises:
+        ArchitectureNotFoundError, ArchitectureError: see :func:`create`.
+    """
+    _install_empty_parameters_hook()
+    _building_empty.active = True
+    try:
+        return create(name, **config)
+    finally:
+        _building_empty.active = False

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hub.architectures import create
+from hub.architectures import create, create_empty
 from hub.blobstore import BlobStore
 from hub.entities import ModelVersion
 from hub.errors import DeviceError, IntegrityError, UnsafeFormatError, WeightsMismatchError
@@ -112,8 +112,9 @@ def load_weights(blobs: BlobStore, version: ModelVersion, *, device: Any = "cpu"
     return state
 
 
-def build_module(version: ModelVersion, device: Any = "meta") -> nn.Module:
-    """Build the version's architecture on ``device`` (meta: no memory, no init).
+def build_module(version: ModelVersion, device: Any = None) -> nn.Module:
+    """Build the version's architecture: parameters on the meta device (no memory, no init) and
+    buffers real on the CPU, or, with ``device``, everything real there.
 
     Raises:
         WeightsMismatchError: the version has no architecture to build.
@@ -125,24 +126,34 @@ def build_module(version: ModelVersion, device: Any = "meta") -> nn.Module:
             f"{version.ref} was published without an architecture, so it can't be built; "
             "use hub.load_state_dict() and load the weights into your own module"
         )
+    if device is None:
+        return create_empty(version.architecture, **version.config)
     with torch.device(device):
         return create(version.architecture, **version.config)
 
 
-def _materialize_leftovers(module: nn.Module, version: ModelVersion, device: torch.device) -> None:
-    """Give real values to tensors the checkpoint doesn't hold (non-persistent buffers)."""
-    leftovers = [name for name, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
-    if not leftovers:
-        return
-    reference = build_module(version, device)
-    values = {**dict(reference.named_parameters()), **dict(reference.named_buffers())}
-    for name in leftovers:
-        owner_name, _, attr = name.rpartition(".")
-        owner = module.get_submodule(owner_name)
-        if attr in owner._parameters:
-            owner._parameters[attr] = values[name]
-        else:
-            owner._buffers[attr] = values[name]
+def computed_buffers(module: nn.Module) -> set[str]:
+    """Names of buffers the module computes itself (non-persistent): never taken from a checkpoint."""
+    return {
+        f"{prefix}.{name}" if prefix else name
+        for prefix, owner in module.named_modules()
+        for name in owner._non_persistent_buffers_set
+    }
+
+
+def _complete(module: nn.Module, version: ModelVersion, device: torch.device) -> None:
+    """Move computed buffers to ``device``, and give real values to parameters the weights lacked
+    (``strict=False``) from a freshly initialised build."""
+    for owner in module.modules():
+        for name, buffer in owner._buffers.items():
+            if buffer is not None and buffer.device != device:
+                owner._buffers[name] = buffer.to(device)
+    missing = [name for name, p in module.named_parameters() if p.is_meta]
+    if missing:
+        fresh = dict(build_module(version, device).named_parameters())
+        for name in missing:
+            owner_name, _, attr = name.rpartition(".")
+            module.get_submodule(owner_name)._parameters[attr] = fresh[name]
 
 
 def load_module(blobs: BlobStore, version: ModelVersion, *, device: Any = "auto", dtype: Any = None, strict: bool = True, verify: bool = False) -> nn.Module:
@@ -158,11 +169,13 @@ def load_module(blobs: BlobStore, version: ModelVersion, *, device: Any = "auto"
     target = resolve_device(device)
     module = build_module(version)
     state = load_weights(blobs, version, device=target, dtype=dtype, verify=verify)
+    for name in computed_buffers(module) & state.keys():  # older checkpoints saved some (BERT's position_ids)
+        del state[name]
     try:
         module.load_state_dict(state, strict=strict, assign=True)
     except RuntimeError as exc:
         raise WeightsMismatchError(f"{version.ref}: the stored weights don't fit architecture {version.architecture!r}: {exc}") from None
-    _materialize_leftovers(module, version, target)
+    _complete(module, version, target)
     module.eval()
     module.hub_version = version
     return module

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hub.architectures import create
+from hub.architectures import create_empty
 from hub.errors import InvalidArgumentError, InvalidSourceError, UnsafeFormatError, WeightsMismatchError
 from hub.manifest import check_relative_path
 from hub.safetensors_io import FLOATING, SafetensorsHeader, TensorInfo, dedupe_shared, read_header
@@ -170,7 +170,6 @@ def describe_weights(prepared: PreparedSource, architecture: str | None, config:
         ArchitectureNotFoundError, ArchitectureError: bad architecture or config.
         WeightsMismatchError: missing, unexpected or mis-shaped tensors.
     """
-    import torch
 
     by_dtype: dict[str, int] = {}
     for info in prepared.infos.values():
@@ -181,10 +180,12 @@ def describe_weights(prepared: PreparedSource, architecture: str | None, config:
     num_parameters = prepared.num_parameters or sum(i.numel for i in prepared.infos.values())
     if architecture is None:
         return dtype, num_parameters
-    with torch.device("meta"):
-        module = create(architecture, **(config or {}))
+    from hub.loader import computed_buffers
+
+    module = create_empty(architecture, **(config or {}))
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    stored = {k: v.shape for k, v in prepared.infos.items()}
+    ignored = computed_buffers(module)
+    stored = {k: v.shape for k, v in prepared.infos.items() if k not in ignored}
     stored.update({dropped: stored[kept] for dropped, kept in prepared.tied.items() if kept in stored})
     missing = sorted(set(expected) - set(stored))
     unexpected = sorted(set(stored) - set(expected))

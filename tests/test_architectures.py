@@ -102,3 +102,81 @@ def test_entry_point_architectures_are_loaded(monkeypatch):
         assert hub.create("plugin-net", size=3).weight.shape == (3, 3)
     finally:
         architectures._builders.pop("plugin-net", None)
+
+
+class WithComputedBuffer(nn.Module):
+    """A module whose forward uses a buffer it computes itself (like BERT's position_ids)."""
+
+    def __init__(self, length: int = 5) -> None:
+        super().__init__()
+        self.register_buffer("positions", torch.arange(length) * 2, persistent=False)
+        self.scale = nn.Parameter(torch.ones(length))
+
+    def forward(self, x):
+        return x * self.scale + self.positions
+
+
+@pytest.fixture
+def computed_buffer_architecture():
+    hub.register_architecture("computed-buffer", overwrite=True)(WithComputedBuffer)
+    yield "computed-buffer"
+    from hub import architectures
+
+    architectures._builders.pop("computed-buffer", None)
+
+
+def test_create_empty_puts_parameters_on_meta_and_computes_buffers(computed_buffer_architecture):
+    from hub.architectures import create_empty
+
+    model = create_empty(computed_buffer_architecture, length=4)
+    assert model.scale.is_meta
+    assert torch.equal(model.positions, torch.tensor([0, 2, 4, 6]))
+
+
+def test_create_empty_leaves_other_threads_alone(computed_buffer_architecture):
+    import threading
+
+    from hub import architectures
+
+    built = {}
+    architectures._install_empty_parameters_hook()
+    architectures._building_empty.active = True  # this thread is "inside" create_empty
+    try:
+        thread = threading.Thread(target=lambda: built.update(model=nn.Linear(2, 2)))
+        thread.start()
+        thread.join()
+    finally:
+        architectures._building_empty.active = False
+    assert not built["model"].weight.is_meta
+
+
+def test_computed_buffers_are_real_after_load_and_old_checkpoints_still_load(computed_buffer_architecture):
+    torch.manual_seed(0)
+    model = hub.create(computed_buffer_architecture, length=5)
+    with torch.no_grad():
+        model.scale.mul_(3)
+    hub.publish(model, "acme/computed")
+    loaded = hub.load("acme/computed", device="cpu")
+    x = torch.randn(5)
+    assert torch.equal(loaded(x), model(x))
+    # An older checkpoint that saved the computed buffer too is accepted; the module's own value wins.
+    old_style = {"scale": model.scale.detach().clone(), "positions": torch.zeros(5, dtype=torch.int64)}
+    hub.publish(old_style, "acme/computed-old", architecture=computed_buffer_architecture, config={"length": 5})
+    assert torch.equal(hub.load("acme/computed-old", device="cpu")(x), model(x))
+
+
+def test_strict_false_fills_missing_parameters_with_a_fresh_init():
+    import dataclasses
+
+    from hub import loader
+
+    config = {"in_features": 4, "hidden": [8], "out_features": 3}
+    weights = hub.create("mlp", **config).state_dict()
+    del weights["layers.2.bias"]
+    partial = hub.publish(weights, "acme/partial")  # weights only: no architecture to check them against
+    version = dataclasses.replace(partial, architecture="mlp", config=config)
+    with pytest.raises(hub.WeightsMismatchError, match="layers.2.bias"):
+        loader.load_module(hub.default_hub().blobs, version, device="cpu")
+    loaded = loader.load_module(hub.default_hub().blobs, version, device="cpu", strict=False)
+    assert not any(p.is_meta for p in loaded.parameters())
+    assert torch.equal(loaded.layers[0].weight, weights["layers.0.weight"])
