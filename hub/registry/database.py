@@ -10,9 +10,11 @@ failing with "database is locked".
 
 from __future__ import annotations
 
+import random
 import re
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -172,6 +174,20 @@ class Database:
             return self._engine
 
 
+def _set_wal(cursor: sqlite3.Cursor) -> None:
+    """Switch a new database to WAL. SQLite answers "locked" at once, without waiting, while another
+    process switches it too, so take turns here."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01 + random.random() * 0.05)
+
+
 def _create_engine(url: str, dialect: str) -> Any:
     from sqlalchemy import create_engine, event
 
@@ -183,8 +199,8 @@ def _create_engine(url: str, dialect: str) -> Any:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+        _set_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
