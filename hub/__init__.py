@@ -31,7 +31,7 @@ __version__ = "0.1.0"
 # The default hub's methods, exposed as module functions.
 _DELEGATED = (
     "publish", "load", "load_state_dict", "info", "list_models", "list_versions", "set_alias", "delete_alias",
-    "alias_history", "delete_version", "download", "verify", "gc", "reindex",
+    "alias_history", "delete_version", "download", "verify", "gc", "reindex", "import_hf", "load_tokenizer",
 )
 _LAZY = {
     "Hub": "hub.api", "GcReport": "hub.entities",

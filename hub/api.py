@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from hub import settings
 from hub.blobstore import BlobStore, temp_file
 from hub.entities import AliasChange, FileEntry, GcReport, ModelSummary, ModelVersion, VerifyReport
-from hub.errors import HubError, IntegrityError, InvalidArgumentError, UnsafeFormatError, VersionExistsError
+from hub.errors import HubError, IntegrityError, InvalidArgumentError, ModelNotFoundError, UnsafeFormatError, VersionExistsError
 from hub.manifest import Manifest, check_relative_path
 from hub.reference import folder_name, parse_reference, validate_alias, validate_name, validate_version
 from hub.refs import RefStore
@@ -251,6 +251,60 @@ class Hub:
             return self.info(parent).ref
         except HubError:
             return None
+
+    def import_hf(self, source: str, name: str | None = None, *, revision: str | None = None, convert_pickle: bool = False) -> ModelVersion:
+        """Publish a model in the Hugging Face layout as a new version.
+
+        Args:
+            source: a local folder (``config.json``, ``*.safetensors`` or shards with their
+                index, tokenizer files, ``README.md``), or a Hugging Face repo id fetched with
+                ``huggingface_hub.snapshot_download`` (honouring ``HF_HUB_OFFLINE``,
+                ``HF_ENDPOINT`` and ``HF_TOKEN``).
+            name: the hub name (default: the repo id, or the folder's name, lowercased).
+            revision: the repo revision to fetch.
+            convert_pickle: convert pickle weights (``pytorch_model.bin``, ``*.pt``) with
+                ``torch.load(weights_only=True)`` instead of refusing them; recorded in metadata.
+
+        Returns:
+            The new :class:`ModelVersion`: architecture ``transformers`` when there is a
+            ``config.json``; task, license and tags from the model card's YAML.
+
+        Raises:
+            UnsafeFormatError: only pickle weights and no ``convert_pickle``.
+            ModelNotFoundError: the repo can't be fetched.
+            InvalidReferenceError: no valid name could be made.
+        """
+        from hub.huggingface import import_hf
+
+        return import_hf(self, source, name, revision=revision, convert_pickle=convert_pickle)
+
+    def load_tokenizer(self, ref: str) -> Any:
+        """The tokenizer published with a model.
+
+        Returns:
+            ``transformers.AutoTokenizer`` when transformers is installed, else a
+            ``tokenizers.Tokenizer`` from ``tokenizer.json``.
+
+        Raises:
+            ModelNotFoundError: see :meth:`info`; ``FileNotFoundError`` when it has no tokenizer files.
+        """
+        version = self.info(ref)
+        small = [f for f in version.files if f.path not in version.weight_files and not f.path.endswith(".safetensors")]
+        if not any(f.path in ("tokenizer.json", "tokenizer_config.json", "vocab.txt") for f in small):
+            raise ModelNotFoundError(f"{version.ref} has no tokenizer files (tokenizer.json, tokenizer_config.json, vocab.txt)")
+        folder = self.home / "snapshots" / folder_name(version.name) / f"{version.version}-tokenizer"
+        for entry in small:
+            destination = folder / check_relative_path(entry.path)
+            if not (destination.is_file() and destination.stat().st_size == entry.size):
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                self._copy_blob(version, entry.path, entry.sha256, entry.size, destination)
+        try:
+            from transformers import AutoTokenizer
+        except ImportError:
+            from tokenizers import Tokenizer
+
+            return Tokenizer.from_file(str(folder / "tokenizer.json"))
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
 
     # --- loading --------------------------------------------------------------
 

@@ -72,3 +72,19 @@ def convnet(in_channels: int = 1, image_size: int = 8, channels: Sequence[int] =
     if in_channels < 1 or image_size < 1 or num_classes < 1 or not channels or any(c < 1 for c in channels):
         raise ValueError("in_channels, image_size, num_classes and every channel count must be positive")
     return ConvNet(in_channels, image_size, list(channels), num_classes)
+
+
+@register_architecture("transformers")
+def transformers_model(auto_class: str, hf_config: dict) -> nn.Module:
+    """A Hugging Face ``transformers`` model: ``auto_class`` (``AutoModel``, ``AutoModelForSequenceClassification``,
+    ...) built from its ``config.json`` contents. Needs ``pip install 'modelhub[transformers]'``."""
+    try:
+        import transformers
+    except ImportError:
+        raise ValueError("this model needs the transformers package: pip install 'modelhub[transformers]'") from None
+    if not auto_class.startswith("Auto") or not hasattr(transformers, auto_class):
+        raise ValueError(f"{auto_class!r} is not a transformers auto class such as AutoModel")
+    if "model_type" not in hf_config:
+        raise ValueError("hf_config has no model_type; it must be the model's config.json")
+    config = transformers.AutoConfig.for_model(**hf_config)
+    return getattr(transformers, auto_class).from_config(config)

@@ -153,6 +153,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_hf(args: argparse.Namespace) -> int:
+    version = _hub().import_hf(args.source, args.name, revision=args.revision, convert_pickle=args.convert_pickle)
+    print(f"imported {version.ref}  {version.architecture or 'weights only'}  {_human_size(version.size_bytes)}")
+    return 0
+
+
 def cmd_tag(args: argparse.Namespace) -> int:
     hub = _hub()
     version = hub.info(args.ref)
@@ -281,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--metrics", help='JSON, e.g. \'{"accuracy": 0.98}\', or @file.json')
     sub.add_argument("--metadata", help="JSON object, or @file.json")
     sub.add_argument("--parent", help="reference this version was derived from")
+
+    sub = command("import-hf", cmd_import_hf, "Import a model in the Hugging Face layout (a folder or a repo id).")
+    sub.add_argument("source", help="a local folder, or a Hugging Face repo id like org/model")
+    sub.add_argument("name", nargs="?", help="hub name (default: the repo id or folder name, lowercased)")
+    sub.add_argument("--revision", help="repo revision to fetch")
+    sub.add_argument("--convert-pickle", action="store_true", help="convert pickle weights with torch.load(weights_only=True)")
 
     sub = command("tag", cmd_tag, "Point an alias at a version: hub tag NAME:VERSION ALIAS.")
     sub.add_argument("ref", help="the version: name:VERSION, name@ALIAS or name (latest)")

@@ -141,6 +141,12 @@ def computed_buffers(module: nn.Module) -> set[str]:
     }
 
 
+def _tensor(module: nn.Module, name: str) -> torch.Tensor:
+    owner_name, _, attr = name.rpartition(".")
+    owner = module.get_submodule(owner_name)
+    return owner._parameters.get(attr) if attr in owner._parameters else owner._buffers[attr]
+
+
 def _complete(module: nn.Module, version: ModelVersion, device: torch.device) -> None:
     """Move computed buffers to ``device``, and give real values to parameters the weights lacked
     (``strict=False``) from a freshly initialised build."""
@@ -172,9 +178,17 @@ def load_module(blobs: BlobStore, version: ModelVersion, *, device: Any = "auto"
     for name in computed_buffers(module) & state.keys():  # older checkpoints saved some (BERT's position_ids)
         del state[name]
     try:
-        module.load_state_dict(state, strict=strict, assign=True)
-    except RuntimeError as exc:
+        result = module.load_state_dict(state, strict=False, assign=True)
+    except RuntimeError as exc:  # shapes that differ
         raise WeightsMismatchError(f"{version.ref}: the stored weights don't fit architecture {version.architecture!r}: {exc}") from None
+    if callable(getattr(module, "tie_weights", None)):  # transformers: tied copies are not in the checkpoint
+        module.tie_weights()
+    missing = [k for k in result.missing_keys if _tensor(module, k).is_meta]
+    if strict and (missing or result.unexpected_keys):
+        raise WeightsMismatchError(
+            f"{version.ref}: the stored weights don't fit architecture {version.architecture!r}: "
+            f"missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}; load with strict=False to accept that"
+        )
     _complete(module, version, target)
     module.eval()
     module.hub_version = version

@@ -22,7 +22,7 @@ from hub.safetensors_io import FLOATING, SafetensorsHeader, TensorInfo, dedupe_s
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["PreparedSource", "prepare_source", "describe_weights", "check_text", "check_tags", "check_metrics", "check_metadata", "render_card"]
+__all__ = ["LocalFiles", "PreparedSource", "prepare_source", "describe_weights", "check_text", "check_tags", "check_metrics", "check_metadata", "render_card"]
 
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "modelhub.json"
@@ -76,15 +76,30 @@ def _checked_header(path: Path) -> SafetensorsHeader:
         raise InvalidSourceError(f"can't read {path}: {exc}") from None
 
 
-def _from_folder(folder: Path) -> PreparedSource:
-    prepared = PreparedSource()
-    root = folder.resolve()
+@dataclass(frozen=True)
+class LocalFiles:
+    """An explicit set of files to publish: ``{path in the version: file on disk}``."""
+
+    files: dict[str, Path]
+    origin: str
+
+
+def _list_folder(folder: Path) -> LocalFiles:
+    """Every file under ``folder`` (hidden ones left out), refusing links that leave it."""
+    files, root = {}, folder.resolve()
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder).as_posix()
         if any(part.startswith(".") for part in relative.split("/")) or path.is_dir():
             continue
         if path.is_symlink() and not path.resolve().is_relative_to(root):
             raise UnsafeFormatError(f"{path} is a link to {path.resolve()}, outside {folder}; copy the file in instead")
+        files[relative] = path
+    return LocalFiles(files, str(folder))
+
+
+def _from_files(source: LocalFiles) -> PreparedSource:
+    prepared = PreparedSource()
+    for relative, path in sorted(source.files.items()):
         check_relative_path(relative)
         if path.suffix.lower() in PICKLE_SUFFIXES:
             raise UnsafeFormatError(
@@ -98,12 +113,12 @@ def _from_folder(folder: Path) -> PreparedSource:
             prepared.weight_files[relative] = path
             for name, info in header.tensors.items():
                 if name in prepared.infos:
-                    raise InvalidSourceError(f"tensor {name!r} is in two weight files of {folder}; each tensor must be stored once")
+                    raise InvalidSourceError(f"tensor {name!r} is in two weight files of {source.origin}; each tensor must be stored once")
                 prepared.infos[name] = info
         else:
             prepared.extra_files[relative] = path
     if not prepared.weight_files:
-        raise InvalidSourceError(f"{folder} holds no *.safetensors file; put the weights there (pickle formats are refused)")
+        raise InvalidSourceError(f"{source.origin} holds no *.safetensors file; put the weights there (pickle formats are refused)")
     return prepared
 
 
@@ -141,10 +156,12 @@ def prepare_source(source: Any) -> PreparedSource:
         return prepared
     if isinstance(source, Mapping):
         return _from_state_dict(source, "state dict")
+    if isinstance(source, LocalFiles):
+        return _from_files(source)
     if isinstance(source, str | os.PathLike):
         path = Path(source).expanduser()
         if path.is_dir():
-            return _from_folder(path)
+            return _from_files(_list_folder(path))
         if not path.is_file():
             raise InvalidSourceError(f"{path} does not exist; give a module, a state dict, a .safetensors file or a folder")
         if path.suffix.lower() in PICKLE_SUFFIXES:

@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
+# Nothing in the tests may reach the network: Hugging Face libraries are told so before they load.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
 POSTGRES_URL = os.environ.get("HUB_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
 ROOT = Path(__file__).resolve().parent.parent

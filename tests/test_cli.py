@@ -24,7 +24,7 @@ from hub.cli import build_parser
 
 # Every command the parser knows, as typed after `hub` (a nested one as "db upgrade").
 COMMANDS = [
-    "list", "info", "versions", "history", "publish", "tag", "untag", "download",
+    "list", "info", "versions", "history", "publish", "import-hf", "tag", "untag", "download",
     "verify", "gc", "reindex", "delete", "architectures", "db upgrade",
 ]
 READ_ONLY = {

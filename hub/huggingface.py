@@ -1,0 +1,145 @@
+"""Hugging Face interop: take in a model in the Hugging Face layout.
+
+A folder (or a repo id, fetched with ``huggingface_hub.snapshot_download``)
+holding ``config.json``, ``model.safetensors`` or shards with their index,
+tokenizer files and a README model card becomes one version: its files travel
+with it, its architecture is ``transformers`` (the auto class named by the
+config's ``architectures``), and the card's YAML gives task, license, tags and
+lineage. Pickle weights are refused unless ``convert_pickle=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hub.errors import InvalidArgumentError, InvalidReferenceError, ModelNotFoundError, UnsafeFormatError
+from hub.publishing import PICKLE_SUFFIXES, LocalFiles, _list_folder
+from hub.reference import validate_name
+
+if TYPE_CHECKING:
+    from hub.api import Hub
+    from hub.entities import ModelVersion
+
+__all__ = ["import_hf", "auto_class_for"]
+
+# Weights of other frameworks: not loadable by torch, left behind.
+OTHER_FRAMEWORKS = {".h5", ".msgpack", ".onnx", ".ot", ".tflite", ".gguf", ".mlmodel"}
+_HEADS = [
+    ("ForSequenceClassification", "AutoModelForSequenceClassification"),
+    ("ForTokenClassification", "AutoModelForTokenClassification"),
+    ("ForQuestionAnswering", "AutoModelForQuestionAnswering"),
+    ("ForMultipleChoice", "AutoModelForMultipleChoice"),
+    ("ForMaskedLM", "AutoModelForMaskedLM"),
+    ("ForCausalLM", "AutoModelForCausalLM"),
+    ("LMHeadModel", "AutoModelForCausalLM"),
+    ("ForConditionalGeneration", "AutoModelForSeq2SeqLM"),
+    ("ForImageClassification", "AutoModelForImageClassification"),
+    ("ForPreTraining", "AutoModelForPreTraining"),
+]
+_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
+
+
+def auto_class_for(config: dict[str, Any]) -> str:
+    """The transformers auto class for a ``config.json``: by the head its ``architectures`` names."""
+    architectures = config.get("architectures") or []
+    name = architectures[0] if architectures else ""
+    return next((auto for suffix, auto in _HEADS if name.endswith(suffix)), "AutoModel")
+
+
+def _fetch(source: str, revision: str | None) -> Path:
+    """A local folder for ``source``: itself, or a snapshot of the Hugging Face repo it names."""
+    folder = Path(source).expanduser()
+    if folder.is_dir():
+        return folder
+    if not _REPO_ID.fullmatch(source):
+        raise InvalidReferenceError(f"{source!r} is neither a folder nor a Hugging Face repo id like 'org/model'")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return Path(snapshot_download(source, revision=revision))
+    except (LocalEntryNotFoundError, RepositoryNotFoundError, HfHubHTTPError, OSError) as exc:
+        raise ModelNotFoundError(
+            f"can't fetch {source!r} from the Hugging Face Hub ({type(exc).__name__}: {exc}); "
+            "check the repo id and the network (HF_HUB_OFFLINE, HF_ENDPOINT, HF_TOKEN), or give a local folder"
+        ) from None
+
+
+def _default_name(source: str, folder: Path) -> str:
+    name = source.lower() if not Path(source).expanduser().is_dir() else folder.resolve().name.lower()
+    try:
+        return validate_name(name)
+    except InvalidReferenceError:
+        raise InvalidReferenceError(f"{name!r} is not a valid model name; pass one, e.g. import_hf(source, 'acme/model')") from None
+
+
+def _convert_pickles(pickles: dict[str, Path], staging: Path) -> dict[str, Path]:
+    """Each pickle weight file as safetensors, loaded with ``torch.load(weights_only=True)`` (no code runs)."""
+    import torch
+    from safetensors.torch import save_file
+
+    converted = {}
+    for relative, path in pickles.items():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise UnsafeFormatError(f"{path} does not hold a plain dict of tensors; convert it yourself")
+        target = Path(relative).with_suffix(".safetensors").as_posix().replace("pytorch_model", "model")
+        save_file({k: v.contiguous() for k, v in state.items()}, staging / target.replace("/", "__"))
+        converted[target] = staging / target.replace("/", "__")
+    return converted
+
+
+def _card_fields(readme: Path | None) -> dict[str, Any]:
+    if readme is None:
+        return {}
+    from huggingface_hub import ModelCard
+
+    try:
+        return ModelCard.load(readme).data.to_dict()
+    except Exception:  # a README without (valid) YAML is still a README
+        return {}
+
+
+def import_hf(hub: Hub, source: str, name: str | None = None, *, revision: str | None = None, convert_pickle: bool = False) -> ModelVersion:
+    """Publish a Hugging Face model folder or repo as a new version; see :meth:`hub.Hub.import_hf`."""
+    if not isinstance(source, str) or not source:
+        raise InvalidArgumentError(f"source must be a folder or a repo id, not {source!r}")
+    folder = _fetch(source, revision)
+    name = validate_name(name) if name is not None else _default_name(source, folder)
+    listed = _list_folder(folder).files
+    files = {p: f for p, f in listed.items() if f.suffix.lower() not in OTHER_FRAMEWORKS}
+    pickles = {p: f for p, f in files.items() if f.suffix.lower() in PICKLE_SUFFIXES and not p.endswith(("training_args.bin",))}
+    files = {p: f for p, f in files.items() if f.suffix.lower() not in PICKLE_SUFFIXES}
+    has_safetensors = any(p.endswith(".safetensors") for p in files)
+    metadata: dict[str, Any] = {"source": source if not Path(source).expanduser().is_dir() else str(folder.resolve())}
+    if revision:
+        metadata["revision"] = revision
+    with tempfile.TemporaryDirectory(prefix="hub-import-") as staging:
+        if pickles and not has_safetensors:
+            if not convert_pickle:
+                raise UnsafeFormatError(
+                    f"{folder} holds only pickle weights ({', '.join(sorted(pickles))}), which can run code when loaded; "
+                    "pass convert_pickle=True (CLI: --convert-pickle) to convert them with torch.load(weights_only=True)"
+                )
+            files.update(_convert_pickles(pickles, Path(staging)))
+            metadata["converted_from_pickle"] = sorted(pickles)
+        elif pickles:
+            metadata["skipped_pickle_files"] = sorted(pickles)
+        architecture, config = None, None
+        if "config.json" in files:
+            hf_config = json.loads(files["config.json"].read_text())
+            architecture, config = "transformers", {"auto_class": auto_class_for(hf_config), "hf_config": hf_config}
+        card = _card_fields(files.get("README.md"))
+        for key in ("base_model", "datasets", "language", "library_name"):
+            if card.get(key):
+                metadata[key] = card[key]
+        tags = card.get("tags") or []
+        return hub.publish(
+            LocalFiles(files, str(folder)), name, architecture=architecture, config=config,
+            task=card.get("pipeline_tag"), license=card.get("license") if isinstance(card.get("license"), str) else None,
+            tags=[t for t in tags if isinstance(t, str)], metadata=metadata,
+        )
