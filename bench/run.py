@@ -8,6 +8,8 @@ Benchmarks (each module's docstring says what it measures and its targets):
                     alone and with write + fsync; republishing adds no weight bytes
 * bench_registry.py 10,000 models x 10 versions: `hub list --json --all` < 0.5 s,
                     resolving a reference < 5 ms
+* bench_hf.py       all-MiniLM-L6-v2: hub.load <= 1.2x the floor and >= 1.5x faster than
+                    transformers' from_pretrained; time to first output
 
 Every figure is a median over repeated runs, hub and baseline alternating, as a
 ratio against a baseline measured in the same run. ``--quick`` shrinks every
@@ -32,10 +34,11 @@ import torch
 
 import bench_load
 import bench_publish
+import bench_hf
 import bench_registry
 from common import BENCH_DIR, RESULTS_DIR, Row, print_table
 
-BENCHES = ("load", "publish", "registry")
+BENCHES = ("load", "publish", "registry", "hf")
 FULL = {"load_sizes": "100,1000", "publish_mb": 1024, "models": 10_000, "versions": 10, "repeats": 5, "load_repeats": 15, "mem_repeats": 3,
         "calls": 200}
 QUICK = {"load_sizes": "10", "publish_mb": 64, "models": 500, "versions": 10, "repeats": 3, "load_repeats": 5, "mem_repeats": 1,
@@ -83,6 +86,7 @@ def run_benches(args: argparse.Namespace) -> tuple[list[Row], dict[str, float]]:
         "publish": lambda: bench_publish.run(args.publish_mb, 16, args.repeats, args.tmp_dir, log),
         "registry": lambda: bench_registry.run(args.models, args.versions, args.repeats, args.calls,
                                                args.rebuild_registry, log),
+        "hf": lambda: bench_hf.run(args.load_repeats, args.tmp_dir, log),
     }
     rows: list[Row] = []
     durations: dict[str, float] = {}
