@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from hub.api import Hub
     from hub.entities import ModelVersion
 
-__all__ = ["import_hf", "auto_class_for"]
+__all__ = ["import_hf", "auto_class_for", "compute_buffers"]
 
 # Weights of other frameworks: not loadable by torch, left behind.
 OTHER_FRAMEWORKS = {".h5", ".msgpack", ".onnx", ".ot", ".tflite", ".gguf", ".mlmodel"}
@@ -143,3 +143,25 @@ def import_hf(hub: Hub, source: str, name: str | None = None, *, revision: str |
             task=card.get("pipeline_tag"), license=card.get("license") if isinstance(card.get("license"), str) else None,
             tags=[t for t in tags if isinstance(t, str)], metadata=metadata,
         )
+
+
+def compute_buffers(model: Any, device: Any) -> None:
+    """Give a transformers model built on the meta device its computed buffers, after its weights.
+
+    As ``from_pretrained`` does: the loaded tensors are marked initialised, the
+    buffers the checkpoint does not hold get real (empty) storage on ``device``,
+    and the model's own ``initialize_weights`` fills them; it skips every tensor
+    marked initialised, so no loaded weight changes.
+    """
+    import torch
+
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if not tensor.is_meta:
+            tensor._is_hf_initialized = True
+    for owner in model.modules():
+        for name, buffer in owner._buffers.items():
+            if buffer is not None and buffer.is_meta:
+                owner._buffers[name] = torch.empty_like(buffer, device=device)
+    if callable(getattr(model, "initialize_weights", None)):
+        with torch.no_grad():
+            model.initialize_weights()

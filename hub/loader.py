@@ -126,6 +126,9 @@ def build_module(version: ModelVersion, device: Any = None) -> nn.Module:
             f"{version.ref} was published without an architecture, so it can't be built; "
             "use hub.load_state_dict() and load the weights into your own module"
         )
+    if device is None and version.architecture == "transformers":
+        with torch.device("meta"):  # transformers skips its weight init on meta; computed buffers come after loading
+            return create(version.architecture, **version.config)
     if device is None:
         return create_empty(version.architecture, **version.config)
     with torch.device(device):
@@ -189,6 +192,10 @@ def load_module(blobs: BlobStore, version: ModelVersion, *, device: Any = "auto"
             f"{version.ref}: the stored weights don't fit architecture {version.architecture!r}: "
             f"missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}; load with strict=False to accept that"
         )
+    if version.architecture == "transformers":
+        from hub.huggingface import compute_buffers
+
+        compute_buffers(module, target)
     _complete(module, version, target)
     module.eval()
     module.hub_version = version
