@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.errors import InvalidArgumentError, InvalidReferenceError, ModelNotFoundError, UnsafeFormatError
-from hub.publishing import PICKLE_SUFFIXES, LocalFiles, _list_folder
+from hub.publishing import PICKLE_SUFFIXES, LocalFiles, list_folder
 from hub.reference import validate_name
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def import_hf(hub: Hub, source: str, name: str | None = None, *, revision: str |
         raise InvalidArgumentError(f"source must be a folder or a repo id, not {source!r}")
     folder = _fetch(source, revision)
     name = validate_name(name) if name is not None else _default_name(source, folder)
-    listed = _list_folder(folder).files
+    listed = list_folder(folder).files
     files = {p: f for p, f in listed.items() if f.suffix.lower() not in OTHER_FRAMEWORKS}
     pickles = {p: f for p, f in files.items() if f.suffix.lower() in PICKLE_SUFFIXES and not p.endswith(("training_args.bin",))}
     files = {p: f for p, f in files.items() if f.suffix.lower() not in PICKLE_SUFFIXES}

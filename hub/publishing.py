@@ -22,7 +22,7 @@ from hub.safetensors_io import FLOATING, SafetensorsHeader, TensorInfo, dedupe_s
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["LocalFiles", "PreparedSource", "prepare_source", "describe_weights", "check_text", "check_tags", "check_metrics", "check_metadata", "render_card"]
+__all__ = ["LocalFiles", "list_folder", "PreparedSource", "prepare_source", "describe_weights", "check_text", "check_tags", "check_metrics", "check_metadata", "render_card"]
 
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "modelhub.json"
@@ -84,7 +84,7 @@ class LocalFiles:
     origin: str
 
 
-def _list_folder(folder: Path) -> LocalFiles:
+def list_folder(folder: Path) -> LocalFiles:
     """Every file under ``folder`` (hidden ones left out), refusing links that leave it."""
     files, root = {}, folder.resolve()
     for path in sorted(folder.rglob("*")):
@@ -161,7 +161,7 @@ def prepare_source(source: Any) -> PreparedSource:
     if isinstance(source, str | os.PathLike):
         path = Path(source).expanduser()
         if path.is_dir():
-            return _from_files(_list_folder(path))
+            return _from_files(list_folder(path))
         if not path.is_file():
             raise InvalidSourceError(f"{path} does not exist; give a module, a state dict, a .safetensors file or a folder")
         if path.suffix.lower() in PICKLE_SUFFIXES:
