@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hub.errors import InvalidArgumentError, InvalidReferenceError, ModelNotFoundError, UnsafeFormatError
+from hub.errors import InvalidArgumentError, InvalidReferenceError, InvalidSourceError, ModelNotFoundError, UnsafeFormatError
 from hub.publishing import PICKLE_SUFFIXES, LocalFiles, list_folder
 from hub.reference import validate_name
 
@@ -93,6 +93,25 @@ def _convert_pickles(pickles: dict[str, Path], staging: Path) -> dict[str, Path]
     return converted
 
 
+def _check_index(files: dict[str, Path], folder: Path) -> None:
+    """A shard index must name only shards that are there, and every tensor's shard.
+
+    Raises:
+        InvalidSourceError: unreadable index, or a shard it names is missing.
+    """
+    index = files.get("model.safetensors.index.json")
+    if index is None:
+        return
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+        shards = set(weight_map.values())
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InvalidSourceError(f"{index} is not a safetensors shard index ({exc}); re-save the model with save_pretrained") from None
+    missing = sorted(shard for shard in shards if shard not in files)
+    if missing:
+        raise InvalidSourceError(f"{index} names shard(s) {missing} that {folder} does not have; download them too")
+
+
 def _card_fields(readme: Path | None) -> dict[str, Any]:
     if readme is None:
         return {}
@@ -129,6 +148,7 @@ def import_hf(hub: Hub, source: str, name: str | None = None, *, revision: str |
             metadata["converted_from_pickle"] = sorted(pickles)
         elif pickles:
             metadata["skipped_pickle_files"] = sorted(pickles)
+        _check_index(files, folder)
         architecture, config = None, None
         if "config.json" in files:
             hf_config = json.loads(files["config.json"].read_text())

@@ -103,6 +103,15 @@ def test_pickle_weights_are_refused_then_converted_on_request(tmp_path, hub_home
 
 
 def test_sharded_safetensors_with_index(tmp_path):
+    model, folder = sharded_folder(tmp_path)
+    shards = SHARDS
+    version = hub.import_hf(str(tmp_path / "sharded"), "acme/sharded")
+    assert list(version.weight_files) == shards
+    assert torch.equal(logits(hub.load("acme/sharded", device="cpu")), logits(model))
+
+
+def sharded_folder(tmp_path):
+    """tiny_classifier saved as two hand-made shards and their index."""
     from safetensors.torch import save_file
 
     model = tiny_classifier(1)
@@ -111,15 +120,36 @@ def test_sharded_safetensors_with_index(tmp_path):
     (folder / "model.safetensors").unlink()
     state_dict = model.state_dict()
     keys = sorted(state_dict)
-    shards = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
     weight_map = {}
-    for shard, part in zip(shards, (keys[: len(keys) // 2], keys[len(keys) // 2 :])):
+    for shard, part in zip(SHARDS, (keys[: len(keys) // 2], keys[len(keys) // 2 :])):
         save_file({k: state_dict[k].contiguous() for k in part}, folder / shard)
         weight_map.update({k: shard for k in part})
     (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-    version = hub.import_hf(str(tmp_path / "sharded"), "acme/sharded")
-    assert list(version.weight_files) == shards
-    assert torch.equal(logits(hub.load("acme/sharded", device="cpu")), logits(model))
+    return model, folder
+
+
+SHARDS = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+
+
+@pytest.mark.parametrize(
+    ("spoil", "error", "fragment"),
+    [
+        (lambda f: (f / SHARDS[1]).unlink(), hub.InvalidSourceError, "names shard"),
+        (lambda f: (f / SHARDS[0]).write_bytes((f / SHARDS[0]).read_bytes()[:-7]), hub.UnsafeFormatError, "not a valid safetensors"),
+        (lambda f: (f / SHARDS[0]).write_bytes(b"\xff" * 8 + b"{}"), hub.UnsafeFormatError, "claims"),
+        (lambda f: (f / "config.json").write_text(json.dumps({"hidden_size": 16})), hub.ArchitectureError, "model_type"),
+        (lambda f: (f / "model.safetensors.index.json").write_text("[]"), hub.InvalidSourceError, "not a safetensors shard index"),
+        (lambda f: [p.unlink() for p in f.glob("model*")], hub.InvalidSourceError, "no \\*.safetensors"),
+    ],
+)
+def test_bad_folders_raise_and_write_nothing(tmp_path, hub_home, spoil, error, fragment):
+    _, folder = sharded_folder(tmp_path)
+    spoil(folder)
+    hub.publish({"w": torch.zeros(1)}, "acme/existing")
+    before = state(hub_home)
+    with pytest.raises(error, match=fragment):
+        hub.import_hf(str(folder), "acme/bad")
+    assert state(hub_home) == before
 
 
 def test_missing_repo_offline_is_a_clear_error():
