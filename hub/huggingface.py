@@ -69,8 +69,8 @@ def _fetch(source: str, revision: str | None) -> Path:
         ) from None
 
 
-def _default_name(source: str, folder: Path) -> str:
-    name = source.lower() if not Path(source).expanduser().is_dir() else folder.resolve().name.lower()
+def _default_name(source: str, folder: Path, local: bool) -> str:
+    name = folder.resolve().name.lower() if local else source.lower()
     try:
         return validate_name(name)
     except InvalidReferenceError:
@@ -127,14 +127,15 @@ def import_hf(hub: Hub, source: str, name: str | None = None, *, revision: str |
     """Publish a Hugging Face model folder or repo as a new version; see :meth:`hub.Hub.import_hf`."""
     if not isinstance(source, str) or not source:
         raise InvalidArgumentError(f"source must be a folder or a repo id, not {source!r}")
+    local = Path(source).expanduser().is_dir()
     folder = _fetch(source, revision)
-    name = validate_name(name) if name is not None else _default_name(source, folder)
+    name = validate_name(name) if name is not None else _default_name(source, folder, local)
     listed = list_folder(folder).files
     files = {p: f for p, f in listed.items() if f.suffix.lower() not in OTHER_FRAMEWORKS}
     pickles = {p: f for p, f in files.items() if f.suffix.lower() in PICKLE_SUFFIXES and not p.endswith(("training_args.bin",))}
     files = {p: f for p, f in files.items() if f.suffix.lower() not in PICKLE_SUFFIXES}
     has_safetensors = any(p.endswith(".safetensors") for p in files)
-    metadata: dict[str, Any] = {"source": source if not Path(source).expanduser().is_dir() else str(folder.resolve())}
+    metadata: dict[str, Any] = {"source": str(folder.resolve()) if local else source}
     if revision:
         metadata["revision"] = revision
     with tempfile.TemporaryDirectory(prefix="hub-import-") as staging:

@@ -144,10 +144,15 @@ def computed_buffers(module: nn.Module) -> set[str]:
     }
 
 
-def _tensor(module: nn.Module, name: str) -> torch.Tensor:
+def _owner(module: nn.Module, name: str) -> tuple[nn.Module, str]:
+    """The submodule holding tensor ``name`` (``"a.b.weight"``) and the tensor's own name there."""
     owner_name, _, attr = name.rpartition(".")
-    owner = module.get_submodule(owner_name)
-    return owner._parameters.get(attr) if attr in owner._parameters else owner._buffers[attr]
+    return module.get_submodule(owner_name), attr
+
+
+def _tensor(module: nn.Module, name: str) -> torch.Tensor:
+    owner, attr = _owner(module, name)
+    return owner._parameters[attr] if attr in owner._parameters else owner._buffers[attr]
 
 
 def _complete(module: nn.Module, version: ModelVersion, device: torch.device) -> None:
@@ -161,8 +166,8 @@ def _complete(module: nn.Module, version: ModelVersion, device: torch.device) ->
     if missing:
         fresh = dict(build_module(version, device).named_parameters())
         for name in missing:
-            owner_name, _, attr = name.rpartition(".")
-            module.get_submodule(owner_name)._parameters[attr] = fresh[name]
+            owner, attr = _owner(module, name)
+            owner._parameters[attr] = fresh[name]
 
 
 def load_module(blobs: BlobStore, version: ModelVersion, *, device: Any = "auto", dtype: Any = None, strict: bool = True, verify: bool = False) -> nn.Module:
