@@ -9,7 +9,8 @@ Benchmarks (each module's docstring says what it measures and its targets):
 * bench_registry.py 10,000 models x 10 versions: `hub list --json --all` < 0.5 s,
                     resolving a reference < 5 ms
 * bench_hf.py       all-MiniLM-L6-v2: hub.load <= 1.2x the floor and >= 1.5x faster than
-                    transformers' from_pretrained; time to first output
+                    transformers' from_pretrained; time to first output;
+                    importing a 1 GiB sharded checkpoint >= 0.5 GB/s
 
 Every figure is a median over repeated runs, hub and baseline alternating, as a
 ratio against a baseline measured in the same run. ``--quick`` shrinks every
@@ -50,7 +51,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run (< 1 minute)")
     parser.add_argument("--only", default=",".join(BENCHES), help=f"comma-separated subset of {','.join(BENCHES)}")
     parser.add_argument("--load-sizes", help=f"load model sizes in MB (default {FULL['load_sizes']})")
-    parser.add_argument("--publish-mb", type=int, help=f"publish state dict size in MiB (default {FULL['publish_mb']})")
+    parser.add_argument("--publish-mb", type=int, help=f"publish state dict (and sharded import) size in MiB (default {FULL['publish_mb']})")
     parser.add_argument("--models", type=int, help=f"registry models (default {FULL['models']})")
     parser.add_argument("--versions", type=int, help=f"registry versions per model (default {FULL['versions']})")
     parser.add_argument("--repeats", type=int, help=f"measured rounds per contender (default {FULL['repeats']})")
@@ -86,7 +87,7 @@ def run_benches(args: argparse.Namespace) -> tuple[list[Row], dict[str, float]]:
         "publish": lambda: bench_publish.run(args.publish_mb, 16, args.repeats, args.tmp_dir, log),
         "registry": lambda: bench_registry.run(args.models, args.versions, args.repeats, args.calls,
                                                args.rebuild_registry, log),
-        "hf": lambda: bench_hf.run(args.load_repeats, args.tmp_dir, log),
+        "hf": lambda: bench_hf.run(args.load_repeats, args.tmp_dir, log, args.publish_mb),
     }
     rows: list[Row] = []
     durations: dict[str, float] = {}

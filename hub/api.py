@@ -252,7 +252,8 @@ class Hub:
         except HubError:
             return None
 
-    def import_hf(self, source: str, name: str | None = None, *, revision: str | None = None, convert_pickle: bool = False) -> ModelVersion:
+    def import_hf(self, source: str, name: str | None = None, *, revision: str | None = None, convert_pickle: bool = False,
+                  auto_class: str | None = None) -> ModelVersion:
         """Publish a model in the Hugging Face layout as a new version.
 
         Args:
@@ -264,6 +265,9 @@ class Hub:
             revision: the repo revision to fetch.
             convert_pickle: convert pickle weights (``pytorch_model.bin``, ``*.pt``) with
                 ``torch.load(weights_only=True)`` instead of refusing them; recorded in metadata.
+            auto_class: the transformers auto class to build it with (default: read from
+                ``config.json``'s ``architectures``, e.g. ``BertForSequenceClassification`` gives
+                ``AutoModelForSequenceClassification``; ``AutoModel`` when it names no known head).
 
         Returns:
             The new :class:`ModelVersion`: architecture ``transformers`` when there is a
@@ -273,10 +277,12 @@ class Hub:
             UnsafeFormatError: only pickle weights and no ``convert_pickle``.
             ModelNotFoundError: the repo can't be fetched.
             InvalidReferenceError: no valid name could be made.
+            ArchitectureError: ``config.json`` has no ``model_type``, or ``auto_class`` is not one.
+            WeightsMismatchError: the weights don't fit the model the config describes.
         """
         from hub.huggingface import import_hf
 
-        return import_hf(self, source, name, revision=revision, convert_pickle=convert_pickle)
+        return import_hf(self, source, name, revision=revision, convert_pickle=convert_pickle, auto_class=auto_class)
 
     def load_tokenizer(self, ref: str) -> Any:
         """The tokenizer published with a model.

@@ -123,7 +123,8 @@ def _card_fields(readme: Path | None) -> dict[str, Any]:
         return {}
 
 
-def import_hf(hub: Hub, source: str, name: str | None = None, *, revision: str | None = None, convert_pickle: bool = False) -> ModelVersion:
+def import_hf(hub: Hub, source: str, name: str | None = None, *, revision: str | None = None, convert_pickle: bool = False,
+              auto_class: str | None = None) -> ModelVersion:
     """Publish a Hugging Face model folder or repo as a new version; see :meth:`hub.Hub.import_hf`."""
     if not isinstance(source, str) or not source:
         raise InvalidArgumentError(f"source must be a folder or a repo id, not {source!r}")
@@ -153,7 +154,7 @@ def import_hf(hub: Hub, source: str, name: str | None = None, *, revision: str |
         architecture, config = None, None
         if "config.json" in files:
             hf_config = json.loads(files["config.json"].read_text())
-            architecture, config = "transformers", {"auto_class": auto_class_for(hf_config), "hf_config": hf_config}
+            architecture, config = "transformers", {"auto_class": auto_class or auto_class_for(hf_config), "hf_config": hf_config}
         card = _card_fields(files.get("README.md"))
         for key in ("base_model", "datasets", "language", "library_name"):
             if card.get(key):
@@ -171,18 +172,26 @@ def compute_buffers(model: Any, device: Any) -> None:
 
     As ``from_pretrained`` does: the loaded tensors are marked initialised, the
     buffers the checkpoint does not hold get real (empty) storage on ``device``,
-    and the model's own ``initialize_weights`` fills them; it skips every tensor
-    marked initialised, so no loaded weight changes.
+    and the model's own ``_init_weights`` fills them, called only on the
+    submodules that own such a buffer (a whole ``initialize_weights`` pass
+    costs milliseconds); it skips every tensor marked initialised, so no
+    loaded weight changes.
     """
     import torch
 
     for tensor in [*model.parameters(), *model.buffers()]:
         if not tensor.is_meta:
             tensor._is_hf_initialized = True
+    owners = {}
     for owner in model.modules():
         for name, buffer in owner._buffers.items():
             if buffer is not None and buffer.is_meta:
                 owner._buffers[name] = torch.empty_like(buffer, device=device)
-    if callable(getattr(model, "initialize_weights", None)):
-        with torch.no_grad():
+                owners[id(owner)] = owner
+    init_one = getattr(model, "_init_weights", None)
+    with torch.no_grad():
+        if callable(init_one):
+            for owner in owners.values():
+                init_one(owner)
+        elif owners and callable(getattr(model, "initialize_weights", None)):
             model.initialize_weights()

@@ -167,3 +167,29 @@ def test_cli_import_hf(run_cli, tmp_path):
     assert info["config"]["auto_class"] == "AutoModelForSequenceClassification"
     failed = run_cli("import-hf", "nobody/nothing-here", check=False)
     assert failed.returncode == 1 and len(failed.stderr.strip().splitlines()) == 1
+
+
+def test_auto_class_override_and_unknown_auto_class(tmp_path, hub_home):
+    model, folder = sharded_folder(tmp_path)
+    before = state(hub_home)
+    with pytest.raises(hub.ArchitectureError, match="'AutoModelForNothing' is not a transformers auto class"):
+        hub.import_hf(str(folder), "acme/bad", auto_class="AutoModelForNothing")
+    assert state(hub_home) == before
+    version = hub.import_hf(str(folder), "acme/scores", auto_class="AutoModelForSequenceClassification")
+    assert version.config["auto_class"] == "AutoModelForSequenceClassification"
+    assert torch.equal(logits(hub.load("acme/scores", device="cpu")), logits(model))
+
+
+def test_published_card_reads_back_with_huggingface_modelcard(tmp_path):
+    from huggingface_hub import ModelCard
+
+    base = hub.publish({"w": torch.ones(2)}, "acme/base")
+    hub.publish({"w": torch.zeros(2)}, "acme/child", parent=base.ref, license="apache-2.0", tags=["demo"],
+                task="text-classification", metrics={"accuracy": 0.91},
+                card={"language": ["en"], "text": "# Child\n\nFine-tuned from acme/base."})
+    folder = hub.download("acme/child", tmp_path / "child")
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.license == "apache-2.0" and card.data.tags == ["demo"] and card.data.language == ["en"]
+    assert card.data.base_model == base.ref and card.data.pipeline_tag == "text-classification"
+    assert card.data.to_dict()["metrics"] == {"accuracy": 0.91}
+    assert card.text.strip() == "# Child\n\nFine-tuned from acme/base."
