@@ -8,14 +8,16 @@ The module-level functions in :mod:`hub` call a default ``Hub`` built from
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub import settings
-from hub.blobstore import BlobStore, temp_file
+from hub.blobstore import CHUNK_SIZE, BlobStore, temp_file
 from hub.entities import AliasChange, FileEntry, GcReport, ModelSummary, ModelVersion, VerifyReport
 from hub.errors import HubError, IntegrityError, InvalidArgumentError, ModelNotFoundError, UnsafeFormatError, VersionExistsError
 from hub.manifest import Manifest, check_relative_path
@@ -130,6 +132,8 @@ class Hub:
         metrics: Mapping[str, float] | None = None,
         metadata: Mapping[str, Any] | None = None,
         parent: str | None = None,
+        share_weights: bool = True,
+        files: Mapping[str, str | os.PathLike[str]] | None = None,
     ) -> ModelVersion:
         """Publish ``source`` as a new version of ``name``.
 
@@ -148,6 +152,13 @@ class Hub:
             metrics: ``{name: number}``, e.g. held-out accuracy.
             metadata: any JSON-serializable facts.
             parent: the reference this version was derived from.
+            share_weights: for a module or state dict with a parent (``parent``, or the
+                version a module was loaded from), reuse each of the parent's weight files
+                that holds at least half its bytes unchanged (also under a key prefix such
+                as ``bert.``) and store only the other tensors; False stores one
+                self-contained file.
+            files: more files to store with the version, ``{path in the version: local file}``
+                (tokenizer files, label maps, ...); not weights, not pickles.
 
         Returns:
             The new :class:`ModelVersion`.
@@ -173,6 +184,7 @@ class Hub:
         description = p.check_text(description, "description", limit=None)
         metric_values, metadata_values = p.check_metrics(metrics), p.check_metadata(metadata)
         prepared = p.prepare_source(source)
+        prepared.extra_files.update(p.check_extra_files(files, prepared))
         architecture = architecture if architecture is not None else prepared.architecture
         if config is not None and not isinstance(config, Mapping):
             raise InvalidArgumentError(f"config must be a dict, not {type(config).__name__}")
@@ -182,7 +194,8 @@ class Hub:
 
             config = check_config(architecture, config or {})
         dtype, num_parameters = p.describe_weights(prepared, architecture, config)
-        parent_ref = self.info(parent).ref if parent is not None else self._existing_parent(prepared.parent)
+        parent_version = self.info(parent) if parent is not None else self._existing_parent(prepared.parent)
+        parent_ref = parent_version.ref if parent_version is not None else None
         card_bytes = p.render_card(
             card, license=license, tags=tag_tuple, pipeline_tag=task, base_model=parent_ref, metrics=metric_values or None
         )
@@ -190,7 +203,7 @@ class Hub:
             raise VersionExistsError(f"{name}:{version} already exists and versions are immutable; publish without version=")
 
         # 2. Store the bytes (content-addressed: unchanged weights add nothing).
-        entries, weights = self._store_files(prepared, card_bytes)
+        entries, weights, views = self._store_files(prepared, card_bytes, parent_version if share_weights else None)
         user = settings.current_user()
 
         # 3. Index it: the registry assigns the number, the manifest records it.
@@ -200,6 +213,7 @@ class Hub:
                 architecture=architecture, config=config or {}, dtype=dtype, num_parameters=num_parameters,
                 task=task, license=license, tags=tag_tuple, description=description, metrics=metric_values,
                 metadata=metadata_values, parent=parent_ref, tied=dict(sorted(prepared.tied.items())), created_by=user,
+                weight_views=views,
             )
             digest, _ = self.blobs.put_bytes(manifest.to_json())
             return manifest, digest
@@ -221,34 +235,48 @@ class Hub:
             self.refs.set_alias(name, alias, published.version)
         return published
 
-    def _store_files(self, prepared: Any, card_bytes: bytes | None) -> tuple[tuple[FileEntry, ...], tuple[str, ...]]:
+    def _store_files(
+        self, prepared: Any, card_bytes: bytes | None, parent: ModelVersion | None
+    ) -> tuple[tuple[FileEntry, ...], tuple[str, ...], dict[str, dict[str, Any]]]:
         """Write a prepared source's weights, files and card into the blob store.
 
+        In-memory tensors reuse ``parent``'s weight files where they can
+        (:func:`hub.publishing.share_with_parent`); only the other tensors are written.
+
         Returns:
-            ``(files, weight file paths)`` for the manifest.
+            ``(files, weight file paths, weight views)`` for the manifest.
         """
-        from hub.publishing import WEIGHTS_FILE
+        from hub.publishing import new_weights_path, share_with_parent
+        from hub.safetensors_io import iter_safetensors_bytes
 
         files: dict[str, tuple[str, int]] = {}
+        weights, views = sorted(prepared.weight_files), {}
         if prepared.tensors is not None:
-            from hub.safetensors_io import iter_safetensors_bytes
-
-            chunks, _ = iter_safetensors_bytes(prepared.tensors)
-            files[WEIGHTS_FILE] = self.blobs.write(chunks)
+            tensors = prepared.tensors
+            if parent is not None:
+                usable = [e for e in map(parent.file, parent.weight_files) if self.blobs.claim(e.sha256, e.size)]
+                views, tensors = share_with_parent(tensors, {e.path: self.blobs.path(e.sha256) for e in usable})
+                files.update((e.path, (e.sha256, e.size)) for e in usable if e.path in views)
+            weights = list(views)
+            if tensors:
+                weights.append(new_weights_path(views))
+                chunks, _ = iter_safetensors_bytes(tensors)
+                files[weights[-1]] = self.blobs.write(chunks)
+            elif list(views.values()) == [{"prefix": "", "skip": []}]:
+                views = {}  # the parent's one file, unchanged: plain whole-file reuse, as before sharing
         for path, local in {**prepared.weight_files, **prepared.extra_files}.items():
             files[path] = self.blobs.put_file(local)
         if card_bytes is not None:
             files["README.md"] = self.blobs.put_bytes(card_bytes)
         entries = tuple(FileEntry(path, sha, size) for path, (sha, size) in sorted(files.items()))
-        weights = (WEIGHTS_FILE,) if prepared.tensors is not None else tuple(sorted(prepared.weight_files))
-        return entries, weights
+        return entries, tuple(weights), views
 
-    def _existing_parent(self, parent: str | None) -> str | None:
-        """The parent a module remembers, if it is in this registry."""
+    def _existing_parent(self, parent: str | None) -> ModelVersion | None:
+        """The version a module remembers as its parent, if it is in this registry."""
         if parent is None:
             return None
         try:
-            return self.info(parent).ref
+            return self.info(parent)
         except HubError:
             return None
 
@@ -352,7 +380,10 @@ class Hub:
         """Copy a version's files into a folder, under their own names, checking every hash.
 
         The folder also gets ``modelhub.json`` (the version's manifest), so that
-        publishing the folder again keeps the architecture and records the parent.
+        publishing the folder again keeps the architecture and records the parent,
+        and, for a ``transformers`` model without one, its ``config.json``. A version
+        that shares weight files with another gets one ``model.safetensors`` holding
+        exactly its tensors instead, and a ``modelhub.json`` that lists that file.
 
         Args:
             local_dir: where to put them (default ``<home>/snapshots/<namespace>+<model>/<version>``).
@@ -364,43 +395,72 @@ class Hub:
             IntegrityError: a stored file is missing or corrupt (nothing half-copied is left).
             UnsafeFormatError: a file path would escape the folder.
         """
-        from hub.publishing import MANIFEST_FILE
+        from hub.publishing import MANIFEST_FILE, WEIGHTS_FILE
 
         version = self.info(ref)
         target = Path(local_dir) if local_dir is not None else self.home / "snapshots" / folder_name(version.name) / str(version.version)
         target.mkdir(parents=True, exist_ok=True)
         root = target.resolve()
-        for entry in version.files:
+        entries = [e for e in version.files if not (version.weight_views and e.path in version.weight_files)]
+        for entry in entries:
             destination = target / check_relative_path(entry.path)
             if not destination.resolve().is_relative_to(root):
                 raise UnsafeFormatError(f"{version.ref}: file {entry.path!r} would be written outside {target}")
             destination.parent.mkdir(parents=True, exist_ok=True)
             self._copy_blob(version, entry.path, entry.sha256, entry.size, destination)
         manifest = self.blobs.read_bytes(version.digest)
+        if version.weight_views:
+            from hub.loader import stored_tensors
+            from hub.safetensors_io import iter_safetensors_bytes
+
+            chunks, _ = iter_safetensors_bytes(stored_tensors(self.blobs, version, verify=True), {"format": "pt"})
+            merged = FileEntry(WEIGHTS_FILE, *self._write_file(target / WEIGHTS_FILE, chunks))
+            record = Manifest.from_json(manifest, source=f"{version.ref} manifest")
+            files = tuple(sorted([*entries, merged], key=lambda e: e.path))
+            manifest = replace(record, files=files, weights=(WEIGHTS_FILE,), weight_views={}).to_json()
+        if version.architecture == "transformers" and not any(e.path == "config.json" for e in version.files):
+            (target / "config.json").write_text(json.dumps(version.config["hf_config"], indent=2, sort_keys=True))
         (target / MANIFEST_FILE).write_bytes(manifest)
         return target
 
-    def _copy_blob(self, version: ModelVersion, path: str, sha256: str, size: int, destination: Path) -> None:
+    def _write_file(self, destination: Path, chunks: Iterable[bytes | memoryview], *, expected_sha256: str | None = None,
+                    what: str = "") -> tuple[str, int]:
+        """Write ``chunks`` to ``destination`` through a temporary file and a rename, hashing them.
+
+        Returns:
+            The bytes' ``(sha256, size)``.
+
+        Raises:
+            IntegrityError: they don't hash to ``expected_sha256`` (``what`` names them); nothing is left.
+        """
         import hashlib
 
-        problem = self.blobs.problem(sha256, size, check_hash=False)
-        if problem:
-            raise IntegrityError(f"{version.ref}: file {path!r}: {problem}; run `hub verify`")
         fd, temp = temp_file(destination.parent)
         try:
-            digest = hashlib.sha256()
-            with open(self.blobs.path(sha256), "rb") as src, open(fd, "wb") as dst:
-                while chunk := src.read(16 * 1024 * 1024):
+            digest, size = hashlib.sha256(), 0
+            with open(fd, "wb") as out:
+                for chunk in chunks:
                     digest.update(chunk)
-                    dst.write(chunk)
+                    out.write(chunk)
+                    nbytes = memoryview(chunk).nbytes
+                    size += nbytes
                     if self.blobs.on_bytes is not None:
-                        self.blobs.on_bytes(len(chunk))
-            if digest.hexdigest() != sha256:
-                raise IntegrityError(f"{version.ref}: file {path!r}: blob {sha256} is corrupted; run `hub verify`")
+                        self.blobs.on_bytes(nbytes)
+            if expected_sha256 is not None and digest.hexdigest() != expected_sha256:
+                raise IntegrityError(f"{what}: blob {expected_sha256} is corrupted; run `hub verify`")
             os.replace(temp, destination)
+            return digest.hexdigest(), size
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
+
+    def _copy_blob(self, version: ModelVersion, path: str, sha256: str, size: int, destination: Path) -> None:
+        problem = self.blobs.problem(sha256, size, check_hash=False)
+        if problem:
+            raise IntegrityError(f"{version.ref}: file {path!r}: {problem}; run `hub verify`")
+        with open(self.blobs.path(sha256), "rb") as blob:
+            chunks = iter(lambda: blob.read(CHUNK_SIZE), b"")
+            self._write_file(destination, chunks, expected_sha256=sha256, what=f"{version.ref}: file {path!r}")
 
     # --- aliases and deletion -------------------------------------------------
 

@@ -146,6 +146,19 @@ class BlobStore:
         """True when the blob is stored."""
         return self.path(digest).is_file()
 
+    def claim(self, digest: str, size: int) -> bool:
+        """Mark a stored blob as just used by a version being published: a fresh mtime, so that
+        gc's grace period spares it until that version is registered.
+
+        Returns:
+            False when the blob is missing or not ``size`` bytes.
+        """
+        try:
+            os.utime(self.path(digest))
+        except FileNotFoundError:
+            return False
+        return self.problem(digest, size, check_hash=False) is None
+
     def write(self, chunks: Iterable[bytes | memoryview], *, expected_sha256: str | None = None) -> tuple[str, int]:
         """Store the concatenation of ``chunks`` and return its ``(sha256, size)``.
 

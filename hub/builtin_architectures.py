@@ -12,6 +12,14 @@ from hub.architectures import register_architecture
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU, "sigmoid": nn.Sigmoid}
 
 
+def _with_labels(module: nn.Module, id2label: dict | None, label2id: dict | None) -> nn.Module:
+    """Attach class names (as transformers models carry them): ``module.id2label[3] == "three"``."""
+    if id2label is not None:
+        module.id2label = {int(k): str(v) for k, v in id2label.items()}
+        module.label2id = {str(k): int(v) for k, v in (label2id or {v: k for k, v in module.id2label.items()}).items()}
+    return module
+
+
 def _activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
         raise ValueError(f"activation {name!r} is unknown; use one of {', '.join(ACTIVATIONS)}")
@@ -57,21 +65,24 @@ class ConvNet(nn.Module):
 
 
 @register_architecture("mlp")
-def mlp(in_features: int, hidden: Sequence[int] = (64,), out_features: int = 1, activation: str = "relu", dropout: float = 0.0) -> nn.Module:
-    """A multilayer perceptron. ``hidden`` lists the widths of the hidden layers."""
+def mlp(in_features: int, hidden: Sequence[int] = (64,), out_features: int = 1, activation: str = "relu", dropout: float = 0.0,
+        id2label: dict | None = None, label2id: dict | None = None) -> nn.Module:
+    """A multilayer perceptron. ``hidden`` lists the widths of the hidden layers; ``id2label``
+    (``{"0": "cat", ...}``) names the outputs of a classifier."""
     if in_features < 1 or out_features < 1 or any(h < 1 for h in hidden):
         raise ValueError("in_features, out_features and every hidden width must be positive")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    return MLP(in_features, list(hidden), out_features, activation, dropout)
+    return _with_labels(MLP(in_features, list(hidden), out_features, activation, dropout), id2label, label2id)
 
 
 @register_architecture("convnet")
-def convnet(in_channels: int = 1, image_size: int = 8, channels: Sequence[int] = (16, 32), num_classes: int = 10) -> nn.Module:
-    """A small CNN for ``in_channels`` x ``image_size`` x ``image_size`` images."""
+def convnet(in_channels: int = 1, image_size: int = 8, channels: Sequence[int] = (16, 32), num_classes: int = 10,
+            id2label: dict | None = None, label2id: dict | None = None) -> nn.Module:
+    """A small CNN for ``in_channels`` x ``image_size`` x ``image_size`` images; ``id2label`` names its classes."""
     if in_channels < 1 or image_size < 1 or num_classes < 1 or not channels or any(c < 1 for c in channels):
         raise ValueError("in_channels, image_size, num_classes and every channel count must be positive")
-    return ConvNet(in_channels, image_size, list(channels), num_classes)
+    return _with_labels(ConvNet(in_channels, image_size, list(channels), num_classes), id2label, label2id)
 
 
 @register_architecture("transformers")

@@ -15,12 +15,14 @@ from typing import Any
 
 from hub.errors import HubError, InvalidArgumentError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "OneLineParser", "format_table", "print_json"]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not usage + traceback
-        self.exit(2, f"hub: error: {message} (see `{self.prog} --help`)\n")
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (exit 2), not usage text."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog.split()[0]}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _human_size(size: int) -> str:
@@ -31,13 +33,13 @@ def _human_size(size: int) -> str:
     return ""
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
+def format_table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
     return "\n".join(lines)
 
 
-def _print_json(value: Any) -> None:
+def print_json(value: Any) -> None:
     """Indented for a terminal, compact (and several times faster to encode) for a pipe."""
     indent = 2 if sys.stdout.isatty() else None
     sys.stdout.write(json.dumps(value, indent=indent, separators=None if indent else (",", ":")) + "\n")
@@ -62,21 +64,21 @@ def cmd_list(args: argparse.Namespace) -> int:
     limit = None if args.all else args.limit
     models = _hub().list_models(args.search, task=args.task, tag=args.tag, license=args.license, sort=args.sort, limit=limit, offset=args.offset)
     if args.json:
-        _print_json([m.to_dict() for m in models])
+        print_json([m.to_dict() for m in models])
         return 0
     if not models:
         print("no models" + (" match" if args.search or args.task or args.tag or args.license else " yet; publish one with `hub publish`"))
         return 0
     rows = [[m.name, str(m.latest_version), str(m.num_versions), ",".join(f"{a}={v}" for a, v in m.aliases.items()),
              m.task or "", _human_size(m.size_bytes), m.updated_at.strftime("%Y-%m-%d %H:%M")] for m in models]
-    print(_table(rows, ["NAME", "LATEST", "VERSIONS", "ALIASES", "TASK", "SIZE", "UPDATED"]))
+    print(format_table(rows, ["NAME", "LATEST", "VERSIONS", "ALIASES", "TASK", "SIZE", "UPDATED"]))
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     version = _hub().info(args.ref)
     if args.json:
-        _print_json(version.to_dict())
+        print_json(version.to_dict())
         return 0
     fields = [
         ("ref", version.ref), ("aliases", ", ".join(version.aliases) or "-"), ("created", version.created_at.isoformat(timespec="seconds")),
@@ -92,28 +94,30 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("\n".join(f"{k.ljust(width)}  {v}" for k, v in fields))
     print("files:")
     for entry in version.files:
-        print(f"  {entry.path}  {_human_size(entry.size)}  sha256:{entry.sha256}")
+        view = version.weight_views.get(entry.path)
+        shared = f"  (shared: prefix {view['prefix']!r}, {len(view['skip'])} tensors not used)" if view else ""
+        print(f"  {entry.path}  {_human_size(entry.size)}  sha256:{entry.sha256}{shared}")
     return 0
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
     versions = _hub().list_versions(args.name)
     if args.json:
-        _print_json([v.to_dict() for v in versions])
+        print_json([v.to_dict() for v in versions])
         return 0
     rows = [[str(v.version), ",".join(v.aliases), v.created_at.strftime("%Y-%m-%d %H:%M"), _human_size(v.size_bytes),
              f"{v.num_parameters:,}", v.dtype or "", v.parent or "", " ".join(f"{k}={m:g}" for k, m in v.metrics.items())] for v in versions]
-    print(_table(rows, ["VERSION", "ALIASES", "CREATED", "SIZE", "PARAMS", "DTYPE", "PARENT", "METRICS"]))
+    print(format_table(rows, ["VERSION", "ALIASES", "CREATED", "SIZE", "PARAMS", "DTYPE", "PARENT", "METRICS"]))
     return 0
 
 
 def cmd_history(args: argparse.Namespace) -> int:
     changes = _hub().alias_history(args.name, args.alias)
     if args.json:
-        _print_json([c.to_dict() for c in changes])
+        print_json([c.to_dict() for c in changes])
         return 0
     rows = [[c.changed_at.strftime("%Y-%m-%d %H:%M:%S"), c.changed_by, str(c.from_version or "-"), str(c.to_version or "-")] for c in changes]
-    print(_table(rows, ["WHEN", "WHO", "FROM", "TO"]))
+    print(format_table(rows, ["WHEN", "WHO", "FROM", "TO"]))
     return 0
 
 
@@ -190,7 +194,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     report = _hub().verify(args.ref)
     if args.json:
-        _print_json(report.to_dict() | {"ok": report.ok})
+        print_json(report.to_dict() | {"ok": report.ok})
         return 0 if report.ok else 1
     for problem in report.problems:
         print(f"PROBLEM  {problem}")
@@ -231,7 +235,7 @@ def cmd_architectures(args: argparse.Namespace) -> int:
 
     names = list_architectures()
     if args.json:
-        _print_json(names)
+        print_json(names)
     else:
         print("\n".join(names))
     return 0
@@ -239,9 +243,9 @@ def cmd_architectures(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``hub`` argument parser (one subcommand a command)."""
-    parser = _Parser(prog="hub", description="modelhub: publish PyTorch models once, load them anywhere.")
+    parser = OneLineParser(prog="hub", description="modelhub: publish PyTorch models once, load them anywhere.")
     parser.add_argument("--version", action="version", version="modelhub 0.1.0")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     commands.required = True
 
     def command(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
@@ -325,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--json", action="store_true")
 
     db = commands.add_parser("db", help="Registry database commands.")
-    db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", parser_class=_Parser)
+    db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", parser_class=OneLineParser)
     db_commands.required = True
     upgrade = db_commands.add_parser("upgrade", help="Migrate the registry schema to the newest revision.")
     upgrade.set_defaults(handler=cmd_db_upgrade)

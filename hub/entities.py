@@ -41,7 +41,9 @@ class ModelVersion(_Record):
 
     ``ref`` is ``name:version``; ``digest`` is the sha256 of its manifest;
     ``parent`` is the reference it was derived from, if any; ``aliases`` are
-    the aliases pointing at it when it was read.
+    the aliases pointing at it when it was read. ``weight_views`` says which
+    tensors of each shared weight file the version uses, and under which prefix
+    (see :class:`hub.manifest.Manifest`).
     """
 
     name: str
@@ -65,6 +67,7 @@ class ModelVersion(_Record):
     description: str | None = None
     weight_files: tuple[str, ...] = field(default=())
     tied: dict[str, str] = field(default_factory=dict)
+    weight_views: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def file(self, path: str) -> FileEntry:
         """The entry for ``path``.

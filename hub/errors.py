@@ -24,6 +24,19 @@ __all__ = [
     "DeviceError",
     "RegistryError",
     "SchemaOutdatedError",
+    "FinetuneError",
+    "DataError",
+    "EmptyDataError",
+    "ColumnNotFoundError",
+    "InvalidValueError",
+    "LabelError",
+    "TooFewRowsError",
+    "ShapeMismatchError",
+    "UnreadableDataError",
+    "ConfigError",
+    "JobNotFoundError",
+    "JobStateError",
+    "TrainingError",
 ]
 
 
@@ -101,3 +114,71 @@ class RegistryError(HubError, RuntimeError):
 
 class SchemaOutdatedError(RegistryError):
     """The registry database schema is older (or newer) than this modelhub."""
+
+
+# --- fine-tuning -----------------------------------------------------------
+
+
+class FinetuneError(HubError):
+    """Base class of every error raised by the ``finetune`` package."""
+
+
+class DataError(FinetuneError, ValueError):
+    """A data file can't be used for training; the message names the file, row and column where it can.
+
+    Args:
+        message: what is wrong and what to do.
+        file, row, column: where (rows count from 1, the header not counted).
+    """
+
+    def __init__(self, message: str, *, file: object = None, row: int | None = None, column: str | None = None) -> None:
+        self.file, self.row, self.column = (str(file) if file is not None else None), row, column
+        where = ", ".join(
+            part for part in (self.file, f"row {row}" if row is not None else None,
+                              f"column {column!r}" if column is not None else None) if part
+        )
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class EmptyDataError(DataError):
+    """The data file (or folder) holds no rows."""
+
+
+class ColumnNotFoundError(DataError, LookupError):
+    """A column the task needs is not in the table (the message names the closest match)."""
+
+
+class InvalidValueError(DataError):
+    """A value is missing, not a number, NaN or infinite."""
+
+
+class LabelError(DataError):
+    """Labels the model's output head can't hold (too many classes, unseen names, non-numeric targets)."""
+
+
+class TooFewRowsError(DataError):
+    """Fewer rows than one batch, or too few to split off a validation set."""
+
+
+class ShapeMismatchError(DataError):
+    """The data's features don't fit the model's input."""
+
+
+class UnreadableDataError(DataError):
+    """The file can't be read: unknown format, bad encoding, a broken image, invalid JSON."""
+
+
+class ConfigError(FinetuneError, ValueError):
+    """A fine-tuning setting is out of range or unknown."""
+
+
+class JobNotFoundError(FinetuneError, LookupError):
+    """No fine-tuning job has that id."""
+
+
+class JobStateError(FinetuneError, RuntimeError):
+    """The job is not in a state that allows this (e.g. cancelling a finished job)."""
+
+
+class TrainingError(FinetuneError, RuntimeError):
+    """Training could not go on (the loss became NaN, the model has no trainable parameters, ...)."""

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["resolve_device", "resolve_dtype", "check_files", "load_weights", "build_module", "load_module"]
+__all__ = ["resolve_device", "resolve_dtype", "check_files", "stored_tensors", "load_weights", "build_module", "load_module"]
 
 
 def resolve_device(device: Any = "auto") -> torch.device:
@@ -87,8 +87,9 @@ def check_files(blobs: BlobStore, version: ModelVersion, paths: Any, *, verify: 
     return found
 
 
-def load_weights(blobs: BlobStore, version: ModelVersion, *, device: Any = "cpu", dtype: Any = None, verify: bool = False) -> dict[str, torch.Tensor]:
-    """The version's tensors by name, on ``device`` (tied names share one tensor).
+def stored_tensors(blobs: BlobStore, version: ModelVersion, *, device: Any = "cpu", verify: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors the version stores, by name, on ``device``: each weight file read through its view
+    (only the tensors it uses, renamed with its prefix), tied aliases left out.
 
     Raises:
         IntegrityError: a weight file is missing, truncated or (with ``verify``) corrupt.
@@ -97,14 +98,32 @@ def load_weights(blobs: BlobStore, version: ModelVersion, *, device: Any = "cpu"
     from safetensors import SafetensorError, safe_open
 
     target = resolve_device(device)
-    cast = resolve_dtype(dtype)
     state: dict[str, torch.Tensor] = {}
     for path, blob in check_files(blobs, version, version.weight_files, verify=verify).items():
+        view = version.weight_views.get(path, {"prefix": "", "skip": []})
         try:
             with safe_open(blob, framework="pt", device=str(target)) as f:
-                state.update(f.get_tensors())
+                if view["skip"]:
+                    skip = set(view["skip"])
+                    tensors = {name: f.get_tensor(name) for name in f.offset_keys() if name not in skip}
+                else:
+                    tensors = f.get_tensors()
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise UnsafeFormatError(f"{version.ref}: {path!r} is not valid safetensors ({exc}); run `hub verify`") from exc
+        state.update({view["prefix"] + name: tensor for name, tensor in tensors.items()} if view["prefix"] else tensors)
+    return state
+
+
+def load_weights(blobs: BlobStore, version: ModelVersion, *, device: Any = "cpu", dtype: Any = None, verify: bool = False) -> dict[str, torch.Tensor]:
+    """The version's tensors by name, on ``device`` (tied names share one tensor).
+
+    Raises:
+        IntegrityError: a weight file is missing, truncated or (with ``verify``) corrupt.
+        UnsafeFormatError: a weight file is not valid safetensors.
+        DeviceError, WeightsMismatchError: a bad ``device`` or ``dtype``.
+    """
+    cast = resolve_dtype(dtype)
+    state = stored_tensors(blobs, version, device=device, verify=verify)
     if cast is not None:
         state = {k: v.to(cast) if v.is_floating_point() else v for k, v in state.items()}
     for dropped, kept in version.tied.items():

@@ -36,9 +36,31 @@ def check_relative_path(path: object) -> str:
     return path
 
 
+def _check_views(views: Any, weights: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Check ``weight_views``: ``{weight file: {"prefix": str, "skip": [str, ...]}}``.
+
+    Raises:
+        ValueError: a key is not a weight file, or a view is malformed.
+    """
+    if not isinstance(views, dict):
+        raise ValueError("weight_views is not an object")
+    for path, view in views.items():
+        if path not in weights:
+            raise ValueError(f"weight_views names {path!r}, which is not a weight file")
+        if not (isinstance(view, dict) and set(view) == {"prefix", "skip"} and isinstance(view["prefix"], str)
+                and isinstance(view["skip"], list) and all(isinstance(name, str) for name in view["skip"])):
+            raise ValueError(f"the view of {path!r} is not {{'prefix': str, 'skip': [str, ...]}}")
+    return views
+
+
 @dataclass(frozen=True)
 class Manifest:
-    """The immutable description of one version."""
+    """The immutable description of one version.
+
+    ``weight_views`` says how to read weight files shared with another version:
+    ``{path: {"prefix": str, "skip": [stored names not used]}}``; each used tensor
+    is named ``prefix + stored name``. Files without a view are used whole.
+    """
 
     name: str
     version: int
@@ -58,6 +80,7 @@ class Manifest:
     parent: str | None = None
     tied: dict[str, str] = field(default_factory=dict)
     created_by: str | None = None
+    weight_views: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def size_bytes(self) -> int:
@@ -67,6 +90,8 @@ class Manifest:
         """Deterministic JSON bytes (sorted keys, compact)."""
         record = asdict(self)
         record["format"] = FORMAT
+        if not self.weight_views:  # a version that shares nothing keeps the manifest older readers know
+            del record["weight_views"]
         return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
     @classmethod
@@ -87,7 +112,8 @@ class Manifest:
                 if not _DIGEST.fullmatch(entry.sha256) or entry.size < 0:
                     raise ValueError(f"file {entry.path!r} has a malformed sha256 or size")
             weights, tags = tuple(record.pop("weights")), tuple(record.pop("tags", ()))
-            manifest = cls(files=files, weights=weights, tags=tags, **record)
+            views = _check_views(record.pop("weight_views", {}), weights)
+            manifest = cls(files=files, weights=weights, tags=tags, weight_views=views, **record)
             validate_name(manifest.name)
             validate_version(manifest.version)
             paths = {f.path for f in files}
@@ -123,4 +149,5 @@ class Manifest:
             description=self.description,
             weight_files=self.weights,
             tied=self.tied,
+            weight_views=self.weight_views,
         )

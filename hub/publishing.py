@@ -22,7 +22,7 @@ from hub.safetensors_io import FLOATING, SafetensorsHeader, TensorInfo, dedupe_s
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["LocalFiles", "list_folder", "PreparedSource", "prepare_source", "describe_weights", "check_text", "check_tags", "check_metrics", "check_metadata", "render_card"]
+__all__ = ["LocalFiles", "list_folder", "PreparedSource", "prepare_source", "describe_weights", "share_with_parent", "new_weights_path", "check_text", "check_tags", "check_metrics", "check_metadata", "check_extra_files", "render_card"]
 
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "modelhub.json"
@@ -217,6 +217,82 @@ def describe_weights(prepared: PreparedSource, architecture: str | None, config:
     return dtype, sum(p.numel() for p in module.parameters())
 
 
+def _best_prefix(stored: Iterable[str], names: Iterable[str]) -> str:
+    """The prefix (``""``, ``"bert."``, ``"backbone."``, ...) that turns the most ``stored`` names into ``names``."""
+    known = set(stored)
+    counts: dict[str, int] = {}
+    for name in names:
+        for prefix in ["", *(name[: i + 1] for i, char in enumerate(name) if char == ".")]:
+            if name[len(prefix) :] in known:
+                counts[prefix] = counts.get(prefix, 0) + 1
+    return max(counts, key=lambda prefix: (counts[prefix], -len(prefix)), default="")
+
+
+def _fits(info: TensorInfo, tensor: torch.Tensor) -> bool:
+    """True when ``tensor`` has the dtype and shape that ``info`` describes."""
+    described = _tensor_info(tensor)
+    return (info.dtype, info.shape) == (described.dtype, described.shape)
+
+
+def _raw(tensor: torch.Tensor) -> torch.Tensor:
+    """A tensor's bytes as a flat uint8 tensor (no copy for a contiguous CPU tensor)."""
+    import torch
+
+    return tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
+
+
+def share_with_parent(
+    tensors: Mapping[str, torch.Tensor], parent_files: Mapping[str, Path]
+) -> tuple[dict[str, dict[str, Any]], dict[str, torch.Tensor]]:
+    """Find which of a parent's weight files new tensors can reuse, and what is left to store.
+
+    Each parent file is read lazily (memory-mapped), under the key prefix that
+    matches the most of its names. A file is reused when the tensors it holds
+    unchanged (same name after the prefix, dtype, shape and bytes) are at least
+    half its weight bytes; each new tensor is taken from one file at most.
+
+    Args:
+        tensors: the new tensors by name (tied aliases removed).
+        parent_files: the parent's weight files, ``{path in the version: safetensors file}``.
+
+    Returns:
+        ``(views, rest)``: ``{reused path: {"prefix": str, "skip": [stored names not used]}}``,
+        and the tensors no reused file holds.
+
+    Raises:
+        UnsafeFormatError: a parent file is not valid safetensors.
+    """
+    import torch
+    from safetensors import safe_open
+
+    views: dict[str, dict[str, Any]] = {}
+    taken: set[str] = set()
+    for path, blob in parent_files.items():
+        stored = read_header(blob).tensors
+        sizes = {name: info.end - info.start for name, info in stored.items()}
+        prefix = _best_prefix(stored, tensors)
+        candidates = {
+            name: prefix + name for name, info in stored.items()
+            if prefix + name in tensors and prefix + name not in taken and _fits(info, tensors[prefix + name])
+        }
+        if 2 * sum(sizes[name] for name in candidates) < sum(sizes.values()):
+            continue  # can't reach half, whatever the bytes
+        with safe_open(blob, framework="pt") as f:
+            same = [name for name, key in candidates.items() if torch.equal(_raw(f.get_tensor(name)), _raw(tensors[key]))]
+        if same and 2 * sum(sizes[name] for name in same) >= sum(sizes.values()):
+            views[path] = {"prefix": prefix, "skip": sorted(set(stored) - set(same))}
+            taken.update(candidates[name] for name in same)
+    return views, {name: tensor for name, tensor in tensors.items() if name not in taken}
+
+
+def new_weights_path(reused: Iterable[str]) -> str:
+    """Where newly stored tensors go: ``model.safetensors``, or beside reused files that have that
+    path, ``model-changed.safetensors`` (then ``model-changed-2.safetensors``, ...)."""
+    reused = set(reused)
+    paths = (WEIGHTS_FILE, "model-changed.safetensors", *(f"model-changed-{n}.safetensors" for n in range(2, len(reused) + 2)))
+    return next(path for path in paths if path not in reused)
+
+
 def check_text(value: Any, what: str, *, limit: int | None = MAX_TEXT) -> str | None:
     """A None or a string of at most ``limit`` characters.
 
@@ -275,6 +351,32 @@ def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise InvalidArgumentError(f"metadata must hold only JSON values (numbers, strings, lists, dicts): {exc}") from None
     return dict(metadata)
+
+
+def check_extra_files(files: Mapping[str, Any] | None, prepared: PreparedSource) -> dict[str, Path]:
+    """Check the extra files given to ``publish(files=...)``.
+
+    Raises:
+        InvalidSourceError: not a mapping, a missing file, or a path the source already has.
+        UnsafeFormatError: a path that leaves the version folder, a pickle, or weights.
+    """
+    if files is None:
+        return {}
+    if not isinstance(files, Mapping):
+        raise InvalidSourceError(f"files must be a dict of {{path in the version: local file}}, not {type(files).__name__}")
+    checked = {}
+    taken = {*prepared.weight_files, *prepared.extra_files, WEIGHTS_FILE, "README.md", MANIFEST_FILE}
+    for relative, local in files.items():
+        check_relative_path(relative)
+        path = Path(local).expanduser()
+        if not path.is_file():
+            raise InvalidSourceError(f"files[{relative!r}]: {path} is not a file")
+        if path.suffix.lower() in PICKLE_SUFFIXES or relative.endswith(".safetensors"):
+            raise UnsafeFormatError(f"files[{relative!r}] is a weight or pickle file; publish weights as the source, in safetensors")
+        if relative in taken:
+            raise InvalidSourceError(f"files[{relative!r}]: the version already has a file at that path")
+        checked[relative] = path
+    return checked
 
 
 def render_card(card: str | Mapping[str, Any] | None, **defaults: Any) -> bytes | None:

@@ -100,6 +100,7 @@ def assert_same_tensors(actual: dict, expected: dict) -> None:
 REGISTRY_TABLES = [
     "registered_models", "model_versions", "model_version_files", "model_version_tags",
     "model_version_metrics", "model_version_metadata", "model_aliases", "model_alias_history",
+    "finetune_jobs", "finetune_job_events", "finetune_job_metrics",
 ]
 
 

@@ -9,7 +9,7 @@ backend reads them the same way.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -110,3 +110,59 @@ class AliasHistory(Base):
     to_version: Mapped[int | None] = mapped_column(Integer)
     changed_by: Mapped[str] = mapped_column(String(128))
     changed_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class FinetuneJob(Base):
+    """A fine-tuning job: ``queued -> running -> succeeded | failed | cancelled``.
+
+    ``heartbeat_at_ms`` is refreshed by the worker running it; a running job whose
+    heartbeat is stale is claimed again and resumes from ``checkpoint_json``.
+    """
+
+    __tablename__ = "finetune_jobs"
+    __table_args__ = (Index("ix_finetune_jobs_status_created_at_ms", "status", "created_at_ms"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    base_ref: Mapped[str] = mapped_column(String(256))
+    output: Mapped[str] = mapped_column(String(129))
+    task: Mapped[str] = mapped_column(String(32))
+    data_json: Mapped[str] = mapped_column(Text)
+    config_json: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    started_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    finished_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    heartbeat_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    worker: Mapped[str | None] = mapped_column(String(128))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    total_steps: Mapped[int | None] = mapped_column(Integer)
+    checkpoint_json: Mapped[str | None] = mapped_column(Text)
+    result_ref: Mapped[str | None] = mapped_column(String(256))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+
+class FinetuneJobEvent(Base):
+    """A log line of a job, with its level (``info``, ``warning``, ``error``)."""
+
+    __tablename__ = "finetune_job_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("finetune_jobs.id", ondelete="CASCADE"), index=True)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    level: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+
+
+class FinetuneJobMetric(Base):
+    """Metrics of a job at one step: ``split`` is ``train`` (loss, learning rate, samples/s) or ``eval``."""
+
+    __tablename__ = "finetune_job_metrics"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("finetune_jobs.id", ondelete="CASCADE"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[float] = mapped_column(Float)
+    split: Mapped[str] = mapped_column(String(8))
+    values_json: Mapped[str] = mapped_column(Text)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)

@@ -155,6 +155,7 @@ class RegistryStore:
                 metadata=metadata[vid], parent=parent, aliases=tuple(aliases[vid]),
                 created_at=from_millis(created), description=desc,
                 weight_files=tuple(layout_record.get("weights", ())), tied=layout_record.get("tied", {}),
+                weight_views=layout_record.get("views", {}),
             ))
         return versions
 
@@ -240,11 +241,16 @@ class RegistryStore:
         return [AliasChange(name, alias, f, t, who, from_millis(when)) for f, t, who, when in rows]
 
     def referenced_digests(self) -> set[str]:
-        """Blob digests that some live version needs (its manifest and files)."""
+        """Blob digests that some live version needs (its manifest and files), and the
+        checkpoints of fine-tuning jobs that may still resume."""
         digests = {r[0] for r in self._query("SELECT manifest_digest FROM model_versions WHERE deleted_at_ms IS NULL AND manifest_digest IS NOT NULL")}
         digests |= {r[0] for r in self.db.query(
             "SELECT f.sha256 FROM model_version_files f JOIN model_versions v ON v.id = f.version_id WHERE v.deleted_at_ms IS NULL"
         )}
+        for (checkpoint,) in self.db.query(
+            "SELECT checkpoint_json FROM finetune_jobs WHERE status IN ('queued', 'running') AND checkpoint_json IS NOT NULL"
+        ):
+            digests.update(json.loads(checkpoint).get("blobs", []))
         return digests
 
     def version_exists(self, name: str, version: int) -> bool:
@@ -373,7 +379,9 @@ class RegistryStore:
         row = ModelVersionRow(
             model_id=model.id, version=manifest.version, manifest_digest=digest, architecture=manifest.architecture,
             config_json=json.dumps(manifest.config, sort_keys=True),
-            layout_json=json.dumps({"weights": list(manifest.weights), "tied": manifest.tied}, sort_keys=True),
+            layout_json=json.dumps(
+                {"weights": list(manifest.weights), "tied": manifest.tied, "views": manifest.weight_views}, sort_keys=True
+            ),
             dtype=manifest.dtype, num_parameters=manifest.num_parameters, size_bytes=manifest.size_bytes,
             task=manifest.task, license=manifest.license, description=manifest.description,
             parent=manifest.parent, created_by=manifest.created_by, created_at_ms=manifest.created_at_ms,

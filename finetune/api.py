@@ -1,0 +1,151 @@
+"""The fine-tuning service's Python API: submit, run, watch and cancel jobs.
+
+Every function works on a hub (``hub=``, default :func:`hub.default_hub`) and
+its registry database, where the job queue lives beside the models.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from finetune.config import FinetuneConfig
+from finetune.jobs import Job, JobEvent, JobMetric, JobStore
+from finetune.runner import check_job, data_record, run_job, worker_name
+from hub.entities import ModelVersion
+from hub.errors import ConfigError, FinetuneError, JobStateError
+from hub.reference import validate_name
+from hub.settings import current_user
+
+__all__ = ["submit", "run", "get_job", "list_jobs", "cancel", "job_events", "job_metrics", "jobs_of"]
+
+PathLike = str | os.PathLike[str]
+
+
+def _hub(hub: Any) -> Any:
+    if hub is not None:
+        return hub
+    import hub as hub_package
+
+    return hub_package.default_hub()
+
+
+def jobs_of(hub: Any = None) -> JobStore:
+    """The job queue in ``hub``'s registry database."""
+    return JobStore(_hub(hub).db)
+
+
+def _config(config: FinetuneConfig | Mapping[str, Any] | PathLike | None, overrides: Mapping[str, Any] | None = None) -> FinetuneConfig:
+    if config is None:
+        result = FinetuneConfig()
+    elif isinstance(config, FinetuneConfig):
+        result = config
+    elif isinstance(config, Mapping):
+        result = FinetuneConfig.from_dict(dict(config))
+    elif isinstance(config, str | os.PathLike):
+        result = FinetuneConfig.from_file(config)
+    else:
+        raise ConfigError(f"config must be a FinetuneConfig, a dict or a YAML/JSON file, not {type(config).__name__}")
+    return result.updated(**(overrides or {})) if overrides else result.validate()
+
+
+def submit(base: str, data: PathLike, *, output: str, task: str = "classification",
+           config: FinetuneConfig | Mapping[str, Any] | PathLike | None = None,
+           validation_data: PathLike | None = None, hub: Any = None) -> Job:
+    """Queue a fine-tuning job; a worker (``finetune worker``) runs it.
+
+    Everything is checked first (base, task, config, every row of the data), so a
+    bad submission raises and queues nothing.
+
+    Args:
+        base: the model to start from (``name``, ``name:VERSION``, ``name@ALIAS``); the job
+            records the exact version.
+        data: training data: CSV, JSONL, Parquet, a folder of images in class folders, or
+            ``.npz``/``.safetensors`` with ``x`` and ``y``.
+        output: the model name the result is published under (its next version).
+        task: ``classification``, ``regression``, ``text-classification`` or ``continue``.
+        config: a :class:`FinetuneConfig`, a dict of its fields, or a YAML/JSON file.
+        validation_data: a validation file; without one, ``validation_fraction`` of the rows is held out.
+        hub: the hub to use (default: ``hub.default_hub()``).
+
+    Returns:
+        The queued :class:`Job`.
+
+    Raises:
+        ModelNotFoundError: no such base. InvalidReferenceError: a bad output name.
+        ConfigError: a bad setting or a task that does not fit the base.
+        DataError: bad data (its subclasses name the file, row and column).
+    """
+    hub = _hub(hub)
+    validate_name(output)
+    settings = _config(config)
+    checked = check_job(hub, base, task, data, validation_data, settings)
+    return jobs_of(hub).create(
+        base=checked.base.ref, output=output, task=task, data=data_record(data, validation_data, checked),
+        config=settings.to_dict(), created_by=current_user(),
+        message=f"queued: fine-tune {checked.base.ref} on {Path(data).name} ({task}) into {output}",
+    )
+
+
+def run(base: str, data: PathLike, *, output: str, task: str = "classification",
+        config: FinetuneConfig | Mapping[str, Any] | PathLike | None = None,
+        validation_data: PathLike | None = None, hub: Any = None, progress: Any = None) -> ModelVersion:
+    """Fine-tune in this process, as a job that is queued and run at once; see :func:`submit`.
+
+    Args:
+        progress: a ``tqdm``-like bar to update (the CLI passes one), or None.
+
+    Returns:
+        The published :class:`~hub.ModelVersion`.
+
+    Raises:
+        As :func:`submit`; then whatever failed the job (it is recorded on the job too).
+        FinetuneError: the job was cancelled from elsewhere.
+    """
+    hub = _hub(hub)
+    job = submit(base, data, output=output, task=task, config=config, validation_data=validation_data, hub=hub)
+    jobs = jobs_of(hub)
+    worker = worker_name()
+    claimed = jobs.claim(worker, job.id)
+    if claimed is None:
+        raise JobStateError(f"job {job.id} was taken by a worker before this process could run it; follow it with `finetune logs {job.id}`")
+    version = run_job(hub, jobs, claimed, worker, progress=progress, raise_errors=True)
+    if version is None:
+        raise FinetuneError(f"job {job.id} was cancelled; nothing was published")
+    return version
+
+
+def get_job(job_id: str, *, hub: Any = None) -> Job:
+    """The job ``job_id``.
+
+    Raises:
+        JobNotFoundError: no such job.
+    """
+    return jobs_of(hub).get(job_id)
+
+
+def list_jobs(status: str | None = None, *, limit: int | None = None, hub: Any = None) -> list[Job]:
+    """Jobs, newest first; ``status`` one of queued, running, succeeded, failed, cancelled."""
+    return jobs_of(hub).list(status, limit=limit)
+
+
+def cancel(job_id: str, *, hub: Any = None) -> Job:
+    """Cancel a job: a queued one at once, a running one at the end of its current step
+    (after a checkpoint; nothing is published).
+
+    Raises:
+        JobNotFoundError: no such job. JobStateError: it has already finished.
+    """
+    return jobs_of(hub).request_cancel(job_id)
+
+
+def job_events(job_id: str, *, after_id: int = 0, hub: Any = None) -> list[JobEvent]:
+    """The job's log lines, oldest first (only those after ``after_id``)."""
+    return jobs_of(hub).events(job_id, after_id=after_id)
+
+
+def job_metrics(job_id: str, *, split: str | None = None, hub: Any = None) -> list[JobMetric]:
+    """The job's metrics by step: ``train`` (loss, learning_rate, samples_per_s) and ``eval`` rows."""
+    return jobs_of(hub).metrics(job_id, split)

@@ -1,0 +1,218 @@
+"""The ``finetune`` command line: submit, run, work, watch and cancel fine-tuning jobs.
+
+Errors print one line and exit 1; usage mistakes exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from hub.cli import OneLineParser, format_table, print_json
+from hub.errors import HubError
+
+__all__ = ["main", "build_parser"]
+
+# Command-line flags that set FinetuneConfig fields (flag name -> field), beside --config FILE.
+CONFIG_FLAGS = {
+    "epochs": int, "batch_size": int, "learning_rate": float, "weight_decay": float, "scheduler": str,
+    "warmup_ratio": float, "max_grad_norm": float, "grad_accum_steps": int, "seed": int,
+    "validation_fraction": float, "early_stopping_patience": int, "lora_rank": int, "lora_alpha": float,
+    "checkpoint_every": int, "label_column": str, "text_column": str, "max_length": int, "device": str,
+}
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    values = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
+    if args.train is not None:
+        values["train"] = args.train if args.train in ("all", "head") else [p for p in args.train.split(",") if p]
+    if args.feature_columns is not None:
+        values["feature_columns"] = [c for c in args.feature_columns.split(",") if c]
+    if args.bf16:
+        values["bf16"] = True
+    if getattr(args, "nproc", None) is not None:
+        values["nproc"] = args.nproc
+    return values
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from finetune.api import _config
+
+    return _config(args.config, _overrides(args))
+
+
+def _status_line(job: Any) -> str:
+    progress = f"{job.step}/{job.total_steps} steps" if job.total_steps else "not started"
+    ending = f" -> {job.result}" if job.result else (f"  {job.error['code']}: {job.error['message']}" if job.error else "")
+    return f"{job.id}  {job.status:<9}  {job.base} -> {job.output}  {progress}{ending}"
+
+
+# --- commands -------------------------------------------------------------------
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    import finetune
+
+    job = finetune.submit(args.base, args.data, output=args.output, task=args.task, config=_config(args), validation_data=args.validation)
+    if args.json:
+        print_json(job.to_dict())
+    else:
+        print(f"queued {job.id}: {job.base} on {args.data} -> {job.output} (run it with `finetune worker`)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if config.nproc > 1:
+        from finetune.distributed import launch
+
+        return launch(sys.argv[1:] if args.argv is None else args.argv, config.nproc, args.torchrun)
+    import finetune
+    from tqdm import tqdm
+
+    with tqdm(desc="fine-tuning", unit="step", disable=None, file=sys.stderr, dynamic_ncols=True) as bar:
+        version = finetune.run(args.base, args.data, output=args.output, task=args.task, config=config,
+                               validation_data=args.validation, progress=bar)
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in version.metrics.items())
+    print(f"published {version.ref} (parent {version.parent}): {metrics}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from finetune.worker import work
+
+    import finetune
+
+    ran: list[str] = []
+
+    def announce(job: Any) -> None:
+        print(f"running {job.id}: {job.base} -> {job.output}", file=sys.stderr, flush=True)
+        if ran:
+            print(_status_line(finetune.get_job(ran[-1])), flush=True)
+        ran.append(job.id)
+
+    work(once=args.once, max_jobs=args.max_jobs, poll_seconds=args.poll, on_job=announce)
+    if ran:
+        print(_status_line(finetune.get_job(ran[-1])))
+    elif args.once:
+        print("no job waiting", file=sys.stderr)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import finetune
+
+    job = finetune.get_job(args.job)
+    if args.json:
+        print_json(job.to_dict())
+        return 0
+    print(_status_line(job))
+    if job.status == "succeeded":
+        print(f'load it: hub.load("{job.result}")')
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import finetune
+
+    jobs = finetune.list_jobs(args.status, limit=args.limit)
+    if args.json:
+        print_json([job.to_dict() for job in jobs])
+        return 0
+    rows = [[j.id, j.status, j.base, j.output, f"{j.progress:.0%}", j.result or (j.error or {}).get("code", ""),
+             j.created_at.strftime("%Y-%m-%d %H:%M")] for j in jobs]
+    print(format_table(rows, ["JOB", "STATUS", "BASE", "OUTPUT", "DONE", "RESULT", "CREATED"]) if rows else "no jobs")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    import finetune
+
+    job = finetune.cancel(args.job)
+    print(f"{job.id}: " + ("cancelled" if job.status == "cancelled" else "cancelling (the worker stops at its next step)"))
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    import finetune
+
+    last = 0
+    while True:
+        for event in finetune.job_events(args.job, after_id=last):
+            print(f"{event.created_at:%H:%M:%S}  {event.level:<7}  {event.message}", flush=True)
+            last = event.id
+        if not args.follow or finetune.get_job(args.job).finished:
+            return 0
+        time.sleep(1.0)
+
+
+def _add_job_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("base", help="model to start from: name, name:VERSION or name@ALIAS")
+    sub.add_argument("data", help="training data: .csv, .jsonl, .parquet, .npz, .safetensors or a folder of class folders of images")
+    sub.add_argument("--output", "-o", required=True, help="name to publish the result under (its next version)")
+    sub.add_argument("--task", default="classification", choices=["classification", "regression", "text-classification", "continue"])
+    sub.add_argument("--validation", help="a validation file (default: hold out --validation-fraction of the rows)")
+    sub.add_argument("--config", help="a YAML or JSON file of settings (flags override it)")
+    for name, kind in CONFIG_FLAGS.items():
+        sub.add_argument("--" + name.replace("_", "-"), type=kind, help=argparse.SUPPRESS if name in ("lora_alpha", "max_grad_norm") else None)
+    sub.add_argument("--train", help="all, head, or comma-separated parameter-name prefixes to train")
+    sub.add_argument("--feature-columns", help="comma-separated feature columns (default: all but label and text)")
+    sub.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    sub.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``finetune`` argument parser."""
+    parser = OneLineParser(prog="finetune", description="Fine-tune hub models on your data; results are published to the hub.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    commands.required = True
+
+    def command(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    sub = command("submit", cmd_submit, "Queue a fine-tuning job (checked first; a worker runs it).")
+    _add_job_arguments(sub)
+    sub = command("run", cmd_run, "Fine-tune now, in this process, with a progress bar.")
+    _add_job_arguments(sub)
+    sub.add_argument("--nproc", type=int, help="data-parallel processes under torchrun (default 1)")
+    sub.add_argument("--torchrun", default="", help="more torchrun arguments, e.g. '--nnodes 2 --node-rank 0 --master-addr HOST'")
+    sub.set_defaults(argv=None)
+    sub = command("worker", cmd_worker, "Run queued jobs, one at a time.")
+    sub.add_argument("--once", action="store_true", help="run at most one job, and exit when none is waiting")
+    sub.add_argument("--max-jobs", type=int, help="exit after this many jobs")
+    sub.add_argument("--poll", type=float, default=2.0, help="seconds between looks at an empty queue")
+    sub = command("status", cmd_status, "Show one job.")
+    sub.add_argument("job")
+    sub.add_argument("--json", action="store_true")
+    sub = command("list", cmd_list, "List jobs, newest first.")
+    sub.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    sub.add_argument("--limit", type=int, default=50)
+    sub.add_argument("--json", action="store_true")
+    sub = command("cancel", cmd_cancel, "Cancel a queued or running job.")
+    sub.add_argument("job")
+    sub = command("logs", cmd_logs, "Print a job's events.")
+    sub.add_argument("job")
+    sub.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (HubError, OSError) as exc:
+        print(f"finetune: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("finetune: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""``FinetuneConfig``: every fine-tuning setting, with documented defaults, in one dataclass.
+
+It loads from and saves to YAML or JSON, and :meth:`FinetuneConfig.validate`
+turns a bad value into a :class:`~hub.errors.ConfigError` that names the field
+and the allowed range before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hub.errors import ConfigError
+
+__all__ = ["FinetuneConfig", "TASKS", "SCHEDULERS"]
+
+TASKS = ("classification", "regression", "text-classification", "continue")
+SCHEDULERS = ("linear", "cosine", "constant")
+
+
+@dataclass
+class FinetuneConfig:
+    """How to fine-tune. Defaults suit a small model on a table of a few thousand rows.
+
+    Attributes:
+        epochs: passes over the training data.
+        batch_size: rows per forward pass (per process under ``nproc``).
+        learning_rate: AdamW's peak rate; None picks by model: 1e-3, or 5e-5 for transformers.
+        weight_decay: AdamW's decoupled weight decay.
+        scheduler: ``linear`` (decay to 0), ``cosine`` (to 0) or ``constant``, after warmup.
+        warmup_ratio: fraction of all steps spent warming the rate up from 0.
+        max_grad_norm: clip gradients to this norm; None to not clip.
+        grad_accum_steps: micro-batches whose gradients add up to one optimizer step.
+        bf16: run forward passes under bfloat16 autocast.
+        seed: seeds weights of a new head, data order, dropout and the validation split.
+        validation_fraction: share of rows held out for validation when no validation file is given.
+        early_stopping_patience: stop after this many evaluations without improvement; None never stops early.
+        train: ``"all"``, ``"head"`` (only the output layer) or a list of parameter-name prefixes to train.
+        lora_rank: train LoRA adapters of this rank (through ``peft``) instead of full weights; None is off.
+        lora_alpha: LoRA scaling numerator.
+        lora_dropout: dropout on the LoRA path.
+        lora_targets: module names to adapt; None adapts every linear layer but the head.
+        lora_merge: merge the adapters into the weights when publishing.
+        checkpoint_every: save a resumable checkpoint every this many steps (0: only on cancel).
+        label_column, text_column, feature_columns: which table columns are what.
+        max_length: longest token sequence for text tasks.
+        device: ``auto`` (cuda, then mps, then cpu) or an explicit device.
+        nproc: data-parallel processes (under ``torchrun``); 1 trains in this process.
+    """
+
+    epochs: int = 3
+    batch_size: int = 32
+    learning_rate: float | None = None
+    weight_decay: float = 0.01
+    scheduler: str = "linear"
+    warmup_ratio: float = 0.0
+    max_grad_norm: float | None = 1.0
+    grad_accum_steps: int = 1
+    bf16: bool = False
+    seed: int = 0
+    validation_fraction: float = 0.2
+    early_stopping_patience: int | None = None
+    train: str | list[str] = "all"
+    lora_rank: int | None = None
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: list[str] | None = None
+    lora_merge: bool = True
+    checkpoint_every: int = 100
+    label_column: str = "label"
+    text_column: str | None = None
+    feature_columns: list[str] | None = None
+    max_length: int = 128
+    device: str = "auto"
+    nproc: int = 1
+
+    def validate(self) -> FinetuneConfig:
+        """Check every value; return self.
+
+        Raises:
+            ConfigError: naming the field, its value and what is allowed.
+        """
+        _positive_int(self, "epochs", "batch_size", "grad_accum_steps", "max_length", "nproc")
+        _non_negative_int(self, "checkpoint_every", "seed")
+        if self.learning_rate is not None and not (_finite(self.learning_rate) and self.learning_rate > 0):
+            raise ConfigError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
+        if not (_finite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.scheduler not in SCHEDULERS:
+            raise ConfigError(f"scheduler {self.scheduler!r} is unknown; use one of {', '.join(SCHEDULERS)}")
+        if not (_finite(self.warmup_ratio) and 0 <= self.warmup_ratio < 1):
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+        if self.max_grad_norm is not None and not (_finite(self.max_grad_norm) and self.max_grad_norm > 0):
+            raise ConfigError(f"max_grad_norm must be positive or None, got {self.max_grad_norm!r}")
+        if not (_finite(self.validation_fraction) and 0 < self.validation_fraction < 1):
+            raise ConfigError(f"validation_fraction must be between 0 and 1, got {self.validation_fraction!r}")
+        if self.early_stopping_patience is not None:
+            _positive_int(self, "early_stopping_patience")
+        if self.lora_rank is not None:
+            _positive_int(self, "lora_rank")
+        if not (_finite(self.lora_alpha) and self.lora_alpha > 0) or not (_finite(self.lora_dropout) and 0 <= self.lora_dropout < 1):
+            raise ConfigError(f"lora_alpha must be positive and lora_dropout in [0, 1), got {self.lora_alpha!r}, {self.lora_dropout!r}")
+        if isinstance(self.train, str):
+            if self.train not in ("all", "head"):
+                raise ConfigError(f"train must be 'all', 'head' or a list of parameter-name prefixes, got {self.train!r}")
+        elif not (isinstance(self.train, list) and self.train and all(isinstance(p, str) and p for p in self.train)):
+            raise ConfigError(f"train must be 'all', 'head' or a non-empty list of parameter-name prefixes, got {self.train!r}")
+        for name in ("label_column", "device"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
+        return self
+
+    # --- dict and file forms --------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FinetuneConfig:
+        """Build and validate a config from a dict; unknown keys are refused with the closest match.
+
+        Raises:
+            ConfigError: an unknown key, a value of the wrong type, or a value out of range.
+        """
+        if not isinstance(values, dict):
+            raise ConfigError(f"a fine-tune config must be a mapping of settings, not {type(values).__name__}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in values:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; known settings: {', '.join(known)}"
+                raise ConfigError(f"unknown setting {key!r}{hint}")
+        converted = {key: _convert(cls, key, value) for key, value in values.items()}
+        return cls(**converted).validate()
+
+    def updated(self, **changes: Any) -> FinetuneConfig:
+        """A copy with ``changes`` applied (None values ignored), validated."""
+        return type(self).from_dict({**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> FinetuneConfig:
+        """Read a ``.yaml``/``.yml`` or ``.json`` file.
+
+        Raises:
+            ConfigError: unreadable file, bad syntax, or bad settings.
+        """
+        import yaml
+
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+            values = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+            raise ConfigError(f"can't read fine-tune config {path}: {exc}") from None
+        return cls.from_dict(values or {})
+
+    def to_file(self, path: str | Path) -> None:
+        """Write as YAML (``.yaml``/``.yml``) or JSON (anything else)."""
+        import yaml
+
+        path = Path(path)
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False) if path.suffix.lower() in (".yaml", ".yml") else json.dumps(self.to_dict(), indent=2)
+        path.write_text(text, encoding="utf-8")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive_int(config: FinetuneConfig, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+
+
+def _non_negative_int(config: FinetuneConfig, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}")
+
+
+_FLOATS = {"learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "validation_fraction", "lora_alpha", "lora_dropout"}
+
+
+def _convert(cls: type, key: str, value: Any) -> Any:
+    """Accept the obvious spellings from YAML or a command line: ints for floats, tuples for lists."""
+    if key in _FLOATS and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, tuple):
+        return list(value)
+    if key in _FLOATS and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    return value

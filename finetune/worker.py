@@ -1,0 +1,49 @@
+"""A worker: claims queued jobs (or ones whose worker died) and runs them, one at a time."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from finetune.api import _hub, jobs_of
+from finetune.jobs import Job
+from finetune.runner import run_job, worker_name
+
+__all__ = ["work"]
+
+
+def work(*, once: bool = False, max_jobs: int | None = None, poll_seconds: float = 2.0, hub: Any = None,
+         stop: threading.Event | None = None, on_job: Callable[[Job], Any] | None = None, name: str | None = None) -> int:
+    """Run jobs until told to stop.
+
+    Args:
+        once: run at most one job, and return at once when none is waiting.
+        max_jobs: return after this many jobs.
+        poll_seconds: how long to wait before looking again when the queue is empty.
+        hub: the hub whose registry holds the queue (default: ``hub.default_hub()``).
+        stop: an event that ends the loop (the web UI's background worker).
+        on_job: called with each job as it is claimed (the CLI prints it).
+        name: the worker's name in the job records (default ``host:pid``).
+
+    Returns:
+        The number of jobs run.
+    """
+    hub = _hub(hub)
+    jobs = jobs_of(hub)
+    worker = name or worker_name()
+    limit = 1 if once else max_jobs
+    done = 0
+    stop = stop or threading.Event()
+    while not stop.is_set() and (limit is None or done < limit):
+        job = jobs.claim(worker)
+        if job is None:
+            if once:
+                break
+            stop.wait(poll_seconds)
+            continue
+        if on_job is not None:
+            on_job(job)
+        run_job(hub, jobs, job, worker)
+        done += 1
+    return done
