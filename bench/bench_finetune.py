@@ -53,6 +53,7 @@ from torch import nn
 
 import finetune
 import hub
+from finetune.config import FinetuneConfig
 from common import GB, MB, Row, alternate, dir_bytes, print_table, ratio_row, temp_dir, timed
 
 BENCH = "finetune"
@@ -194,7 +195,9 @@ def loop_rows(repeats: int, epochs: int, folder: Path, log: Any) -> list[Row]:
     label = f"(a) mlp, {epochs} epochs x {math.ceil(expected[0] / BATCH_SIZE)} steps"
     return [
         ratio_row(BENCH, f"{label}: finetune.run end to end", job["s"], hand["s"], "s", limit=1.05, baseline_name="hand loop",
-                  note=f"read CSV -> publish; validation accuracy {job['accuracy']:.3f} (job) vs {hand['accuracy']:.3f} (hand)"),
+                  note=f"read CSV -> publish; validation accuracy {job['accuracy']:.3f} (job) vs {hand['accuracy']:.3f} (hand); "
+                       f"the job keeps the default checkpoint_every={FinetuneConfig().checkpoint_every}: "
+                       f"{(steps - 1) // FinetuneConfig().checkpoint_every} checkpoint(s) in {steps} steps"),
         ratio_row(BENCH, f"{label}: training loop only", job["train"], hand["train"], "s", baseline_name="hand loop",
                   note="job metadata train_seconds vs the hand loop's epochs, evaluations included; "
                        f"outside the loop: {job['s'] - job['train']:.2f} s (job) vs {hand['s'] - hand['train']:.2f} s (hand)"),
@@ -235,7 +238,8 @@ def convnet_rows(folder: Path, log: Any) -> list[Row]:
             f"hub.load({version.ref}) {recomputed:.4f}: {'agree' if agree else 'DISAGREE'}"),
         Row(BENCH, "(b) convnet: finetune.run time", seconds, None, "s", None, "< 60 s", seconds < 60,
             note=f"{CONVNET_CONFIG['epochs']} epochs, lr {CONVNET_CONFIG['learning_rate']:g}, batch {BATCH_SIZE}, "
-                 f"{version.metadata['steps']} steps; loop {version.metadata['train_seconds']:.1f} s"),
+                 f"{version.metadata['steps']} steps; loop {version.metadata['train_seconds']:.1f} s; "
+                 f"torch on {torch.get_num_threads()} thread(s)"),
     ]
 
 
@@ -245,6 +249,10 @@ def convnet_rows(folder: Path, log: Any) -> list[Row]:
 def widths_for(total_mb: int, layers: int = 4) -> int:
     """Hidden width so that ``layers`` square hidden-to-hidden float32 layers hold ~``total_mb`` MB."""
     return max(16, round(math.sqrt(total_mb * MB / 4 / layers)))
+
+
+def blob_files(blobs: Path) -> int:
+    return sum(1 for p in blobs.rglob("*") if p.is_file())
 
 
 def head_rows(total_mb: int, folder: Path, log: Any) -> list[Row]:
@@ -261,12 +269,12 @@ def head_rows(total_mb: int, folder: Path, log: Any) -> list[Row]:
     del model
     gc.collect()
     blobs = Path(instance.home) / "blobs"
-    before, count_before = dir_bytes(blobs), len(list(blobs.rglob("*")))
+    before, count_before = dir_bytes(blobs), blob_files(blobs)
     log(f"[finetune] (c) head-only finetune.run of {base_bytes / GB:.2f} GB base on {HEAD_ROWS} digits "
         f"(blobs {before / MB:.0f} MB before; the base published in {publish_s:.1f} s)")
     seconds, version = timed(lambda: finetune.run(base.ref, csv_path, output="bench/big-mlp-head",
                                                   config={"train": "head", "epochs": 1, "batch_size": BATCH_SIZE}, hub=instance))
-    after, count_after = dir_bytes(blobs), len(list(blobs.rglob("*")))
+    after, count_after = dir_bytes(blobs), blob_files(blobs)
     files = ", ".join(f"{f.path} {f.size / MB:.1f} MB" for f in version.files)
     instance.close()
     growth = after - before

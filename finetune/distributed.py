@@ -68,8 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cuda = torch.cuda.is_available() and args.device in (None, "auto", "cuda")
     if cuda:
         torch.cuda.set_device(local_rank)
-    dist.init_process_group("nccl" if cuda else "gloo")
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
     rank = dist.get_rank()
     status = 0
     try:

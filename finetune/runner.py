@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -333,23 +335,19 @@ def _tokenizer_files(hub: Any, checked: CheckedJob) -> dict[str, Path]:
 
 
 def _publish(hub: Any, job: Job, checked: CheckedJob, model: nn.Module, result: Any, learning_rate: float, reporter: JobReporter) -> ModelVersion:
-    if checked.config.lora_rank is not None and checked.config.lora_merge:
-        model = model.merge_and_unload()
     metrics = {("val_loss" if key == "loss" else key): value for key, value in result.metrics.items()}
-    model = model.cpu().eval()
-    source: Any = model
-    if checked.config.lora_rank is not None and not checked.config.lora_merge:
-        import tempfile
-
-        staging = tempfile.mkdtemp(prefix="finetune-adapter-")
-        model.save_pretrained(staging)  # PEFT's own layout: adapter_config.json + adapter_model.safetensors
-        source = staging
     metadata = {"finetune_job": job.id, "data": job.data, "steps": result.steps, "train_seconds": round(result.seconds, 3),
                 "lora": None if checked.config.lora_rank is None else {"rank": checked.config.lora_rank, "merged": checked.config.lora_merge}}
-    version = hub.publish(
-        source, job.output, parent=checked.base.ref, files=_tokenizer_files(hub, checked), task=checked.plan.kind, metrics=metrics, metadata=metadata,
-        tags=["fine-tuned"], license=checked.base.license,
-        card=_card(job, checked, metrics, result.seconds, result.steps, learning_rate),
-    )
+    publish = partial(hub.publish, name=job.output, parent=checked.base.ref, files=_tokenizer_files(hub, checked),
+                      task=checked.plan.kind, metrics=metrics, metadata=metadata, tags=["fine-tuned"], license=checked.base.license,
+                      card=_card(job, checked, metrics, result.seconds, result.steps, learning_rate))
+    if checked.config.lora_rank is not None and not checked.config.lora_merge:
+        with tempfile.TemporaryDirectory(prefix="finetune-adapter-") as staging:
+            model.cpu().save_pretrained(staging)  # PEFT's own layout: adapter_config.json + adapter_model.safetensors
+            version = publish(source=staging)
+    else:
+        if checked.config.lora_rank is not None:
+            model = model.merge_and_unload()
+        version = publish(source=model.cpu().eval())
     reporter.log(f"published {version.ref} (parent {checked.base.ref}): " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     return version

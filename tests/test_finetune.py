@@ -374,3 +374,23 @@ def test_gc_keeps_the_checkpoint_of_a_job_that_may_resume(base, digits):
     assert hub.gc(min_age_seconds=0).removed == ()
     store.finish(claimed.id, "w1", "cancelled")
     assert [Path(p).name for p in hub.gc(min_age_seconds=0).removed] == [checkpoint_blob]
+
+
+def test_lora_without_merging_publishes_a_peft_adapter(digits):
+    torch.manual_seed(0)
+    hub.publish(hub.create("mlp", in_features=64, hidden=[64], out_features=10), "acme/small-mlp")
+    version = finetune.run("acme/small-mlp", digits, output="me/adapter", config={"epochs": 1, "lora_rank": 2, "lora_merge": False})
+    assert {f.path for f in version.files} >= {"adapter_config.json", "adapter_model.safetensors"}
+    assert version.architecture is None and version.parent == "acme/small-mlp:1"
+    assert sorted(hub.load_state_dict(version.ref)) == [  # the adapters, and the new head in full
+        "base_model.model.layers.0.lora_A.weight", "base_model.model.layers.0.lora_B.weight",
+        "base_model.model.layers.2.bias", "base_model.model.layers.2.weight",
+    ]
+
+
+def test_readme_shows_every_finetune_command():
+    from finetune.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    readme = (ROOT / "README.md").read_text()
+    assert [c for c in commands if f"finetune {c}" not in readme] == []
