@@ -13,7 +13,7 @@ from typing import Any
 
 from finetune.config import FinetuneConfig
 from finetune.jobs import Job, JobEvent, JobMetric, JobStore
-from finetune.runner import check_job, data_record, run_job, worker_name
+from finetune.runner import CheckedJob, check_job, data_record, run_job, worker_name
 from hub.entities import ModelVersion
 from hub.errors import ConfigError, FinetuneError, JobStateError
 from hub.reference import validate_name
@@ -78,15 +78,21 @@ def submit(base: str, data: PathLike, *, output: str, task: str = "classificatio
         ConfigError: a bad setting or a task that does not fit the base.
         DataError: bad data (its subclasses name the file, row and column).
     """
-    hub = _hub(hub)
+    return _queue(_hub(hub), base, data, output, task, config, validation_data)[0]
+
+
+def _queue(hub: Any, base: str, data: PathLike, output: str, task: str, config: Any,
+           validation_data: PathLike | None) -> tuple[Job, CheckedJob]:
+    """Check everything, then queue the job; return it and its checked inputs."""
     validate_name(output)
     settings = _config(config)
     checked = check_job(hub, base, task, data, validation_data, settings)
-    return jobs_of(hub).create(
+    job = jobs_of(hub).create(
         base=checked.base.ref, output=output, task=task, data=data_record(data, validation_data, checked),
         config=settings.to_dict(), created_by=current_user(),
         message=f"queued: fine-tune {checked.base.ref} on {Path(data).name} ({task}) into {output}",
     )
+    return job, checked
 
 
 def run(base: str, data: PathLike, *, output: str, task: str = "classification",
@@ -105,13 +111,13 @@ def run(base: str, data: PathLike, *, output: str, task: str = "classification",
         FinetuneError: the job was cancelled from elsewhere.
     """
     hub = _hub(hub)
-    job = submit(base, data, output=output, task=task, config=config, validation_data=validation_data, hub=hub)
+    job, checked = _queue(hub, base, data, output, task, config, validation_data)
     jobs = jobs_of(hub)
     worker = worker_name()
     claimed = jobs.claim(worker, job.id)
     if claimed is None:
         raise JobStateError(f"job {job.id} was taken by a worker before this process could run it; follow it with `finetune logs {job.id}`")
-    version = run_job(hub, jobs, claimed, worker, progress=progress, raise_errors=True)
+    version = run_job(hub, jobs, claimed, worker, progress=progress, raise_errors=True, checked=checked)
     if version is None:
         raise FinetuneError(f"job {job.id} was cancelled; nothing was published")
     return version

@@ -21,7 +21,7 @@ CONFIG_FLAGS = {
     "epochs": int, "batch_size": int, "learning_rate": float, "weight_decay": float, "scheduler": str,
     "warmup_ratio": float, "max_grad_norm": float, "grad_accum_steps": int, "seed": int,
     "validation_fraction": float, "early_stopping_patience": int, "lora_rank": int, "lora_alpha": float,
-    "checkpoint_every": int, "label_column": str, "text_column": str, "max_length": int, "device": str,
+    "checkpoint_every": int, "checkpoint_seconds": float, "label_column": str, "text_column": str, "max_length": int, "device": str,
 }
 
 

@@ -46,7 +46,9 @@ class FinetuneConfig:
         lora_dropout: dropout on the LoRA path.
         lora_targets: module names to adapt; None adapts every linear layer but the head.
         lora_merge: merge the adapters into the weights when publishing.
-        checkpoint_every: save a resumable checkpoint every this many steps (0: only on cancel).
+        checkpoint_every: save a resumable checkpoint every this many steps (0: by time only).
+        checkpoint_seconds: also save one when this many seconds passed since the last (0: by steps only).
+            With both 0, only a cancel saves one.
         label_column, text_column, feature_columns: which table columns are what.
         max_length: longest token sequence for text tasks.
         device: ``auto`` (cuda, then mps, then cpu) or an explicit device.
@@ -71,7 +73,8 @@ class FinetuneConfig:
     lora_dropout: float = 0.0
     lora_targets: list[str] | None = None
     lora_merge: bool = True
-    checkpoint_every: int = 100
+    checkpoint_every: int = 0
+    checkpoint_seconds: float = 60.0
     label_column: str = "label"
     text_column: str | None = None
     feature_columns: list[str] | None = None
@@ -93,6 +96,8 @@ class FinetuneConfig:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.scheduler not in SCHEDULERS:
             raise ConfigError(f"scheduler {self.scheduler!r} is unknown; use one of {', '.join(SCHEDULERS)}")
+        if not (_finite(self.checkpoint_seconds) and self.checkpoint_seconds >= 0):
+            raise ConfigError(f"checkpoint_seconds must be >= 0, got {self.checkpoint_seconds!r}")
         if not (_finite(self.warmup_ratio) and 0 <= self.warmup_ratio < 1):
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
         if self.max_grad_norm is not None and not (_finite(self.max_grad_norm) and self.max_grad_norm > 0):
@@ -186,7 +191,8 @@ def _non_negative_int(config: FinetuneConfig, *names: str) -> None:
             raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}")
 
 
-_FLOATS = {"learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "validation_fraction", "lora_alpha", "lora_dropout"}
+_FLOATS = {"learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "validation_fraction", "lora_alpha", "lora_dropout",
+           "checkpoint_seconds"}
 
 
 def _convert(cls: type, key: str, value: Any) -> Any:

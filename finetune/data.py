@@ -494,12 +494,22 @@ def _numeric_column(table: _Table, name: str) -> torch.Tensor:
     values = table.columns[name]
     where = table.where(name)
     try:
-        column = torch.tensor([float(value) for value in values], dtype=torch.float32)
+        column = torch.from_numpy(np.asarray(values, dtype=np.float32))  # parses text in C
+    except (TypeError, ValueError, OverflowError):
+        column = None
+    if column is None or column.dim() != 1:
+        column = _numeric_column_slowly(values, where)
+    _check_finite(column, values, where)
+    return column
+
+
+def _numeric_column_slowly(values: Sequence[Any], where: _Where) -> torch.Tensor:
+    """Value by value, to name the first row that is not a number."""
+    try:
+        return torch.tensor([float(value) for value in values], dtype=torch.float32)
     except (TypeError, ValueError, OverflowError):
         index = next(i for i, value in enumerate(values) if not _is_float(value))
         raise InvalidValueError(_not_a_number(values[index]), **where.at(index)) from None
-    _check_finite(column, values, where)
-    return column
 
 
 def _is_float(value: Any) -> bool:
@@ -521,6 +531,8 @@ def _check_finite(column: torch.Tensor, values: Sequence[Any], where: _Where) ->
     if bool(finite.all()):
         return
     index = int((~finite).nonzero()[0])
+    if not _is_float(values[index]):  # numpy reads a missing value (None) as NaN
+        raise InvalidValueError(_not_a_number(values[index]), **where.at(index))
     number = float(values[index])
     problem = "is NaN" if math.isnan(number) else "is infinite" if math.isinf(number) else "is too large for float32"
     raise InvalidValueError(f"the value {values[index]!r} {problem}; replace it with a finite number or drop the row",

@@ -125,8 +125,8 @@ class JobReporter(Callbacks):
         self.flush()
 
     def log(self, message: str, level: str = "info") -> None:
+        """Queue a log line; it is written with the next flush (within a second while training)."""
         self.events.append((level, message))
-        self.flush()
 
     def flush(self) -> None:
         events, metrics, self.events, self.metrics = self.events, self.metrics, [], []
@@ -152,6 +152,7 @@ class JobReporter(Callbacks):
     def on_eval(self, step: int, epoch: float, metrics: dict[str, float]) -> None:
         self.metrics.append((step, epoch, "eval", metrics))
         self.log(f"epoch {epoch:.2f} (step {step}): " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        self.flush()
 
     def on_checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainingState) -> None:
         if self.lost:
@@ -159,6 +160,7 @@ class JobReporter(Callbacks):
         record = save_checkpoint(self.hub.blobs, model, optimizer, state)
         self.jobs.save_checkpoint(self.job.id, record)
         self.log(f"checkpoint at step {state.step}")
+        self.flush()
 
     def should_stop(self) -> bool:
         if not (self.cancelled or self.lost) and time.monotonic() - self._last_poll >= CANCEL_POLL_SECONDS:
@@ -231,18 +233,21 @@ def _card(job: Job, checked: CheckedJob, metrics: dict[str, float], seconds: flo
     return {"base_model": checked.base.ref, "text": text}
 
 
-def run_job(hub: Any, jobs: JobStore, job: Job, worker: str, *, progress: Any = None, raise_errors: bool = False) -> ModelVersion | None:
+def run_job(hub: Any, jobs: JobStore, job: Job, worker: str, *, progress: Any = None, raise_errors: bool = False,
+            checked: CheckedJob | None = None) -> ModelVersion | None:
     """Run a claimed job to its end and record how it ended.
 
     Args:
+        progress: a ``tqdm``-like bar to update, or None.
         raise_errors: after recording a failure, raise it again (``finetune.run``).
+        checked: the job's inputs, when this process has just checked them (``finetune.run``).
 
     Returns:
         The published version, or None when the job was cancelled, failed, or taken over.
     """
     reporter = JobReporter(hub, jobs, job, worker, progress)
     try:
-        version = _run(hub, job, reporter)
+        version = _run(hub, job, reporter, checked)
     except (Cancelled, KeyboardInterrupt) as exc:
         reporter.close()
         if not reporter.lost:
@@ -265,12 +270,12 @@ def run_job(hub: Any, jobs: JobStore, job: Job, worker: str, *, progress: Any = 
     return version
 
 
-def _run(hub: Any, job: Job, reporter: JobReporter) -> ModelVersion:
+def _run(hub: Any, job: Job, reporter: JobReporter, checked: CheckedJob | None) -> ModelVersion:
     already = _published_by(hub, job)
     if already is not None:
         reporter.log(f"{already.ref} was already published by this job before its worker stopped")
         return already
-    checked, model, result, learning_rate = _train(hub, job, reporter)
+    checked, model, result, learning_rate = _train(hub, job, reporter, checked=checked)
     return _publish(hub, job, checked, model, result, learning_rate, reporter)
 
 
@@ -285,12 +290,13 @@ def run_rank(hub: Any, job: Job, device: torch.device) -> None:
     _train(hub, job, _SilentReporter(), device)
 
 
-def _train(hub: Any, job: Job, reporter: Any, device: torch.device | None = None) -> tuple[CheckedJob, nn.Module, Any, float]:
-    """Check the data, build the model, train it (data-parallel when a process group is up)."""
+def _train(hub: Any, job: Job, reporter: Any, device: torch.device | None = None,
+           checked: CheckedJob | None = None) -> tuple[CheckedJob, nn.Module, Any, float]:
+    """Check the data (unless ``checked``), build the model, train it (data-parallel when a process group is up)."""
     from hub.loader import resolve_device
 
     config = FinetuneConfig.from_dict(job.config)
-    checked = check_job(hub, job.base, job.task, job.data["train"], job.data.get("validation"), config)
+    checked = checked or check_job(hub, job.base, job.task, job.data["train"], job.data.get("validation"), config)
     if checked.train_set.sha256 != job.data["train_sha256"]:
         reporter.log(f"{job.data['train']} changed since the job was submitted (sha256 now {checked.train_set.sha256})", "warning")
     reporter.log(f"data: {len(checked.train_set)} training rows, {len(checked.validation_set)} validation rows"

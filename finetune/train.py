@@ -124,7 +124,8 @@ def train(
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise TrainingError("no parameter is left to train; check `train` (all, head or name prefixes)")
-    optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=config.weight_decay)
+    # foreach: one fused kernel launch per operation over all tensors (PyTorch's default only on CUDA).
+    optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=config.weight_decay, foreach=True)
     state = resume(plain_model, optimizer) if resume is not None else TrainingState()
     per_epoch = steps_per_epoch(len(train_set), config, world_size)
     total_steps = config.epochs * per_epoch
@@ -132,7 +133,7 @@ def train(
     autocast = torch.autocast(device_type, dtype=torch.bfloat16) if config.bf16 else contextlib.nullcontext()
     metrics: dict[str, float] = dict(state.eval_history[-1]) if state.eval_history else {}
     callbacks.on_start(total_steps, state.step)
-    started = time.perf_counter()
+    started = last_checkpoint = time.perf_counter()
     _train_mode(model)
 
     order, order_epoch = None, -1
@@ -149,20 +150,20 @@ def train(
         step_started = time.perf_counter()
 
         # 2. Forward and backward over the micro-batches; the loss is the mean over the step's rows.
-        step_loss = torch.zeros((), device=batches.device)
-        for start in range(0, len(rows), config.batch_size):
-            indices = rows[start : start + config.batch_size]
-            last = start + config.batch_size >= len(rows)
-            sync = contextlib.nullcontext() if last or not distributed else model.no_sync()
+        micro_batches = [rows[start : start + config.batch_size] for start in range(0, len(rows), config.batch_size)]
+        step_loss = 0.0
+        for index, indices in enumerate(micro_batches):
+            share = len(indices) / len(rows)
+            sync = model.no_sync() if distributed and index < len(micro_batches) - 1 else contextlib.nullcontext()
             with sync:
                 with autocast:
                     loss = batches.loss(batches.forward(model, batches.inputs(train_set, indices)), batches.targets(train_set, indices))
-                (loss * (len(indices) / len(rows))).backward()
-            step_loss += loss.detach() * (len(indices) / len(rows))
+                (loss if share == 1 else loss * share).backward()
+            step_loss = loss.detach() if share == 1 else step_loss + loss.detach() * share
 
         # 3. Clip, step, zero.
         if config.max_grad_norm is not None:
-            nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+            nn.utils.clip_grad_norm_(trainable, config.max_grad_norm, foreach=True)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         state.step += 1
@@ -186,10 +187,13 @@ def train(
                 patience = config.early_stopping_patience
                 state.stopped_early = patience is not None and state.evals_without_improvement >= patience
 
-        # 6. Checkpoint now and then, and before stopping on request.
+        # 6. Checkpoint now and then (every checkpoint_every steps, or checkpoint_seconds), and before stopping on request.
         stop = _agree(callbacks.should_stop(), distributed, batches.device)
-        if stop or (config.checkpoint_every and state.step % config.checkpoint_every == 0 and state.step < total_steps):
+        due = (config.checkpoint_every and state.step % config.checkpoint_every == 0) or (
+            config.checkpoint_seconds and time.perf_counter() - last_checkpoint >= config.checkpoint_seconds)
+        if stop or (due and state.step < total_steps):
             callbacks.on_checkpoint(plain_model, optimizer, state)
+            last_checkpoint = time.perf_counter()
         if stop:
             raise Cancelled(f"stopped at step {state.step} of {total_steps}")
 
