@@ -19,7 +19,7 @@ from hub.errors import ConfigError, FinetuneError, JobStateError
 from hub.reference import validate_name
 from hub.settings import current_user
 
-__all__ = ["submit", "run", "get_job", "list_jobs", "cancel", "job_events", "job_metrics", "jobs_of"]
+__all__ = ["submit", "validate", "run", "get_job", "list_jobs", "cancel", "job_events", "job_metrics", "jobs_of"]
 
 PathLike = str | os.PathLike[str]
 
@@ -93,6 +93,24 @@ def _queue(hub: Any, base: str, data: PathLike, output: str, task: str, config: 
         message=f"queued: fine-tune {checked.base.ref} on {Path(data).name} ({task}) into {output}",
     )
     return job, checked
+
+
+def validate(base: str, data: PathLike, *, task: str = "classification",
+             config: FinetuneConfig | Mapping[str, Any] | PathLike | None = None,
+             validation_data: PathLike | None = None, hub: Any = None) -> dict[str, Any]:
+    """Check a job as :func:`submit` would, without queueing it (the web UI's "validate").
+
+    Returns:
+        ``{"base", "task", "train_rows", "validation_rows", "label_names", "features"}``.
+
+    Raises:
+        As :func:`submit`.
+    """
+    checked = check_job(_hub(hub), base, task, data, validation_data, _config(config))
+    train = checked.train_set
+    return {"base": checked.base.ref, "task": checked.plan.kind, "train_rows": len(train),
+            "validation_rows": len(checked.validation_set), "label_names": list(train.label_names or []),
+            "features": list(train.feature_names)}
 
 
 def run(base: str, data: PathLike, *, output: str, task: str = "classification",

@@ -32,6 +32,7 @@ __version__ = "0.1.0"
 _DELEGATED = (
     "publish", "load", "load_state_dict", "info", "list_models", "list_versions", "set_alias", "delete_alias",
     "alias_history", "delete_version", "download", "verify", "gc", "reindex", "import_hf", "load_tokenizer",
+    "count_models", "model_facets", "list_children", "read_card",
 )
 _LAZY = {
     "Hub": "hub.api", "GcReport": "hub.entities",

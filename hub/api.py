@@ -8,6 +8,7 @@ The module-level functions in :mod:`hub` call a default ``Hub`` built from
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -96,6 +97,39 @@ class Hub:
         if (limit is not None and (not isinstance(limit, int) or limit < 0)) or not isinstance(offset, int) or offset < 0:
             raise InvalidArgumentError(f"limit and offset must be non-negative integers, got limit={limit!r}, offset={offset!r}")
         return self.registry.list_models(search, task=task, tag=tag, license=license, sort=sort, limit=limit, offset=offset)
+
+    def count_models(self, search: str | None = None, *, task: str | None = None, tag: str | None = None,
+                     license: str | None = None) -> int:
+        """How many models :meth:`list_models` finds with these filters (for paging)."""
+        return self.registry.count_models(search, task=task, tag=tag, license=license)
+
+    def model_facets(self) -> dict[str, list[str]]:
+        """``{"task": [...], "tag": [...], "license": [...]}``: the values to filter models by."""
+        return self.registry.model_facets()
+
+    def read_card(self, ref: str) -> str | None:
+        """The version's model card (``README.md``, front matter included), or None when it has none.
+
+        Raises:
+            ModelNotFoundError: see :meth:`info`.
+            IntegrityError: the card's blob is missing or damaged.
+        """
+        version = self.info(ref)
+        entry = next((f for f in version.files if f.path == "README.md"), None)
+        if entry is None:
+            return None
+        data = self.blobs.read_bytes(entry.sha256)
+        if hashlib.sha256(data).hexdigest() != entry.sha256:
+            raise IntegrityError(f"{version.ref}: README.md does not match its sha256; run `hub verify`")
+        return data.decode("utf-8", errors="replace")
+
+    def list_children(self, ref: str) -> list[ModelVersion]:
+        """Versions derived from ``ref`` (their ``parent`` is it): fine-tunes, distillations, ...
+
+        Raises:
+            ModelNotFoundError: see :meth:`info`.
+        """
+        return self.registry.list_children(self.info(ref).ref)
 
     def list_versions(self, name: str) -> list[ModelVersion]:
         """Every live version of model ``name``, oldest first.

@@ -241,6 +241,29 @@ def cmd_architectures(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from webui import APP
+    from webui.common import MAX_UPLOAD_MB
+
+    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", args.host, "--server.port", str(args.port),
+               "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.maxUploadSize", str(MAX_UPLOAD_MB)]
+    worker = None if args.no_worker else subprocess.Popen([sys.executable, "-m", "finetune", "worker", "--poll", "1"])
+    print(f"modelhub UI at http://{args.host}:{args.port}"
+          + ("" if worker is None else " (with a fine-tune worker)") + "; Ctrl-C stops it", flush=True)
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for process in (server, worker):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(10)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``hub`` argument parser (one subcommand a command)."""
     parser = OneLineParser(prog="hub", description="modelhub: publish PyTorch models once, load them anywhere.")
@@ -327,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("architectures", cmd_architectures, "List registered architectures.")
     sub.add_argument("--json", action="store_true")
+
+    sub = command("ui", cmd_ui, "Start the web UI (and a fine-tune worker) and print its address.")
+    sub.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
+    sub.add_argument("--port", type=int, default=8501)
+    sub.add_argument("--no-worker", action="store_true", help="leave fine-tune jobs to `finetune worker` processes")
 
     db = commands.add_parser("db", help="Registry database commands.")
     db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", parser_class=OneLineParser)

@@ -25,7 +25,7 @@ from hub.cli import build_parser
 # Every command the parser knows, as typed after `hub` (a nested one as "db upgrade").
 COMMANDS = [
     "list", "info", "versions", "history", "publish", "import-hf", "tag", "untag", "download",
-    "verify", "gc", "reindex", "delete", "architectures", "db upgrade",
+    "verify", "gc", "reindex", "delete", "architectures", "ui", "db upgrade",
 ]
 READ_ONLY = {
     "list": ["list", "--json"],

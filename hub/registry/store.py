@@ -47,6 +47,25 @@ def _like(text: str) -> str:
     return "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def _model_filters(search: str | None, task: str | None, tag: str | None, license: str | None) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause (over ``m`` models and ``v`` their latest versions) and parameters for a model search."""
+    where = ["m.latest_version IS NOT NULL"]
+    params: dict[str, Any] = {}
+    if search:
+        where.append("(m.name LIKE :q ESCAPE '\\' OR LOWER(COALESCE(v.description, '')) LIKE :q ESCAPE '\\')")
+        params["q"] = _like(search)
+    if task:
+        where.append("v.task = :task")
+        params["task"] = task
+    if license:
+        where.append("v.license = :license")
+        params["license"] = license
+    if tag:
+        where.append("EXISTS (SELECT 1 FROM model_version_tags t WHERE t.version_id = v.id AND t.tag = :tag)")
+        params["tag"] = tag
+    return " AND ".join(where), params
+
+
 class RegistryStore:
     """Registry operations on one database.
 
@@ -185,20 +204,7 @@ class RegistryStore:
         offset: int = 0,
     ) -> list[ModelSummary]:
         """Models with at least one live version, filtered and sorted; see :func:`hub.list_models`."""
-        where = ["m.latest_version IS NOT NULL"]
-        params: dict[str, Any] = {}
-        if search:
-            where.append("(m.name LIKE :q ESCAPE '\\' OR LOWER(COALESCE(v.description, '')) LIKE :q ESCAPE '\\')")
-            params["q"] = _like(search)
-        if task:
-            where.append("v.task = :task")
-            params["task"] = task
-        if license:
-            where.append("v.license = :license")
-            params["license"] = license
-        if tag:
-            where.append("EXISTS (SELECT 1 FROM model_version_tags t WHERE t.version_id = v.id AND t.tag = :tag)")
-            params["tag"] = tag
+        where, params = _model_filters(search, task, tag, license)
         order = {"name": "m.name", "updated": "m.updated_at_ms DESC, m.name", "size": "v.size_bytes DESC, m.name"}[sort]
         page = ""
         if limit is not None:
@@ -208,7 +214,7 @@ class RegistryStore:
             "SELECT m.id, m.name, m.latest_version, m.created_at_ms, m.updated_at_ms, v.id, v.task, v.license, "
             "v.description, v.size_bytes, m.num_versions "
             "FROM registered_models m JOIN model_versions v ON v.model_id = m.id AND v.version = m.latest_version "
-            f"WHERE {' AND '.join(where)} ORDER BY {order}{page}",
+            f"WHERE {where} ORDER BY {order}{page}",
             params,
         )
         tags: dict[int, list[str]] = {}
@@ -225,6 +231,33 @@ class RegistryStore:
             )
             for mid, name, latest, created, updated, vid, vtask, vlicense, desc, size, count in rows
         ]
+
+    def count_models(self, search: str | None = None, *, task: str | None = None, tag: str | None = None,
+                     license: str | None = None) -> int:
+        """How many models :meth:`list_models` would list without a page limit."""
+        where, params = _model_filters(search, task, tag, license)
+        return self._query(
+            "SELECT COUNT(*) FROM registered_models m JOIN model_versions v ON v.model_id = m.id AND v.version = m.latest_version "
+            f"WHERE {where}", params,
+        )[0][0]
+
+    def model_facets(self) -> dict[str, list[str]]:
+        """The tasks, tags and licenses of the models' latest versions, each sorted (to filter by)."""
+        latest = "FROM registered_models m JOIN model_versions v ON v.model_id = m.id AND v.version = m.latest_version"
+        facets = {}
+        for key, sql in (("task", f"SELECT DISTINCT v.task {latest} WHERE v.task IS NOT NULL"),
+                         ("license", f"SELECT DISTINCT v.license {latest} WHERE v.license IS NOT NULL"),
+                         ("tag", f"SELECT DISTINCT t.tag {latest} JOIN model_version_tags t ON t.version_id = v.id")):
+            facets[key] = sorted(r[0] for r in self._query(sql))
+        return facets
+
+    def list_children(self, ref: str) -> list[ModelVersion]:
+        """Live versions whose parent is ``ref`` (``name:VERSION``), oldest first."""
+        rows = self._query(
+            f"SELECT {_VERSION_COLUMNS} FROM model_versions v JOIN registered_models m ON m.id = v.model_id "
+            "WHERE v.parent = :ref AND v.deleted_at_ms IS NULL ORDER BY v.created_at_ms, m.name, v.version", {"ref": ref},
+        )
+        return self._hydrate(rows) if rows else []
 
     def alias_history(self, name: str, alias: str) -> list[AliasChange]:
         """Every move of ``alias`` on ``name``, oldest first.

@@ -1,0 +1,99 @@
+"""A model's page: its card, versions, aliases (set, move, history), files, lineage and how to load it."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from hub.errors import HubError
+from webui.common import card_body, human_size, model_link, query_param, show_error, the_hub
+
+LINEAGE_DEPTH = 8
+
+hub = the_hub()
+ref = query_param("ref")
+if ref is None:
+    names = [m.name for m in hub.list_models(limit=None)]
+    if not names:
+        st.info("The hub holds no model yet. Publish one on the Publish page.")
+        st.stop()
+    ref = st.selectbox("Model", names)
+try:
+    version = hub.info(ref)
+except HubError as error:
+    show_error(error)
+    st.stop()
+name = version.name
+versions = hub.list_versions(name)
+
+st.title(name)
+badges = [f":blue-badge[v{version.version}]"] + [f":green-badge[@{a}]" for a in version.aliases]
+badges += [f":gray-badge[{t}]" for t in (version.task, version.license, *version.tags) if t]
+st.markdown(" ".join(badges))
+if version.description:
+    st.write(version.description)
+st.markdown(f"[Try it](/try?ref={version.ref}) · [Fine-tune it](/finetune?ref={version.ref}) · "
+            + " · ".join(model_link(v.ref, f"v{v.version}") for v in versions))
+
+card_tab, versions_tab, aliases_tab, files_tab, lineage_tab, use_tab = st.tabs(
+    ["Model card", "Versions", "Aliases", "Files", "Lineage", "Use it"])
+
+with card_tab:
+    card = hub.read_card(version.ref)
+    st.markdown(card_body(card) if card else f"_{version.ref} has no model card._")
+
+with versions_tab:
+    st.dataframe(
+        [{"version": v.version, "aliases": ", ".join(v.aliases), "size": human_size(v.size_bytes),
+          "parameters": f"{v.num_parameters:,}", "dtype": v.dtype or "", "created": v.created_at.strftime("%Y-%m-%d %H:%M"),
+          "parent": v.parent or "", **{k: round(x, 4) for k, x in v.metrics.items()}} for v in reversed(versions)],
+        hide_index=True, width="stretch",
+    )
+
+with aliases_tab:
+    aliases = {a: v.version for v in versions for a in v.aliases}
+    st.markdown("\n".join(f"- `@{a}` → {model_link(f'{name}:{n}', f'v{n}')}" for a, n in sorted(aliases.items())) or "_No aliases._")
+    with st.form("set-alias"):
+        alias_column, version_column = st.columns(2)
+        alias = alias_column.text_input("Alias", value="production")
+        target = version_column.selectbox("Version", [v.version for v in reversed(versions)])
+        if st.form_submit_button("Set alias"):
+            try:
+                hub.set_alias(name, alias, int(target))
+                st.success(f"@{alias} now points at {name}:{target}")
+                aliases[alias] = int(target)
+            except HubError as error:
+                show_error(error)
+    for alias in sorted(aliases):
+        st.caption(f"History of @{alias}")
+        st.dataframe([{"from": c.from_version, "to": c.to_version, "by": c.changed_by, "when": c.changed_at.strftime("%Y-%m-%d %H:%M:%S")}
+                      for c in hub.alias_history(name, alias)], hide_index=True)
+
+with files_tab:
+    st.dataframe([{"path": f.path, "size": human_size(f.size), "sha256": f.sha256} for f in version.files],
+                 hide_index=True, width="stretch")
+
+with lineage_tab:
+    ancestors, cursor = [], version
+    while cursor.parent and len(ancestors) < LINEAGE_DEPTH:
+        try:
+            cursor = hub.info(cursor.parent)
+        except HubError:  # the parent was deleted, or lives in another hub
+            ancestors.append(cursor.parent)
+            break
+        ancestors.append(cursor.ref)
+    children = [c.ref for c in hub.list_children(version.ref)]
+    chain = [*reversed(ancestors), version.ref]
+    edges = [*zip(chain, chain[1:]), *((version.ref, child) for child in children)]
+    nodes = [*chain, *children]
+    dot = ["digraph lineage {", 'rankdir="LR";', 'node [shape=box, style="rounded,filled", fillcolor="#eef2ff", fontname="sans-serif"];']
+    highlight = {version.ref: ', fillcolor="#c7d2fe"'}
+    dot += [f'"{n}" [URL="/model?ref={n}", target="_self"{highlight.get(n, "")}];' for n in nodes]
+    dot += [f'"{a}" -> "{b}";' for a, b in edges] + ["}"]
+    st.graphviz_chart("\n".join(dot))
+    st.markdown("Parents: " + (" ← ".join(model_link(a) for a in ancestors) or "none") + "  \n"
+                + "Fine-tuned children: " + (", ".join(model_link(c) for c in children) or "none"))
+
+with use_tab:
+    st.code(f'import hub\nmodel = hub.load("{version.ref}")', language="python")
+    st.code(f"hub download {version.ref} --to ./{name.split('/')[-1]}\nfinetune submit {version.ref} data.csv --output me/{name.split('/')[-1]}-ft",
+            language="bash")
