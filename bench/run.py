@@ -42,9 +42,10 @@ import bench_publish
 import bench_finetune
 import bench_hf
 import bench_registry
+import bench_webui
 from common import BENCH_DIR, RESULTS_DIR, Row, print_table
 
-BENCHES = ("load", "publish", "registry", "hf", "finetune")
+BENCHES = ("load", "publish", "registry", "hf", "finetune", "webui")
 FULL = {"load_sizes": "100,1000", "publish_mb": 1024, "models": 10_000, "versions": 10, "repeats": 5, "load_repeats": 15, "mem_repeats": 3,
         "calls": 200, "finetune_mb": 1000}
 QUICK = {"load_sizes": "10", "publish_mb": 64, "models": 500, "versions": 10, "repeats": 3, "load_repeats": 5, "mem_repeats": 1,
@@ -91,6 +92,7 @@ def run_benches(args: argparse.Namespace) -> tuple[list[Row], dict[str, float]]:
         "load": lambda: bench_load.run([float(s) for s in args.load_sizes.split(",")], args.load_repeats, args.mem_repeats,
                                        args.cold_cache, args.tmp_dir, log),
         "publish": lambda: bench_publish.run(args.publish_mb, 16, args.repeats, args.tmp_dir, log),
+        "webui": lambda: bench_webui.run(args.models, args.versions, args.repeats, args.rebuild_registry, log),
         "registry": lambda: bench_registry.run(args.models, args.versions, args.repeats, args.calls,
                                                args.rebuild_registry, log),
         "hf": lambda: bench_hf.run(args.load_repeats, args.tmp_dir, log, args.publish_mb),

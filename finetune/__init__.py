@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from finetune.api import cancel, get_job, job_events, job_metrics, list_jobs, run, submit, validate
-    from finetune.config import FinetuneConfig
-    from finetune.jobs import Job, JobEvent, JobMetric
+    from finetune.config import SCHEDULERS, TASKS, FinetuneConfig
+    from finetune.jobs import STATUSES, Job, JobEvent, JobMetric
     from finetune.worker import work
 
 _LAZY = {
     "submit": "finetune.api", "validate": "finetune.api", "run": "finetune.api", "get_job": "finetune.api", "list_jobs": "finetune.api",
     "cancel": "finetune.api", "job_events": "finetune.api", "job_metrics": "finetune.api",
-    "work": "finetune.worker", "FinetuneConfig": "finetune.config",
+    "work": "finetune.worker", "FinetuneConfig": "finetune.config", "TASKS": "finetune.config", "SCHEDULERS": "finetune.config",
+    "STATUSES": "finetune.jobs",
     "Job": "finetune.jobs", "JobEvent": "finetune.jobs", "JobMetric": "finetune.jobs",
 }
 

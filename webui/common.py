@@ -18,10 +18,11 @@ import streamlit as st
 
 import hub
 from hub.errors import InvalidArgumentError, UnsafeFormatError
+from hub.settings import current_user
 
 __all__ = [
     "MAX_UPLOAD_MB", "the_hub", "human_size", "model_link", "job_link", "status_badge", "card_body",
-    "store_upload", "extract_zip", "show_error", "query_param",
+    "store_upload", "extract_zip", "show_error", "query_param", "current_user",
 ]
 
 MAX_UPLOAD_MB = int(os.environ.get("HUB_UI_MAX_UPLOAD_MB", "200"))

@@ -243,13 +243,11 @@ class RegistryStore:
 
     def model_facets(self) -> dict[str, list[str]]:
         """The tasks, tags and licenses of the models' latest versions, each sorted (to filter by)."""
-        latest = "FROM registered_models m JOIN model_versions v ON v.model_id = m.id AND v.version = m.latest_version"
-        facets = {}
-        for key, sql in (("task", f"SELECT DISTINCT v.task {latest} WHERE v.task IS NOT NULL"),
-                         ("license", f"SELECT DISTINCT v.license {latest} WHERE v.license IS NOT NULL"),
-                         ("tag", f"SELECT DISTINCT t.tag {latest} JOIN model_version_tags t ON t.version_id = v.id")):
-            facets[key] = sorted(r[0] for r in self._query(sql))
-        return facets
+        latest = "SELECT v.id FROM registered_models m JOIN model_versions v ON v.model_id = m.id AND v.version = m.latest_version"
+        rows = self._query(f"SELECT task, license FROM model_versions WHERE id IN ({latest})")
+        tags = self.db.query(f"SELECT DISTINCT tag FROM model_version_tags WHERE version_id IN ({latest})")
+        return {"task": sorted({task for task, _ in rows if task}), "tag": sorted(tag for (tag,) in tags),
+                "license": sorted({license for _, license in rows if license})}
 
     def list_children(self, ref: str) -> list[ModelVersion]:
         """Live versions whose parent is ``ref`` (``name:VERSION``), oldest first."""

@@ -38,8 +38,11 @@ card_tab, versions_tab, aliases_tab, files_tab, lineage_tab, use_tab = st.tabs(
     ["Model card", "Versions", "Aliases", "Files", "Lineage", "Use it"])
 
 with card_tab:
-    card = hub.read_card(version.ref)
-    st.markdown(card_body(card) if card else f"_{version.ref} has no model card._")
+    try:
+        card = hub.read_card(version.ref)
+        st.markdown(card_body(card) if card else f"_{version.ref} has no model card._")
+    except HubError as error:  # a damaged store: say so here, show the rest
+        show_error(error)
 
 with versions_tab:
     st.dataframe(

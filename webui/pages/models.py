@@ -12,7 +12,14 @@ SORTS = {"name": "Name", "updated": "Recently updated", "size": "Size"}
 hub = the_hub()
 st.title("Models")
 
-facets = hub.model_facets()
+
+@st.cache_data(ttl=15, show_spinner=False)
+def facets_of(home: str, registry_url: str) -> dict[str, list[str]]:
+    """The filter choices; they change only when models are published, so a few seconds' cache is fine."""
+    return hub.model_facets()
+
+
+facets = facets_of(str(hub.home), hub.db.url)
 search_column, task_column, tag_column, license_column, sort_column = st.columns([3, 1, 1, 1, 1])
 search = search_column.text_input("Search", placeholder="name or description", key="search")
 task = task_column.selectbox("Task", ["any", *facets["task"]], key="task")

@@ -1,0 +1,184 @@
+"""The web UI's fine-tuning pages, driven by Streamlit's AppTest on real data (scikit-learn's digits):
+the Fine-tune form queues exactly the job it shows, bad data is refused on the page, the Jobs
+table lists jobs, and the Job page follows one to its end and cancels one."""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+import finetune
+import hub
+from conftest import ROOT, registry_dump
+from finetune.config import FinetuneConfig
+from hub.errors import DataError
+
+sklearn = pytest.importorskip("sklearn.datasets")
+PIXELS = [f"pixel_{i}" for i in range(64)]
+ROWS = 400
+
+
+def page(name: str, **query: str) -> AppTest:
+    """A page of the web UI, run once with ``query`` as its query parameters."""
+    app = AppTest.from_file(str(ROOT / "webui" / "pages" / f"{name}.py"), default_timeout=60)
+    app.query_params.update(query)
+    return app.run()
+
+
+def labelled(widgets, label: str):
+    return next(widget for widget in widgets if widget.label == label)
+
+
+def markdown_of(app: AppTest) -> str:
+    return "\n".join(element.value for element in [*app.markdown, *app.success, *app.error, *app.info])
+
+
+def chart_rows(chart) -> list[dict]:
+    """The rows a ``st.line_chart`` plots (several series come melted, each row naming its series)."""
+    import pyarrow
+
+    return pyarrow.ipc.open_stream(chart.proto.datasets[0].data.data).read_all().to_pylist()
+
+
+def write_digits(path: Path, header: list[str], *, spoil_row: int | None = None) -> Path:
+    """The first ``ROWS`` of scikit-learn's digits as CSV; ``spoil_row`` gets a NaN pixel."""
+    digits = sklearn.load_digits()
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(header)
+        for number, (pixels, label) in enumerate(zip(digits.data[:ROWS], digits.target[:ROWS]), start=1):
+            row = [int(value) for value in pixels] + [int(label)]
+            if number == spoil_row:
+                row[5] = "nan"
+            writer.writerow(row)
+    return path
+
+
+@pytest.fixture
+def digits(tmp_path) -> Path:
+    return write_digits(tmp_path / "digits.csv", [*PIXELS, "label"])
+
+
+@pytest.fixture(autouse=True)
+def base() -> hub.ModelVersion:
+    torch.manual_seed(0)
+    return hub.publish(hub.create("convnet", in_channels=1, image_size=8, num_classes=10), "acme/digits-cnn")
+
+
+def test_the_fine_tune_form_validates_and_queues_a_job_with_exactly_its_settings(digits):
+    app = page("finetune", ref="acme/digits-cnn")
+    assert app.selectbox(key="base").value == "acme/digits-cnn" and app.selectbox(key="version:acme/digits-cnn").value == 1
+    app.file_uploader(key="data").set_value(("digits.csv", digits.read_bytes(), "text/csv")).run()
+    assert len(app.dataframe[0].value) == 20 and app.selectbox(key="label").value == "label"
+    assert app.multiselect(key="features:label").value == PIXELS
+
+    app.number_input(key="epochs").set_value(2)
+    app.number_input(key="batch_size").set_value(16)
+    app.text_input(key="learning_rate").set_value("0.003")
+    labelled(app.text_input, "Output model").set_value("me/digits-ft")
+    app.button(key="validate").click().run()
+    assert not app.exception and not app.error
+    assert "320 training rows, 80 validation rows; 10 classes" in app.success[0].value
+    assert finetune.list_jobs() == []
+
+    app.button(key="submit").click().run()
+    assert not app.exception and not app.error
+    [job] = finetune.list_jobs()
+    assert job.status == "queued" and job.base == "acme/digits-cnn:1" and job.output == "me/digits-ft"
+    assert job.config == FinetuneConfig(epochs=2, batch_size=16, learning_rate=0.003).to_dict()
+    assert f"/job?id={job.id}" in app.success[0].value
+
+
+def test_a_zip_of_class_folders_is_unpacked_previewed_by_class_and_validated():
+    digits = sklearn.load_digits()
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for number, (pixels, label) in enumerate(zip(digits.images[:ROWS], digits.target[:ROWS])):
+            image = io.BytesIO()
+            Image.fromarray((pixels * 16).clip(0, 255).astype("uint8"), mode="L").save(image, format="PNG")
+            zipped.writestr(f"digits/{label}/{number}.png", image.getvalue())
+    app = page("finetune", ref="acme/digits-cnn")
+    app.file_uploader(key="data").set_value(("digits.zip", archive.getvalue(), "application/zip")).run()
+    classes = app.dataframe[0].value
+    assert list(classes["class"]) == [str(label) for label in range(10)] and classes["images"].sum() == ROWS
+    assert "label" not in [widget.key for widget in app.selectbox]  # an image folder has no columns to map
+
+    app.button(key="validate").click().run()
+    assert not app.exception and not app.error
+    assert "320 training rows, 80 validation rows; 10 classes" in app.success[0].value
+
+
+@pytest.mark.parametrize("problem", ["misspelled label column", "NaN pixel"])
+def test_bad_data_shows_the_data_error_on_the_page_and_queues_nothing(problem, tmp_path, hub_home):
+    header = [*PIXELS, "lable"] if problem == "misspelled label column" else [*PIXELS, "label"]
+    bad = write_digits(tmp_path / "bad.csv", header, spoil_row=None if problem == "misspelled label column" else 7)
+    app = page("finetune", ref="acme/digits-cnn:1")
+    app.file_uploader(key="data").set_value(("bad.csv", bad.read_bytes(), "text/csv")).run()
+    app.button(key="submit").click().run()
+
+    [stored] = hub_home.glob("uploads/*/bad.csv")
+    with pytest.raises(DataError) as expected:
+        finetune.validate("acme/digits-cnn:1", stored)
+    assert [error.value for error in app.error] == [str(expected.value)]
+    assert ("'lable'" if problem == "misspelled label column" else "row 7") in str(expected.value)
+    assert not app.success and finetune.list_jobs() == []
+    assert registry_dump()["finetune_jobs"] == [] and registry_dump()["finetune_job_events"] == []
+
+
+def test_the_jobs_page_lists_a_submitted_job_with_its_status(digits):
+    job = finetune.submit("acme/digits-cnn", digits, output="me/digits-ft", config={"epochs": 1})
+    app = page("jobs")
+    assert not app.exception
+    table = markdown_of(app)
+    assert f"[{job.id}](/job?id={job.id})" in table and ":gray-badge[queued]" in table and "me/digits-ft" in table
+
+    app.selectbox(key="status").set_value("succeeded").run()
+    assert job.id not in markdown_of(app) and "No fine-tuning job" in app.info[0].value
+
+
+def test_the_job_page_of_a_queued_job_cancels_it(digits):
+    job = finetune.submit("acme/digits-cnn", digits, output="me/digits-ft", config={"epochs": 1})
+    app = page("job", id=job.id)
+    assert not app.exception and ":gray-badge[queued]" in markdown_of(app)
+    assert app.progress[0].value == 0
+
+    app.button(key="cancel").click().run()
+    assert finetune.get_job(job.id).status == "cancelled"
+    assert "Cancelled" in app.success[0].value and ":orange-badge[cancelled]" in markdown_of(app)
+
+
+def test_the_job_page_of_a_finished_job_shows_its_curves_events_and_published_version(digits):
+    job = finetune.submit("acme/digits-cnn", digits, output="me/digits-ft", config={"epochs": 1})
+    assert finetune.work(once=True) == 1
+    done = finetune.get_job(job.id)
+    assert done.status == "succeeded" and done.result == "me/digits-ft:1"
+
+    app = page("job", id=job.id)
+    assert not app.exception and not app.error
+    text = markdown_of(app)
+    assert ":green-badge[succeeded]" in text and "[me/digits-ft:1](/model?ref=me%2Fdigits-ft%3A1)" in text
+    assert app.progress[0].value == 100 and app.progress[0].text == f"step {done.total_steps} of {done.total_steps}"
+    loss_chart, eval_chart = app.get("vega_lite_chart")
+    assert [row["step"] for row in chart_rows(loss_chart)] == list(range(1, done.total_steps + 1))
+    assert {"loss", "accuracy", "macro_f1"} <= {value for row in chart_rows(eval_chart) for value in row.values() if isinstance(value, str)}
+    events = app.dataframe[0].value
+    assert any("published me/digits-ft:1" in message for message in events["message"])
+    assert 'hub.load("me/digits-ft:1")' in app.code[0].value
+    assert not app.button  # no Cancel for a finished job
+
+
+def test_the_job_page_without_an_id_offers_the_recent_jobs_and_names_an_unknown_one(digits):
+    job = finetune.submit("acme/digits-cnn", digits, output="me/digits-ft", config={"epochs": 1})
+    app = page("job")
+    assert app.selectbox(key="job").options == [f"{job.id} · queued · me/digits-ft"]
+    assert "[acme/digits-cnn:1](/model?ref=acme%2Fdigits-cnn%3A1)" in markdown_of(app)
+
+    unknown = page("job", id="ftjob-nope")
+    assert not unknown.exception and "no fine-tuning job 'ftjob-nope'" in unknown.error[0].value
