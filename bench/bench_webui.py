@@ -26,7 +26,7 @@ from common import BENCH_DIR, Row, timed
 import bench_registry
 
 BENCH = "webui"
-PAGES = BENCH_DIR.parent / "webui" / "pages"
+PAGES = BENCH_DIR.parent / "webui" / "views"
 TARGET_S = 0.5
 
 

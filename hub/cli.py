@@ -248,7 +248,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from webui.common import MAX_UPLOAD_MB
 
     command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", args.host, "--server.port", str(args.port),
-               "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.maxUploadSize", str(MAX_UPLOAD_MB)]
+               "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.maxUploadSize", str(MAX_UPLOAD_MB),
+               "--client.toolbarMode", "viewer"]
     worker = None if args.no_worker else subprocess.Popen([sys.executable, "-m", "finetune", "worker", "--poll", "1"])
     print(f"modelhub UI at http://{args.host}:{args.port}"
           + ("" if worker is None else " (with a fine-tune worker)") + "; Ctrl-C stops it", flush=True)

@@ -27,7 +27,7 @@ ROWS = 400
 
 def page(name: str, **query: str) -> AppTest:
     """A page of the web UI, run once with ``query`` as its query parameters."""
-    app = AppTest.from_file(str(ROOT / "webui" / "pages" / f"{name}.py"), default_timeout=60)
+    app = AppTest.from_file(str(ROOT / "webui" / "views" / f"{name}.py"), default_timeout=60)
     app.query_params.update(query)
     return app.run()
 

@@ -9,7 +9,7 @@ import hub
 from conftest import ROOT
 
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
-PAGES = ROOT / "webui" / "pages"
+PAGES = ROOT / "webui" / "views"
 
 
 def page(name: str, **query: str):

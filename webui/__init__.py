@@ -1,7 +1,7 @@
 """modelhub's web UI: a Streamlit app over the public ``hub`` and ``finetune`` APIs.
 
 Start it with ``hub ui`` (or ``streamlit run webui/app.py``). Pages live in
-``webui/pages/``, one module a page; :mod:`webui.common` holds what they share.
+``webui/views/``, one module a page; :mod:`webui.common` holds what they share.
 """
 
 from pathlib import Path

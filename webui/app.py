@@ -6,20 +6,20 @@ from pathlib import Path
 
 import streamlit as st
 
-PAGES = Path(__file__).resolve().parent / "pages"
+VIEWS = Path(__file__).resolve().parent / "views"  # not "pages/": Streamlit would list that folder itself
 
 st.set_page_config(page_title="modelhub", page_icon=":package:", layout="wide")
 navigation = st.navigation({
     "Models": [
-        st.Page(PAGES / "models.py", title="Models", icon=":material/search:", url_path="models", default=True),
-        st.Page(PAGES / "model.py", title="Model", icon=":material/deployed_code:", url_path="model"),
-        st.Page(PAGES / "try_it.py", title="Try it", icon=":material/play_arrow:", url_path="try"),
-        st.Page(PAGES / "publish.py", title="Publish", icon=":material/upload:", url_path="publish"),
+        st.Page(VIEWS / "models.py", title="Models", icon=":material/search:", url_path="models", default=True),
+        st.Page(VIEWS / "model.py", title="Model", icon=":material/deployed_code:", url_path="model"),
+        st.Page(VIEWS / "try_it.py", title="Try it", icon=":material/play_arrow:", url_path="try"),
+        st.Page(VIEWS / "publish.py", title="Publish", icon=":material/upload:", url_path="publish"),
     ],
     "Fine-tuning": [
-        st.Page(PAGES / "finetune.py", title="Fine-tune", icon=":material/tune:", url_path="finetune"),
-        st.Page(PAGES / "jobs.py", title="Jobs", icon=":material/list:", url_path="jobs"),
-        st.Page(PAGES / "job.py", title="Job", icon=":material/monitoring:", url_path="job"),
+        st.Page(VIEWS / "finetune.py", title="Fine-tune", icon=":material/tune:", url_path="finetune"),
+        st.Page(VIEWS / "jobs.py", title="Jobs", icon=":material/list:", url_path="jobs"),
+        st.Page(VIEWS / "job.py", title="Job", icon=":material/monitoring:", url_path="job"),
     ],
 })
 navigation.run()

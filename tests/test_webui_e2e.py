@@ -1,0 +1,157 @@
+"""The web UI end to end, in a real headless Chromium driven by Playwright.
+
+`hub ui` serves the app with its background fine-tune worker on a real registry;
+the browser opens the models page, opens a model, launches a fine-tune on a CSV
+of scikit-learn's digits, waits on the job page until it succeeds, and opens the
+new version. Every page is saved as a screenshot under ``tests/output/e2e/``
+(left there, pass or fail). Needs Debian's ``chromium`` (``.ci/run`` installs it).
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+import hub
+from conftest import ROOT
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SHOTS = ROOT / "tests" / "output" / "e2e"
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (apt-get install chromium)")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_serving(url: str, server: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"hub ui exited with {server.returncode}: {server.stdout.read()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError("hub ui did not start serving")
+
+
+@pytest.fixture
+def ui(tmp_path, registry_url):
+    """`hub ui` (server and worker) on a free port, over a hub holding a digits convnet."""
+    torch.manual_seed(0)
+    hub.publish(hub.create("convnet", in_channels=1, image_size=8, num_classes=10), "acme/digits-cnn", task="classification",
+                tags=["images", "digits"], license="mit", card={"text": "# Digits CNN\n\nA small convnet for 8x8 digits."})
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "hub", "ui", "--port", str(port)], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(url, server)
+        yield url
+    finally:
+        server.send_signal(signal.SIGINT)  # hub ui stops its server and worker on Ctrl-C
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@pytest.fixture
+def digits_csv(tmp_path) -> Path:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    path = tmp_path / "my-digits.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([f"pixel_{i}" for i in range(64)] + ["label"])
+        writer.writerows([[int(v) for v in x] + [int(y)] for x, y in zip(digits.data[:500], digits.target[:500])])
+    return path
+
+
+def test_find_a_model_fine_tune_it_and_open_the_new_version(ui, digits_csv):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    shutil.rmtree(SHOTS, ignore_errors=True)
+    SHOTS.mkdir(parents=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1100})
+        page.set_default_timeout(60_000)
+
+        def shot(name: str) -> None:
+            """A screenshot once the page has settled (no element left over from a previous run)."""
+            page.wait_for_function("document.querySelectorAll('[data-stale=\"true\"]').length === 0")
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+        def open_link(name: str) -> None:
+            link = page.get_by_role("link", name=name, exact=True).first
+            page.goto(ui + link.get_attribute("href"))
+
+        page.goto(f"{ui}/models")
+        page.get_by_text("1 model", exact=True).wait_for()
+        shot("01-models")
+
+        open_link("acme/digits-cnn")
+        page.get_by_text("A small convnet for 8x8 digits.").wait_for()
+        shot("02-model")
+
+        open_link("Fine-tune it")
+        page.locator("input[type=file]").first.set_input_files(str(digits_csv))
+        page.get_by_text("Feature columns").wait_for()
+        page.get_by_role("spinbutton", name="Epochs").fill("2")
+        page.get_by_role("textbox", name="Output model").fill("me/digits-e2e")
+        page.get_by_role("textbox", name="Output model").press("Enter")
+        page.get_by_role("button", name="Submit").click()
+        page.get_by_text("Queued job").wait_for()
+        shot("03-finetune")
+
+        job_link = page.locator("a[href^='/job?id=']").first
+        page.goto(ui + job_link.get_attribute("href"))
+        page.get_by_text("Published").first.wait_for(timeout=180_000)
+        page.get_by_text("Evaluation").first.wait_for()
+        shot("04-job")
+
+        open_link("me/digits-e2e:1")
+        page.get_by_text("Fine-tuned from").wait_for()
+        page.get_by_role("tab", name="Lineage").click()
+        page.get_by_text("Parents:").wait_for()
+        shot("05-new-version")
+        assert "acme/digits-cnn:1" in page.inner_text("body")
+
+        page.goto(f"{ui}/jobs")
+        page.get_by_text("me/digits-e2e").first.wait_for()
+        shot("06-jobs")
+        page.goto(f"{ui}/try?ref=me/digits-e2e:1")
+        page.get_by_text("Numbers", exact=True).click()
+        with open(digits_csv) as f:
+            pixels = ", ".join(list(csv.reader(f))[1][:64])  # the first digit of the file
+        page.get_by_role("textbox", name="64 numbers, separated by commas or spaces").fill(pixels)
+        page.get_by_role("button", name="Predict").click()
+        page.get_by_text("Probability", exact=False).first.wait_for()
+        shot("07-try")
+        page.goto(f"{ui}/publish")
+        page.get_by_role("heading").first.wait_for()
+        shot("08-publish")
+        browser.close()
+
+    version = hub.info("me/digits-e2e")
+    assert version.parent == "acme/digits-cnn:1" and version.metrics["accuracy"] > 0.5
+    assert sorted(p.name for p in SHOTS.iterdir()) == [
+        "01-models.png", "02-model.png", "03-finetune.png", "04-job.png", "05-new-version.png", "06-jobs.png", "07-try.png", "08-publish.png"]

@@ -1,0 +1,188 @@
+"""Publish: upload a model's files, describe it, and the hub makes it a new version.
+
+Two ways in: a ``.safetensors`` file with an optional ``config.json`` (a modelhub config,
+``{"architecture": ..., "config": {...}}``, or a Hugging Face one, which makes the pair a
+Hugging Face folder), or a zipped Hugging Face folder. Every upload goes through
+``store_upload`` (size and type checked before a byte is written); the hub checks the rest
+and writes nothing when it refuses.
+
+:func:`publish_uploads` takes file-like uploads (``name``, ``size``, ``getvalue()``), so
+tests can call it directly; the form runs only when Streamlit runs this file as a page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+import hub as hub_package
+from hub.errors import HubError, InvalidArgumentError
+from webui.common import MAX_UPLOAD_MB, extract_zip, model_link, show_error, store_upload, the_hub
+
+WEIGHTS_TYPES = (".safetensors",)
+CONFIG_TYPES = (".json",)
+ZIP_TYPES = (".zip",)
+WEIGHTS_AND_CONFIG, ZIPPED_FOLDER = "Weights (.safetensors) and config.json", "Zipped Hugging Face folder"
+CONFIG_FORM = ('{"architecture": "mlp", "config": {"in_features": 64, ...}} (as in modelhub.json), '
+               "or a Hugging Face config.json (with model_type)")
+
+
+@dataclass(frozen=True)
+class Details:
+    """What the form says about the model besides its files; empty fields are None or empty."""
+
+    aliases: tuple[str, ...] = ()
+    task: str | None = None
+    license: str | None = None
+    tags: tuple[str, ...] = ()
+    description: str | None = None
+    card: str | None = None
+
+
+def split_list(text: str) -> tuple[str, ...]:
+    """``"a, b,,c "`` -> ``("a", "b", "c")``."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """An uploaded config.json: a modelhub config or a Hugging Face one.
+
+    Raises:
+        InvalidArgumentError: not JSON, not an object, or neither kind of config.
+    """
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise InvalidArgumentError(f"{path.name} is not valid JSON ({error}); expected {CONFIG_FORM}") from None
+    if not isinstance(settings, dict) or not ({"model_type", "architecture"} & set(settings)):
+        raise InvalidArgumentError(f"{path.name} names no architecture; expected {CONFIG_FORM}")
+    return settings
+
+
+def hugging_face_folder(weights: Path, config: Path) -> Path:
+    """The uploaded weights beside the uploaded config as ``config.json``: the folder ``import_hf`` reads.
+
+    Made once per pair, inside the weights' upload folder, through a temporary name and a rename.
+    """
+    folder = weights.parent / f"hf-{hashlib.sha256(config.read_bytes()).hexdigest()[:16]}"
+    if not folder.is_dir():
+        staging = folder.with_name(f".{folder.name}.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        shutil.copyfile(weights, staging / weights.name)
+        shutil.copyfile(config, staging / "config.json")
+        os.replace(staging, folder)
+    return folder
+
+
+def import_folder(hub: Any, folder: Path, name: str, details: Details) -> tuple[Any, list[str]]:
+    """``hub.import_hf`` the folder, then point the aliases at the new version.
+
+    Returns:
+        The version, and the form fields the import could not use (it reads task, license
+        and tags from the folder's README.md).
+
+    Raises:
+        HubError: see :meth:`hub.Hub.import_hf`; malformed aliases are refused before the import.
+    """
+    for alias in details.aliases:
+        hub_package.parse_reference(f"{name}@{alias}")
+    version = hub.import_hf(str(folder), name)
+    for alias in details.aliases:
+        try:
+            hub.set_alias(name, alias, version.version)
+        except HubError as error:
+            raise type(error)(f"{version.ref} was imported, but alias {alias!r} was not set: {error}") from None
+    unused = [field.name for field in fields(Details) if field.name != "aliases" and getattr(details, field.name)]
+    return hub.info(version.ref), unused
+
+
+def publish_uploads(name: str, details: Details, *, weights: Any = None, config: Any = None, zipped: Any = None
+                    ) -> tuple[Any, list[str]]:
+    """Publish uploaded files as a new version of ``name``.
+
+    Args:
+        name: ``model`` or ``namespace/model``.
+        details: aliases, task, license, tags, description and card.
+        weights: a ``.safetensors`` upload (an object with ``name``, ``size`` and ``getvalue()``).
+        config: with ``weights``, an optional ``config.json`` upload (see ``CONFIG_FORM``).
+        zipped: instead of ``weights``, a zipped Hugging Face folder.
+
+    Returns:
+        The new version, and the names of form fields a Hugging Face import could not use.
+
+    Raises:
+        HubError: the uploads are too big, of the wrong type or unsafe; the name, aliases or
+            details are invalid; the weights don't fit the architecture. Nothing is published.
+    """
+    hub = the_hub()
+    if (weights is None) == (zipped is None):
+        raise InvalidArgumentError("upload a .safetensors file (with its config.json) or a zipped Hugging Face folder")
+    if zipped is not None:
+        return import_folder(hub, extract_zip(store_upload(zipped, allowed=ZIP_TYPES)), name, details)
+    weights_path = store_upload(weights, allowed=WEIGHTS_TYPES)
+    config_path = store_upload(config, allowed=CONFIG_TYPES) if config is not None else None
+    settings = read_config(config_path) if config_path is not None else {}
+    if "model_type" in settings:
+        return import_folder(hub, hugging_face_folder(weights_path, config_path), name, details)
+    version = hub.publish(
+        weights_path, name, architecture=settings.get("architecture"), config=settings.get("config"),
+        aliases=details.aliases, task=details.task, license=details.license, tags=details.tags,
+        description=details.description, card=details.card,
+    )
+    return version, []
+
+
+def render() -> None:
+    """The page: which files, the form, and what came of it."""
+    st.title("Publish a model")
+    source = st.radio("Files", [WEIGHTS_AND_CONFIG, ZIPPED_FOLDER], horizontal=True, key="source")
+    with st.form("publish"):
+        name = st.text_input("Model name", placeholder="acme/my-model", key="name",
+                             help="'model' or 'namespace/model': lowercase letters, digits, '.', '_' and '-'.")
+        weights = config = zipped = None
+        if source == WEIGHTS_AND_CONFIG:
+            weights = st.file_uploader("Weights", type=list(WEIGHTS_TYPES), max_upload_size=MAX_UPLOAD_MB, key="weights")
+            config = st.file_uploader("config.json (optional)", type=list(CONFIG_TYPES), max_upload_size=MAX_UPLOAD_MB,
+                                      key="config",
+                                      help=f"{CONFIG_FORM}. Without one the version holds weights only.")
+        else:
+            zipped = st.file_uploader("Hugging Face folder, zipped", type=list(ZIP_TYPES), max_upload_size=MAX_UPLOAD_MB,
+                                      key="zipped",
+                                      help="config.json, *.safetensors (or shards and their index), tokenizer files, README.md.")
+        left, right = st.columns(2)
+        aliases = left.text_input("Aliases", placeholder="production, staging", help="Comma-separated.", key="aliases")
+        task = right.text_input("Task", placeholder="classification", key="task")
+        license_name = left.text_input("License", placeholder="apache-2.0", key="license")
+        tags = right.text_input("Tags", placeholder="digits, vision", help="Comma-separated.", key="tags")
+        description = st.text_input("Description", placeholder="One paragraph about the model.", key="description")
+        card = st.text_area("Model card (Markdown)", height=200, key="card")
+        st.caption("Hugging Face folders bring their own task, license and tags (from their README.md); "
+                   "the form's aliases are set on them too.")
+        submitted = st.form_submit_button("Publish", type="primary")
+    if not submitted:
+        return
+    details = Details(split_list(aliases), task.strip() or None, license_name.strip() or None, split_list(tags),
+                      description.strip() or None, card.strip() or None)
+    try:
+        version, unused = publish_uploads(name.strip(), details, weights=weights, config=config, zipped=zipped)
+    except HubError as error:
+        show_error(error)
+        return
+    st.success(f"Published {model_link(version.ref)}", icon=":material/check_circle:")
+    if unused:
+        st.warning(f"A Hugging Face import takes its details from the folder; these fields were not used: {', '.join(unused)}. "
+                   "Set them in the folder's README.md.")
+    st.code(f'import hub\nmodel = hub.load("{version.ref}")', language="python")
+
+
+# Streamlit runs a page as "__main__"; importing this module (as the tests do) only defines the functions.
+if __name__ == "__main__":
+    render()
