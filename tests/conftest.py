@@ -58,6 +58,11 @@ def registry_url(request, tmp_path, monkeypatch) -> str:
         _postgres(f"DROP SCHEMA {schema} CASCADE")
 
 
+def is_sqlite() -> bool:
+    """Whether this test runs on the SQLite registry (else PostgreSQL)."""
+    return os.environ["HUB_REGISTRY_URL"].startswith("sqlite")
+
+
 @pytest.fixture
 def hub_home(registry_url) -> Path:
     return Path(os.environ["HUB_HOME"])

@@ -59,7 +59,7 @@ def test_model_version_records_what_was_published():
         license="mit", metrics={"accuracy": 0.97}, metadata={"dataset": "iris", "epochs": [1, 2]},
     )
     assert version.architecture == "mlp"
-    assert version.config == {"in_features": 4, "hidden": [8], "out_features": 3, "activation": "relu", "dropout": 0.0,
+    assert version.config == {"in_features": 4, "hidden": [8], "out_features": 3, "activation": "relu", "dropout": 0.0, "standardize": False,
                               "id2label": None, "label2id": None}
     assert version.num_parameters == 4 * 8 + 8 + 8 * 3 + 3
     assert version.dtype == "float32"

@@ -60,7 +60,7 @@ def test_every_registered_architecture_has_a_tiny_config():
 def test_create_records_the_full_config():
     model = hub.create("mlp", in_features=4, out_features=2)
     assert model.hub_architecture == ArchitectureSpec(
-        "mlp", {"in_features": 4, "hidden": [64], "out_features": 2, "activation": "relu", "dropout": 0.0, "id2label": None, "label2id": None}
+        "mlp", {"in_features": 4, "hidden": [64], "out_features": 2, "activation": "relu", "dropout": 0.0, "standardize": False, "id2label": None, "label2id": None}
     )
 
 

@@ -19,13 +19,13 @@ import torch
 from safetensors.torch import save_file
 
 import hub
-from conftest import ROOT, assert_same_tensors, snapshot
+from conftest import ROOT, assert_same_tensors, snapshot, is_sqlite
 from hub.cli import build_parser
 
 # Every command the parser knows, as typed after `hub` (a nested one as "db upgrade").
 COMMANDS = [
     "list", "info", "versions", "history", "publish", "import-hf", "tag", "untag", "download",
-    "verify", "gc", "reindex", "delete", "architectures", "ui", "db upgrade",
+    "verify", "gc", "reindex", "delete", "architectures", "ui", "demo", "db upgrade",
 ]
 READ_ONLY = {
     "list": ["list", "--json"],
@@ -87,10 +87,6 @@ def assert_one_line_error(result: subprocess.CompletedProcess, returncode: int, 
 def close_default_hub() -> None:
     """Drop the in-process hub's database connections (before removing or rebuilding the database)."""
     hub.default_hub().close()
-
-
-def is_sqlite() -> bool:
-    return os.environ["HUB_REGISTRY_URL"].startswith("sqlite")
 
 
 @pytest.fixture
