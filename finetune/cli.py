@@ -59,6 +59,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     job = finetune.submit(args.base, args.data, output=args.output, task=args.task, config=_config(args), validation_data=args.validation)
     if args.json:
         print_json(job.to_dict())
+    elif args.quiet:
+        print(job.id)
     else:
         print(f"queued {job.id}: {job.base} on {args.data} -> {job.output} (run it with `finetune worker`)")
     return 0
@@ -177,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("submit", cmd_submit, "Queue a fine-tuning job (checked first; a worker runs it).")
     _add_job_arguments(sub)
+    sub.add_argument("--quiet", "-q", action="store_true", help="print only the job id")
     sub = command("run", cmd_run, "Fine-tune now, in this process, with a progress bar.")
     _add_job_arguments(sub)
     sub.add_argument("--nproc", type=int, help="data-parallel processes under torchrun (default 1)")

@@ -123,6 +123,7 @@ class FinetuneConfig:
     # --- dict and file forms --------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
+        """Every setting as plain JSON values (what a job records)."""
         return dataclasses.asdict(self)
 
     @classmethod

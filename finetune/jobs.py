@@ -79,9 +79,11 @@ class Job:
 
     @property
     def finished(self) -> bool:
+        """Whether the job has ended (succeeded, failed or cancelled)."""
         return self.status in FINISHED
 
     def to_dict(self) -> dict[str, Any]:
+        """The job as JSON values (times as ISO 8601), with its ``progress``."""
         record = asdict(self)
         for key in ("created_at", "started_at", "finished_at", "heartbeat_at"):
             record[key] = record[key].isoformat() if record[key] else None
