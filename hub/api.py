@@ -23,7 +23,7 @@ from hub.entities import AliasChange, FileEntry, GcReport, ModelSummary, ModelVe
 from hub.errors import HubError, IntegrityError, InvalidArgumentError, ModelNotFoundError, UnsafeFormatError, VersionExistsError
 from hub.manifest import Manifest, check_relative_path
 from hub.reference import folder_name, parse_reference, validate_alias, validate_name, validate_version
-from hub.refs import RefStore
+from hub.refs import DELETED, RefStore
 from hub.registry import Database, RegistryStore
 from hub.registry.store import now_ms
 
@@ -118,9 +118,12 @@ class Hub:
         entry = next((f for f in version.files if f.path == "README.md"), None)
         if entry is None:
             return None
-        data = self.blobs.read_bytes(entry.sha256)
-        if hashlib.sha256(data).hexdigest() != entry.sha256:
-            raise IntegrityError(f"{version.ref}: README.md does not match its sha256; run `hub verify`")
+        problem = self.blobs.problem(entry.sha256, entry.size, check_hash=False)
+        data = self.blobs.read_bytes(entry.sha256) if problem is None else b""
+        if problem is None and hashlib.sha256(data).hexdigest() != entry.sha256:
+            problem = f"blob {entry.sha256} does not match its sha256 (corrupted)"
+        if problem:
+            raise IntegrityError(f"{version.ref}: file 'README.md': {problem}; run `hub verify`")
         return data.decode("utf-8", errors="replace")
 
     def list_children(self, ref: str) -> list[ModelVersion]:
@@ -315,7 +318,8 @@ class Hub:
             return None
 
     def import_hf(self, source: str, name: str | None = None, *, revision: str | None = None, convert_pickle: bool = False,
-                  auto_class: str | None = None) -> ModelVersion:
+                  auto_class: str | None = None, aliases: Sequence[str] = (), task: str | None = None, license: str | None = None,
+                  tags: Iterable[str] = (), description: str | None = None, card: str | Mapping[str, Any] | None = None) -> ModelVersion:
         """Publish a model in the Hugging Face layout as a new version.
 
         Args:
@@ -330,6 +334,9 @@ class Hub:
             auto_class: the transformers auto class to build it with (default: read from
                 ``config.json``'s ``architectures``, e.g. ``BertForSequenceClassification`` gives
                 ``AutoModelForSequenceClassification``; ``AutoModel`` when it names no known head).
+            aliases, task, license, tags, description, card: as for :meth:`publish`; task, license
+                and tags given here replace those read from the folder's model card, and a card
+                given here replaces its ``README.md``.
 
         Returns:
             The new :class:`ModelVersion`: architecture ``transformers`` when there is a
@@ -344,7 +351,8 @@ class Hub:
         """
         from hub.huggingface import import_hf
 
-        return import_hf(self, source, name, revision=revision, convert_pickle=convert_pickle, auto_class=auto_class)
+        return import_hf(self, source, name, revision=revision, convert_pickle=convert_pickle, auto_class=auto_class,
+                         aliases=aliases, task=task, license=license, tags=tags, description=description, card=card)
 
     def load_tokenizer(self, ref: str) -> Any:
         """The tokenizer published with a model.
@@ -361,8 +369,8 @@ class Hub:
         if not any(f.path in ("tokenizer.json", "tokenizer_config.json", "vocab.txt") for f in small):
             raise ModelNotFoundError(f"{version.ref} has no tokenizer files (tokenizer.json, tokenizer_config.json, vocab.txt)")
         folder = self.home / "snapshots" / folder_name(version.name) / f"{version.version}-tokenizer"
-        for entry in small:
-            destination = folder / check_relative_path(entry.path)
+        destinations = {entry: folder / check_relative_path(entry.path) for entry in small}  # every path checked first
+        for entry, destination in destinations.items():
             if not (destination.is_file() and destination.stat().st_size == entry.size):
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 self._copy_blob(version, entry.path, entry.sha256, entry.size, destination)
@@ -372,7 +380,13 @@ class Hub:
             from tokenizers import Tokenizer
 
             return Tokenizer.from_file(str(folder / "tokenizer.json"))
-        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        try:  # never the model's own code (tokenizer_config.json's auto_map): transformers would ask on stdin
+            return AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+        except (ValueError, OSError) as exc:
+            raise UnsafeFormatError(
+                f"{version.ref}: its tokenizer can't be loaded ({str(exc)[:300]}); modelhub never runs code shipped "
+                "with a model, so a tokenizer must be one transformers has (tokenizer.json or a known tokenizer_class)"
+            ) from None
 
     # --- loading --------------------------------------------------------------
 
@@ -433,16 +447,21 @@ class Hub:
 
         version = self.info(ref)
         target = Path(local_dir) if local_dir is not None else self.home / "snapshots" / folder_name(version.name) / str(version.version)
-        target.mkdir(parents=True, exist_ok=True)
         root = target.resolve()
         entries = [e for e in version.files if not (version.weight_views and e.path in version.weight_files)]
-        for entry in entries:
-            destination = target / check_relative_path(entry.path)
+        destinations = {}
+        for entry in entries:  # every path and the manifest checked before anything is written
+            destination = destinations[entry] = target / check_relative_path(entry.path)
             if not destination.resolve().is_relative_to(root):
                 raise UnsafeFormatError(f"{version.ref}: file {entry.path!r} would be written outside {target}")
+        manifest = self.blobs.read_bytes(version.digest) if self.blobs.exists(version.digest) else None
+        if manifest is None or hashlib.sha256(manifest).hexdigest() != version.digest:
+            problem = "is missing" if manifest is None else "does not match its sha256 (corrupted)"
+            raise IntegrityError(f"{version.ref}: manifest: blob {version.digest} {problem}; run `hub verify`")
+        target.mkdir(parents=True, exist_ok=True)
+        for entry, destination in destinations.items():
             destination.parent.mkdir(parents=True, exist_ok=True)
             self._copy_blob(version, entry.path, entry.sha256, entry.size, destination)
-        manifest = self.blobs.read_bytes(version.digest)
         if version.weight_views:
             from hub.loader import stored_tensors
             from hub.safetensors_io import iter_safetensors_bytes
@@ -554,8 +573,9 @@ class Hub:
         """Check stored bytes against manifests: every live version, or just ``ref``.
 
         Each file's size and sha256 are checked, and each manifest against the
-        registry. Leftovers (interrupted writes, blobs no version needs) are
-        listed for :meth:`gc`; they are not problems.
+        registry. Leftovers (interrupted writes, blobs no version needs, pointer
+        files under ``refs/`` that disagree with the registry) are listed for
+        :meth:`gc`; they are not problems.
 
         Raises:
             InvalidReferenceError, ModelNotFoundError: for a bad ``ref``.
@@ -578,6 +598,8 @@ class Hub:
                 if problem:
                     problems.append(f"{version.ref}: file {entry.path!r}: {problem}")
         leftovers = [] if ref is not None else [str(p) for p in self._garbage(min_age_seconds=0)]
+        if ref is None:
+            leftovers += [str(path) for path, _ in self._stale_pointers(min_age_seconds=0)]
         return VerifyReport(tuple(checked), tuple(problems), tuple(leftovers))
 
     def _garbage(self, min_age_seconds: float) -> list[Path]:
@@ -587,8 +609,45 @@ class Hub:
         candidates += [self.blobs.path(d) for d in self.blobs.digests() if d not in referenced]
         return sorted(p for p in candidates if self.blobs.age_seconds(p, now) >= min_age_seconds)
 
+    def _stale_pointers(self, min_age_seconds: float) -> list[tuple[Path, str | None]]:
+        """Pointer files under ``refs/`` that disagree with the registry, each with the text it should hold
+        (None: remove it), and temporary files of interrupted pointer writes.
+
+        A process killed between a registry write and its pointer write leaves one: publish writes
+        the pointer just before its commit, alias moves and deletions write theirs just after. Left
+        alone, ``reindex`` would bring back what the registry undid, or fail on a manifest ``gc`` freed.
+        Entries the registry or the file changed less than ``min_age_seconds`` ago are spared.
+        """
+        now_s = time.time()
+        versions, aliases = self.registry.pointers()
+        wanted: dict[Path, tuple[str, float]] = {}
+        for name, number, digest, deleted, changed_ms in versions:
+            wanted[self.refs.version_path(name, number, deleted=deleted)] = (digest or "", changed_ms / 1000)
+        for name, alias, number, changed_ms in aliases:
+            wanted[self.refs.alias_path(name, alias)] = (str(number), changed_ms / 1000)
+        stale: list[tuple[Path, str | None, float]] = []
+        found = set()
+        for path in self.refs.files():
+            found.add(path)
+            if path not in wanted:
+                stale.append((path, None, 0.0))
+                continue
+            try:
+                same = path.name.endswith(DELETED) or path.read_text().strip() == wanted[path][0]
+            except FileNotFoundError:
+                same = False
+            if not same:
+                stale.append((path, wanted[path][0], wanted[path][1]))
+        stale += [(path, text, changed) for path, (text, changed) in wanted.items() if path not in found]
+        old = [(path, text) for path, text, changed in stale if now_s - changed >= min_age_seconds
+               and (not path.exists() or self.blobs.age_seconds(path, now_s) >= min_age_seconds)]
+        return sorted(old)
+
     def gc(self, *, min_age_seconds: float = 3600.0, dry_run: bool = False) -> GcReport:
         """Remove blobs that no live version needs, and files left by interrupted writes.
+
+        Pointer files under ``refs/`` that disagree with the registry (left by a process killed
+        between the two writes) are rewritten from it, or removed; they are listed with the rest.
 
         Args:
             min_age_seconds: spare anything written more recently than this, so a
@@ -598,6 +657,10 @@ class Hub:
         if min_age_seconds < 0:
             raise InvalidArgumentError(f"min_age_seconds must be >= 0, got {min_age_seconds}")
         removed, freed = [], 0
+        for path, text in self._stale_pointers(min_age_seconds):
+            if not dry_run:
+                self.refs.put(path, text)
+            removed.append(str(path))
         for path in self._garbage(min_age_seconds):
             try:
                 size = path.stat().st_size

@@ -117,5 +117,14 @@ def transformers_model(auto_class: str, hf_config: dict) -> nn.Module:
         raise ValueError(f"{auto_class!r} is not a transformers auto class such as AutoModel")
     if "model_type" not in hf_config:
         raise ValueError("hf_config has no model_type; it must be the model's config.json")
-    config = transformers.AutoConfig.for_model(**hf_config)
-    return getattr(transformers, auto_class).from_config(config)
+    try:  # never the model's own code: a config.json's auto_map names Python files shipped with the model
+        config = transformers.AutoConfig.for_model(**hf_config)
+        return getattr(transformers, auto_class).from_config(config, trust_remote_code=False)
+    except ValueError as exc:
+        if not hf_config.get("auto_map"):
+            raise
+        raise ValueError(
+            f"{auto_class} for model type {hf_config['model_type']!r} is only in the custom code its config.json names "
+            f"in auto_map, and modelhub never runs code shipped with a model; use a model type and auto class that "
+            f"transformers has ({str(exc)[:200]})"
+        ) from None

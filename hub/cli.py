@@ -159,7 +159,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_import_hf(args: argparse.Namespace) -> int:
     version = _hub().import_hf(args.source, args.name, revision=args.revision, convert_pickle=args.convert_pickle,
-                                auto_class=args.auto_class)
+                                auto_class=args.auto_class, aliases=args.alias, task=args.task, license=args.license,
+                                description=args.description)
     print(f"imported {version.ref}  {version.architecture or 'weights only'}  {_human_size(version.size_bytes)}")
     return 0
 
@@ -334,6 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--revision", help="repo revision to fetch")
     sub.add_argument("--convert-pickle", action="store_true", help="convert pickle weights with torch.load(weights_only=True)")
     sub.add_argument("--auto-class", help="transformers auto class to build it with (default: from config.json's architectures)")
+    sub.add_argument("--alias", action="append", default=[], help="alias to point at the new version (repeatable)")
+    sub.add_argument("--task", help="replaces the model card's pipeline_tag")
+    sub.add_argument("--license", help="replaces the model card's license")
+    sub.add_argument("--description")
 
     sub = command("tag", cmd_tag, "Point an alias at a version: hub tag NAME:VERSION ALIAS.")
     sub.add_argument("ref", help="the version: name:VERSION, name@ALIAS or name (latest)")

@@ -112,6 +112,22 @@ def _check_index(files: dict[str, Path], folder: Path) -> None:
         raise InvalidSourceError(f"{index} names shard(s) {missing} that {folder} does not have; download them too")
 
 
+def _read_config(path: Path) -> dict[str, Any]:
+    """A ``config.json``'s contents.
+
+    Raises:
+        InvalidSourceError: not UTF-8 JSON holding an object.
+    """
+    try:
+        config = json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as exc:
+        config = exc
+    if not isinstance(config, dict):
+        problem = f" ({str(config)[:200]})" if isinstance(config, Exception) else ""
+        raise InvalidSourceError(f"{path} is not a JSON object{problem}; it must be the model's transformers config.json")
+    return config
+
+
 def _card_fields(readme: Path | None) -> dict[str, Any]:
     if readme is None:
         return {}
@@ -124,14 +140,15 @@ def _card_fields(readme: Path | None) -> dict[str, Any]:
 
 
 def import_hf(hub: Hub, source: str, name: str | None = None, *, revision: str | None = None, convert_pickle: bool = False,
-              auto_class: str | None = None) -> ModelVersion:
+              auto_class: str | None = None, **details: Any) -> ModelVersion:
     """Publish a Hugging Face model folder or repo as a new version; see :meth:`hub.Hub.import_hf`."""
     if not isinstance(source, str) or not source:
         raise InvalidArgumentError(f"source must be a folder or a repo id, not {source!r}")
     local = Path(source).expanduser().is_dir()
     folder = _fetch(source, revision)
     name = validate_name(name) if name is not None else _default_name(source, folder, local)
-    listed = list_folder(folder).files
+    # a Hugging Face cache snapshot is links into its repo's blobs/ folder: links may go that far, no further
+    listed = list_folder(folder, links_within=None if local else folder.parent.parent).files
     files = {p: f for p, f in listed.items() if f.suffix.lower() not in OTHER_FRAMEWORKS}
     pickles = {p: f for p, f in files.items() if f.suffix.lower() in PICKLE_SUFFIXES and not p.endswith(("training_args.bin",))}
     files = {p: f for p, f in files.items() if f.suffix.lower() not in PICKLE_SUFFIXES}
@@ -153,18 +170,17 @@ def import_hf(hub: Hub, source: str, name: str | None = None, *, revision: str |
         _check_index(files, folder)
         architecture, config = None, None
         if "config.json" in files:
-            hf_config = json.loads(files["config.json"].read_text())
+            hf_config = _read_config(files["config.json"])
             architecture, config = "transformers", {"auto_class": auto_class or auto_class_for(hf_config), "hf_config": hf_config}
         card = _card_fields(files.get("README.md"))
         for key in ("base_model", "datasets", "language", "library_name"):
             if card.get(key):
                 metadata[key] = card[key]
-        tags = card.get("tags") or []
-        return hub.publish(
-            LocalFiles(files, str(folder)), name, architecture=architecture, config=config,
-            task=card.get("pipeline_tag"), license=card.get("license") if isinstance(card.get("license"), str) else None,
-            tags=[t for t in tags if isinstance(t, str)], metadata=metadata,
-        )
+        from_card = {"task": card.get("pipeline_tag"), "license": card.get("license") if isinstance(card.get("license"), str) else None,
+                     "tags": [t for t in card.get("tags") or [] if isinstance(t, str)]}
+        given = {key: value for key, value in details.items() if value not in (None, (), [], "")}
+        return hub.publish(LocalFiles(files, str(folder)), name, architecture=architecture, config=config, metadata=metadata,
+                           **{**from_card, **given})
 
 
 def compute_buffers(model: Any, device: Any) -> None:

@@ -15,6 +15,7 @@ from hub.architectures import create, create_empty
 from hub.blobstore import BlobStore
 from hub.entities import ModelVersion
 from hub.errors import DeviceError, IntegrityError, UnsafeFormatError, WeightsMismatchError
+from hub.safetensors_io import read_header
 
 if TYPE_CHECKING:
     import torch
@@ -102,13 +103,14 @@ def stored_tensors(blobs: BlobStore, version: ModelVersion, *, device: Any = "cp
     for path, blob in check_files(blobs, version, version.weight_files, verify=verify).items():
         view = version.weight_views.get(path, {"prefix": "", "skip": []})
         try:
+            read_header(blob)  # the same checks as at publish: a blob replaced by one of the same size is seen here
             with safe_open(blob, framework="pt", device=str(target)) as f:
                 if view["skip"]:
                     skip = set(view["skip"])
                     tensors = {name: f.get_tensor(name) for name in f.offset_keys() if name not in skip}
                 else:
                     tensors = f.get_tensors()
-        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as exc:
             raise UnsafeFormatError(f"{version.ref}: {path!r} is not valid safetensors ({exc}); run `hub verify`") from exc
         state.update({view["prefix"] + name: tensor for name, tensor in tensors.items()} if view["prefix"] else tensors)
     return state

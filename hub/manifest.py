@@ -8,6 +8,7 @@ database is an index over manifests; ``hub reindex`` rebuilds it from them.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -51,6 +52,39 @@ def _check_views(views: Any, weights: tuple[str, ...]) -> dict[str, dict[str, An
                 and isinstance(view["skip"], list) and all(isinstance(name, str) for name in view["skip"])):
             raise ValueError(f"the view of {path!r} is not {{'prefix': str, 'skip': [str, ...]}}")
     return views
+
+
+_INTEGERS = ("version", "created_at_ms", "num_parameters")
+_TEXTS = ("name", "architecture", "dtype", "task", "license", "description", "parent", "created_by")  # all but name may be null
+_OBJECTS = ("config", "metrics", "metadata", "tied")
+
+
+def _check_types(record: dict[str, Any]) -> None:
+    """Check each field has its JSON type (``version`` an integer, ``tags`` a list of strings, ...).
+
+    Raises:
+        ValueError: naming the first field that doesn't.
+    """
+    for key in _INTEGERS:
+        if key in record and type(record[key]) is not int:
+            raise ValueError(f"{key} is not an integer")
+    for key in _TEXTS:
+        if record.get(key) is not None and not isinstance(record[key], str):
+            raise ValueError(f"{key} is not a string")
+    for key in _OBJECTS:
+        if key in record and not isinstance(record[key], dict):
+            raise ValueError(f"{key} is not an object")
+    for key in ("files", "weights", "tags"):
+        if key in record and not isinstance(record[key], list):
+            raise ValueError(f"{key} is not a list")
+    if not all(isinstance(f, dict) for f in record.get("files", [])):
+        raise ValueError("files is not a list of objects")
+    if not all(isinstance(v, str) for key in ("weights", "tags") for v in record.get(key, [])):
+        raise ValueError("weights and tags must be lists of strings")
+    if not all(isinstance(v, str) for v in record.get("tied", {}).values()):
+        raise ValueError("tied is not a map of tensor names")
+    if not all(type(v) in (int, float) and math.isfinite(v) for v in record.get("metrics", {}).values()):
+        raise ValueError("a metric is not a finite number")
 
 
 @dataclass(frozen=True)
@@ -105,12 +139,14 @@ class Manifest:
             record = json.loads(data)
             if not isinstance(record, dict) or record.pop("format", None) != FORMAT:
                 raise ValueError(f"format is not {FORMAT!r}")
-            files = tuple(
-                FileEntry(check_relative_path(f["path"]), f["sha256"], int(f["size"])) for f in record.pop("files")
-            )
+            json.dumps(record, ensure_ascii=False).encode()  # text UTF-8 can't hold (a lone surrogate) can't be written back
+            _check_types(record)
+            files = tuple(FileEntry(check_relative_path(f["path"]), f["sha256"], f["size"]) for f in record.pop("files"))
             for entry in files:
-                if not _DIGEST.fullmatch(entry.sha256) or entry.size < 0:
+                if not (isinstance(entry.sha256, str) and _DIGEST.fullmatch(entry.sha256)) or type(entry.size) is not int or entry.size < 0:
                     raise ValueError(f"file {entry.path!r} has a malformed sha256 or size")
+            if len({entry.path for entry in files}) != len(files):
+                raise ValueError("a file path is listed twice")
             weights, tags = tuple(record.pop("weights")), tuple(record.pop("tags", ()))
             views = _check_views(record.pop("weight_views", {}), weights)
             manifest = cls(files=files, weights=weights, tags=tags, weight_views=views, **record)
@@ -122,8 +158,8 @@ class Manifest:
             return manifest
         except UnsafeFormatError:
             raise
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise UnsafeFormatError(f"{source} is not a valid modelhub manifest ({exc}); run `hub verify`") from None
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            raise UnsafeFormatError(f"{source} is not a valid modelhub manifest ({str(exc)[:300]}); run `hub verify`") from None
 
     def to_model_version(self, digest: str, aliases: tuple[str, ...] = ()) -> ModelVersion:
         """The public record of this manifest (stored under ``digest``)."""

@@ -84,15 +84,18 @@ class LocalFiles:
     origin: str
 
 
-def list_folder(folder: Path) -> LocalFiles:
-    """Every file under ``folder`` (hidden ones left out), refusing links that leave it."""
-    files, root = {}, folder.resolve()
+def list_folder(folder: Path, *, links_within: Path | None = None) -> LocalFiles:
+    """Every file under ``folder`` (hidden ones left out), refusing links (to files or folders) that
+    lead out of ``links_within`` (default: the folder itself)."""
+    files, root = {}, (links_within or folder).resolve()
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder).as_posix()
-        if any(part.startswith(".") for part in relative.split("/")) or path.is_dir():
+        if any(part.startswith(".") for part in relative.split("/")):
             continue
         if path.is_symlink() and not path.resolve().is_relative_to(root):
-            raise UnsafeFormatError(f"{path} is a link to {path.resolve()}, outside {folder}; copy the file in instead")
+            raise UnsafeFormatError(f"{path} is a link to {path.resolve()}, outside {links_within or folder}; copy the file in instead")
+        if path.is_dir():
+            continue
         files[relative] = path
     return LocalFiles(files, str(folder))
 

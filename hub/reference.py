@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 from hub.errors import InvalidReferenceError
 
-__all__ = ["Reference", "parse_reference", "validate_name", "validate_alias", "validate_version", "folder_name", "LATEST"]
+__all__ = ["Reference", "parse_reference", "validate_name", "validate_alias", "validate_version", "folder_name", "LATEST", "MAX_VERSION"]
 
 LATEST = "latest"
 MAX_PART_LENGTH = 64
+MAX_VERSION = 2**31 - 1  # the registry stores version numbers as 32-bit integers (PostgreSQL INTEGER)
 _PART = re.compile(r"[a-z0-9][a-z0-9._-]*", re.ASCII)
 _ALIAS = re.compile(r"[a-z][a-z0-9._-]*", re.ASCII)
 _VERSION = re.compile(r"[1-9][0-9]*", re.ASCII)
@@ -102,13 +103,19 @@ def validate_version(version: object) -> int:
     """
     if isinstance(version, bool):
         raise InvalidReferenceError(f"version {version!r} is not a positive integer")
-    if isinstance(version, int):
-        if version < 1:
-            raise InvalidReferenceError(f"version {version} is not a positive integer; versions start at 1")
-        return version
     if isinstance(version, str) and _VERSION.fullmatch(version):
-        return int(version)
-    raise InvalidReferenceError(f"version {version!r} is not a positive integer; expected 1, 2, 3, ...")
+        if len(version) > len(str(MAX_VERSION)):  # don't make an int of a million digits to say so
+            raise InvalidReferenceError(f"version {version[:20]}... ({len(version)} digits) is too large; versions go up to {MAX_VERSION}")
+        version = int(version)
+    if isinstance(version, int):
+        shown = version if version.bit_length() <= 64 else f"of {version.bit_length()} bits"  # str() of a huge int raises
+        if version < 1:
+            raise InvalidReferenceError(f"version {shown} is not a positive integer; versions start at 1")
+        if version > MAX_VERSION:
+            raise InvalidReferenceError(f"version {shown} is too large; versions go up to {MAX_VERSION}")
+        return version
+    shown = f"{version[:20]!r}... ({len(version)} characters)" if isinstance(version, str) and len(version) > 40 else repr(version)
+    raise InvalidReferenceError(f"version {shown} is not a positive integer; expected 1, 2, 3, ...")
 
 
 def parse_reference(text: object) -> Reference:
@@ -137,7 +144,11 @@ def parse_reference(text: object) -> Reference:
             raise InvalidReferenceError(
                 f"reference {text!r}: version {version!r} is not a positive integer; expected {REFERENCE_FORM}"
             )
-        return Reference(validate_name(name), version=int(version))
+        try:
+            number = validate_version(version)
+        except InvalidReferenceError as exc:
+            raise InvalidReferenceError(f"reference {text[:80]!r}: {exc}") from None
+        return Reference(validate_name(name), version=number)
     if "@" in text:
         name, _, alias = text.partition("@")
         validate_name(name)

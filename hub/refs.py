@@ -5,6 +5,10 @@
 reused); ``refs/<model>/aliases/<alias>`` holds the version an alias points at.
 ``<model>`` is the name with ``/`` written as ``+`` (``acme+digits-cnn``).
 Every write goes to a temporary file and is renamed into place.
+
+The registry is the record; these files follow it. A process killed between a
+registry write and its pointer write leaves one pointer behind: ``hub verify``
+names it and ``hub gc`` rewrites it from the registry.
 """
 
 from __future__ import annotations
@@ -46,6 +50,26 @@ class RefStore:
 
     def _versions(self, name: str) -> Path:
         return self._model(name) / "versions"
+
+    def version_path(self, name: str, version: int, *, deleted: bool = False) -> Path:
+        """The pointer file of ``name:version``, or with ``deleted`` its deletion marker."""
+        return self._versions(name) / f"{version}{DELETED if deleted else ''}"
+
+    def alias_path(self, name: str, alias: str) -> Path:
+        return self._model(name) / "aliases" / alias
+
+    def files(self) -> list[Path]:
+        """Every version and alias pointer file, temporary files of interrupted writes included."""
+        if not self.refs.is_dir():
+            return []
+        return [p for p in self.refs.glob("*/*/*") if p.parent.name in ("versions", "aliases") and p.is_file()]
+
+    def put(self, path: Path, text: str | None) -> None:
+        """Write ``text`` into the pointer file ``path``, or remove it when ``text`` is None."""
+        if text is None:
+            path.unlink(missing_ok=True)
+        else:
+            _write_atomic(path, text)
 
     def set_version(self, name: str, version: int, digest: str) -> None:
         _write_atomic(self._versions(name) / str(version), digest)

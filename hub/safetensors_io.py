@@ -3,9 +3,10 @@
 The writer streams a state dict into the safetensors layout without building
 a second copy in memory: an 8-byte little-endian header length, a JSON header
 (``__metadata__`` first, then tensors in data order, padded with spaces to a
-multiple of 8), then each tensor's raw bytes. Tensors are ordered by element
-size (largest first) then by name, as the safetensors library does, so every
-tensor is aligned; the same tensors always give the same bytes.
+multiple of 8), then each tensor's raw bytes. Tensors are ordered by dtype
+(largest element first, then safetensors' own order among dtypes of one size)
+then by name, as the safetensors library does, so every tensor is aligned and
+the same tensors always give the bytes ``safetensors.torch.save_file`` gives.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["TensorInfo", "SafetensorsHeader", "read_header", "iter_safetensors_bytes", "dedupe_shared", "DTYPE_NAMES"]
 
-MAX_HEADER_BYTES = 100 * 1024 * 1024
+MAX_HEADER_BYTES = 100_000_000  # as the safetensors library: a header it would refuse is refused here too
+MAX_ELEMENTS = 2**63 - 1  # torch's limit on a dimension and on a tensor's element count
 CHUNK_SIZE = 16 * 1024 * 1024
 
 # safetensors dtype code -> (torch dtype name, bytes per element)
@@ -37,6 +39,8 @@ DTYPE_NAMES: dict[str, tuple[str, int]] = {
     "BOOL": ("bool", 1), "C64": ("complex64", 8),
 }
 _CODES = {name: code for code, (name, _) in DTYPE_NAMES.items()}
+# the order safetensors writes dtypes in: element size, largest first, and among one size its own enum order
+_WRITE_ORDER = ["U64", "I64", "F64", "C64", "F32", "U32", "I32", "BF16", "F16", "U16", "I16", "F8_E4M3", "F8_E5M2", "I8", "U8", "BOOL"]
 FLOATING = {"float64", "float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"}
 
 
@@ -70,12 +74,36 @@ def _fail(path: Path, what: str) -> UnsafeFormatError:
     return UnsafeFormatError(f"{path} is not a valid safetensors file: {what}; re-save it with safetensors.torch.save_file")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object that names no key twice and holds only text UTF-8 can encode (no lone surrogates)."""
+    seen: set[str] = set()
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"key {key[:100]!r} is given twice")
+        seen.add(key)
+        for text in (key, value) if isinstance(value, str) else (key,):
+            text.encode("utf-8")  # a lone surrogate ("\\ud800") raises UnicodeEncodeError, a ValueError
+    return dict(pairs)
+
+
+def _fits_torch(shape: list[int]) -> bool:
+    """Whether every partial product of ``shape`` fits in int64 (torch, and safetensors' own reader, need it)."""
+    n = 1
+    for d in shape:
+        n *= d
+        if n > MAX_ELEMENTS or d > MAX_ELEMENTS:
+            return False
+    return True
+
+
 def read_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
     """Read and check a safetensors file's header without reading its tensors.
 
-    Checks that the header length fits the file and 100 MB, the JSON is an object,
-    every dtype is known, shapes and byte ranges agree, and the ranges tile the
-    data section exactly (no gaps, overlaps or bytes past the end).
+    Checks that the header length fits the file and 100 MB, the header is UTF-8 JSON
+    holding an object with no key given twice, every dtype is known, shapes fit
+    torch and agree with the byte ranges, and the ranges tile the data section
+    exactly (no gaps, overlaps or bytes past the end). Nothing the header claims is
+    allocated before it is checked against the file's size.
 
     Raises:
         UnsafeFormatError: anything malformed, saying what.
@@ -92,13 +120,14 @@ def read_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
         if 8 + length > file_size:
             raise _fail(path, f"its header claims {length} bytes but the file has only {file_size - 8} after the length")
         raw = f.read(length)
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _fail(path, f"its header is not JSON ({exc})") from None
+    try:  # strict UTF-8 and one value per key, as the safetensors library reads it
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a number too long, nesting too deep
+        raise _fail(path, f"its header is not JSON ({str(exc)[:200]})") from None
     if not isinstance(header, dict):
         raise _fail(path, "its header is not a JSON object")
-    metadata = header.pop("__metadata__", None) or {}
+    metadata = header.pop("__metadata__", None)
+    metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise _fail(path, "its __metadata__ is not a map of strings")
     tensors: dict[str, TensorInfo] = {}
@@ -106,7 +135,7 @@ def read_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
         if not isinstance(entry, dict) or entry.get("dtype") not in DTYPE_NAMES:
             raise _fail(path, f"tensor {name!r} has an unknown dtype {entry.get('dtype') if isinstance(entry, dict) else entry!r}")
         shape, offsets = entry.get("shape"), entry.get("data_offsets")
-        if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
+        if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape) and _fits_torch(shape)):
             raise _fail(path, f"tensor {name!r} has an invalid shape {shape!r}")
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int and o >= 0 for o in offsets)):
             raise _fail(path, f"tensor {name!r} has invalid data_offsets {offsets!r}")
@@ -179,7 +208,7 @@ def iter_safetensors_bytes(
         dtype = str(tensor.dtype).removeprefix("torch.")
         if dtype not in _CODES:
             raise InvalidSourceError(f"tensor {name!r} has dtype {dtype}, which safetensors can't store; cast it first")
-        entries.append((-tensor.element_size(), name, tensor, dtype))
+        entries.append((_WRITE_ORDER.index(_CODES[dtype]), name, tensor, dtype))
     entries.sort(key=lambda e: (e[0], e[1]))
 
     header: dict[str, Any] = {}

@@ -193,3 +193,11 @@ def test_published_card_reads_back_with_huggingface_modelcard(tmp_path):
     assert card.data.base_model == base.ref and card.data.pipeline_tag == "text-classification"
     assert card.data.to_dict()["metrics"] == {"accuracy": 0.91}
     assert card.text.strip() == "# Child\n\nFine-tuned from acme/base."
+
+
+def test_import_takes_aliases_and_replaces_the_card_s_details(minilm_version):
+    again = hub.import_hf(str(minilm.get_model_path()), "acme/minilm", aliases=["production"], task="feature-extraction",
+                          license="mit", tags=["embeddings"], description="Sentence embeddings.")
+    assert again.aliases == ("production",) and hub.info("acme/minilm@production").version == 1
+    assert (again.task, again.license, again.tags, again.description) == ("feature-extraction", "mit", ("embeddings",), "Sentence embeddings.")
+    assert minilm_version.task == "sentence-similarity" and minilm_version.license == "apache-2.0"  # from the card

@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
@@ -114,7 +116,8 @@ def extract_zip(path: Path) -> Path:
         The folder it unpacked to (the zip's single top folder, if it has one).
 
     Raises:
-        UnsafeFormatError: not a zip, an absolute or ``..`` path, a link, too many files or bytes.
+        UnsafeFormatError: not a zip, an absolute or ``..`` path, a link, too many files or bytes,
+            or an entry that is damaged, encrypted or bigger than its header says (nothing is unpacked).
     """
     target = path.with_suffix("")
     try:
@@ -132,7 +135,12 @@ def extract_zip(path: Path) -> Path:
                 raise UnsafeFormatError(f"{path.name}: entry {entry.filename!r} would leave the folder or is a link")
         if not target.is_dir():
             staging = target.with_name(f".{target.name}.partial")
-            archive.extractall(staging, members=entries)
+            try:
+                archive.extractall(staging, members=entries)
+            except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as exc:
+                # a damaged or encrypted entry, or one that unpacks to more than its header says
+                shutil.rmtree(staging, ignore_errors=True)
+                raise UnsafeFormatError(f"{path.name} can't be unpacked ({exc}); zip the folder again") from None
             os.replace(staging, target)
     children = [c for c in target.iterdir() if not c.name.startswith(".")]
     return children[0] if len(children) == 1 and children[0].is_dir() else target

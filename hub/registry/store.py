@@ -284,6 +284,24 @@ class RegistryStore:
             digests.update(json.loads(checkpoint).get("blobs", []))
         return digests
 
+    def pointers(self) -> tuple[list[tuple[str, int, str | None, bool, int]], list[tuple[str, str, int, int]]]:
+        """What the pointer files under ``refs/`` should say, with when each entry last changed (ms):
+        ``(versions, aliases)``, as ``(name, version, manifest digest, deleted, changed_at_ms)`` and
+        ``(name, alias, version, changed_at_ms)``."""
+        versions = [
+            (name, version, digest, deleted is not None, deleted or created)
+            for name, version, digest, created, deleted in self._query(
+                "SELECT m.name, v.version, v.manifest_digest, v.created_at_ms, v.deleted_at_ms "
+                "FROM model_versions v JOIN registered_models m ON m.id = v.model_id"
+            )
+        ]
+        aliases = [tuple(row) for row in self.db.query(
+            "SELECT m.name, a.alias, a.version, COALESCE((SELECT MAX(h.changed_at_ms) FROM model_alias_history h "
+            "WHERE h.model_id = a.model_id AND h.alias = a.alias), 0) "
+            "FROM model_aliases a JOIN registered_models m ON m.id = a.model_id"
+        )]
+        return versions, aliases
+
     def version_exists(self, name: str, version: int) -> bool:
         """True when ``name`` has (or had: deleted numbers stay taken) ``version``."""
         return bool(self._query(

@@ -16,13 +16,12 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
-import hub as hub_package
 from hub.errors import HubError, InvalidArgumentError
 from webui.common import MAX_UPLOAD_MB, extract_zip, model_link, show_error, store_upload, the_hub
 
@@ -82,30 +81,17 @@ def hugging_face_folder(weights: Path, config: Path) -> Path:
     return folder
 
 
-def import_folder(hub: Any, folder: Path, name: str, details: Details) -> tuple[Any, list[str]]:
-    """``hub.import_hf`` the folder, then point the aliases at the new version.
-
-    Returns:
-        The version, and the form fields the import could not use (it reads task, license
-        and tags from the folder's README.md).
+def import_folder(hub: Any, folder: Path, name: str, details: Details) -> Any:
+    """``hub.import_hf`` the folder with the form's details (they replace its README's task, license and tags).
 
     Raises:
-        HubError: see :meth:`hub.Hub.import_hf`; malformed aliases are refused before the import.
+        HubError: see :meth:`hub.Hub.import_hf`; nothing is published.
     """
-    for alias in details.aliases:
-        hub_package.parse_reference(f"{name}@{alias}")
-    version = hub.import_hf(str(folder), name)
-    for alias in details.aliases:
-        try:
-            hub.set_alias(name, alias, version.version)
-        except HubError as error:
-            raise type(error)(f"{version.ref} was imported, but alias {alias!r} was not set: {error}") from None
-    unused = [field.name for field in fields(Details) if field.name != "aliases" and getattr(details, field.name)]
-    return hub.info(version.ref), unused
+    return hub.import_hf(str(folder), name, aliases=details.aliases, task=details.task, license=details.license,
+                         tags=details.tags, description=details.description, card=details.card)
 
 
-def publish_uploads(name: str, details: Details, *, weights: Any = None, config: Any = None, zipped: Any = None
-                    ) -> tuple[Any, list[str]]:
+def publish_uploads(name: str, details: Details, *, weights: Any = None, config: Any = None, zipped: Any = None) -> Any:
     """Publish uploaded files as a new version of ``name``.
 
     Args:
@@ -116,7 +102,7 @@ def publish_uploads(name: str, details: Details, *, weights: Any = None, config:
         zipped: instead of ``weights``, a zipped Hugging Face folder.
 
     Returns:
-        The new version, and the names of form fields a Hugging Face import could not use.
+        The new version.
 
     Raises:
         HubError: the uploads are too big, of the wrong type or unsafe; the name, aliases or
@@ -132,12 +118,11 @@ def publish_uploads(name: str, details: Details, *, weights: Any = None, config:
     settings = read_config(config_path) if config_path is not None else {}
     if "model_type" in settings:
         return import_folder(hub, hugging_face_folder(weights_path, config_path), name, details)
-    version = hub.publish(
+    return hub.publish(
         weights_path, name, architecture=settings.get("architecture"), config=settings.get("config"),
         aliases=details.aliases, task=details.task, license=details.license, tags=details.tags,
         description=details.description, card=details.card,
     )
-    return version, []
 
 
 def render() -> None:
@@ -164,22 +149,19 @@ def render() -> None:
         tags = right.text_input("Tags", placeholder="digits, vision", help="Comma-separated.", key="tags")
         description = st.text_input("Description", placeholder="One paragraph about the model.", key="description")
         card = st.text_area("Model card (Markdown)", height=200, key="card")
-        st.caption("Hugging Face folders bring their own task, license and tags (from their README.md); "
-                   "the form's aliases are set on them too.")
+        st.caption("A Hugging Face folder brings its task, license, tags and card (its README.md); "
+                   "what you fill in here replaces them.")
         submitted = st.form_submit_button("Publish", type="primary")
     if not submitted:
         return
     details = Details(split_list(aliases), task.strip() or None, license_name.strip() or None, split_list(tags),
                       description.strip() or None, card.strip() or None)
     try:
-        version, unused = publish_uploads(name.strip(), details, weights=weights, config=config, zipped=zipped)
+        version = publish_uploads(name.strip(), details, weights=weights, config=config, zipped=zipped)
     except HubError as error:
         show_error(error)
         return
     st.success(f"Published {model_link(version.ref)}", icon=":material/check_circle:")
-    if unused:
-        st.warning(f"A Hugging Face import takes its details from the folder; these fields were not used: {', '.join(unused)}. "
-                   "Set them in the folder's README.md.")
     st.code(f'import hub\nmodel = hub.load("{version.ref}")', language="python")
 
 
