@@ -157,8 +157,9 @@ class JobReporter(Callbacks):
     def on_checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainingState) -> None:
         if self.lost:
             return
-        record = save_checkpoint(self.hub.blobs, model, optimizer, state)
-        self.jobs.save_checkpoint(self.job.id, record)
+        with self.hub.blobs.in_use():  # a gc running now must not take the blobs before the job records them
+            record = save_checkpoint(self.hub.blobs, model, optimizer, state)
+            self.jobs.save_checkpoint(self.job.id, record)
         self.log(f"checkpoint at step {state.step}")
         self.flush()
 

@@ -13,6 +13,7 @@ import json
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -239,38 +240,41 @@ class Hub:
         if version is not None and self.registry.version_exists(name, version):
             raise VersionExistsError(f"{name}:{version} already exists and versions are immutable; publish without version=")
 
-        # 2. Store the bytes (content-addressed: unchanged weights add nothing).
-        entries, weights, views = self._store_files(prepared, card_bytes, parent_version if share_weights else None)
-        user = settings.current_user()
+        # 2-3. gc must not collect a blob this version needs before the registry records it:
+        # hold the store from the first blob written (or reused) to the commit.
+        with self.blobs.in_use():
+            # 2. Store the bytes (content-addressed: unchanged weights add nothing).
+            entries, weights, views = self._store_files(prepared, card_bytes, parent_version if share_weights else None)
+            user = settings.current_user()
 
-        # 3. Index it: the registry assigns the number, the manifest records it.
-        def make_manifest(number: int) -> tuple[Manifest, str]:
-            manifest = Manifest(
-                name=name, version=number, created_at_ms=now_ms(), files=entries, weights=weights,
-                architecture=architecture, config=config or {}, dtype=dtype, num_parameters=num_parameters,
-                task=task, license=license, tags=tag_tuple, description=description, metrics=metric_values,
-                metadata=metadata_values, parent=parent_ref, tied=dict(sorted(prepared.tied.items())), created_by=user,
-                weight_views=views,
-            )
-            digest, _ = self.blobs.put_bytes(manifest.to_json())
-            return manifest, digest
+            # 3. Index it: the registry assigns the number, the manifest records it.
+            def make_manifest(number: int) -> tuple[Manifest, str]:
+                manifest = Manifest(
+                    name=name, version=number, created_at_ms=now_ms(), files=entries, weights=weights,
+                    architecture=architecture, config=config or {}, dtype=dtype, num_parameters=num_parameters,
+                    task=task, license=license, tags=tag_tuple, description=description, metrics=metric_values,
+                    metadata=metadata_values, parent=parent_ref, tied=dict(sorted(prepared.tied.items())), created_by=user,
+                    weight_views=views,
+                )
+                digest, _ = self.blobs.put_bytes(manifest.to_json())
+                return manifest, digest
 
-        reserved: list[int] = []
+            reserved: list[int] = []
 
-        def on_reserved(manifest: Manifest, digest: str) -> None:
-            reserved.append(manifest.version)
-            self.refs.set_version(name, manifest.version, digest)
+            def on_reserved(manifest: Manifest, digest: str) -> None:
+                reserved.append(manifest.version)
+                self.refs.set_version(name, manifest.version, digest)
 
-        try:
-            published = self.registry.add_version(name, version, make_manifest, on_reserved, alias_list, user, description)
-        except BaseException:
-            for number in reserved:
-                if not self.registry.version_exists(name, number):
-                    self.refs.remove_version(name, number)
-            raise
-        for alias in alias_list:
-            self.refs.set_alias(name, alias, published.version)
-        return published
+            try:
+                published = self.registry.add_version(name, version, make_manifest, on_reserved, alias_list, user, description)
+            except BaseException:
+                for number in reserved:
+                    if not self.registry.version_exists(name, number):
+                        self.refs.remove_version(name, number)
+                raise
+            for alias in alias_list:
+                self.refs.set_alias(name, alias, published.version)
+            return published
 
     def _store_files(
         self, prepared: Any, card_bytes: bytes | None, parent: ModelVersion | None
@@ -362,7 +366,10 @@ class Hub:
             ``tokenizers.Tokenizer`` from ``tokenizer.json``.
 
         Raises:
-            ModelNotFoundError: see :meth:`info`; ``FileNotFoundError`` when it has no tokenizer files.
+            ModelNotFoundError: see :meth:`info`, or the version has no tokenizer files.
+            IntegrityError: a tokenizer file's blob is missing or damaged.
+            UnsafeFormatError: a file path would leave the folder, or the tokenizer can't be loaded
+                without running code shipped with the model (which modelhub never does).
         """
         version = self.info(ref)
         small = [f for f in version.files if f.path not in version.weight_files and not f.path.endswith(".safetensors")]
@@ -649,27 +656,31 @@ class Hub:
         Pointer files under ``refs/`` that disagree with the registry (left by a process killed
         between the two writes) are rewritten from it, or removed; they are listed with the rest.
 
+        It waits for publishes under way to commit (they hold the store while their blobs
+        are not yet recorded), so even ``min_age_seconds=0`` never takes a blob a new version needs.
+
         Args:
-            min_age_seconds: spare anything written more recently than this, so a
-                publish running at the same time keeps the blobs it just stored.
+            min_age_seconds: spare anything written more recently than this (also where the
+                store can't be locked: on Windows, keep it above the longest publish).
             dry_run: only report what would go.
         """
         if min_age_seconds < 0:
             raise InvalidArgumentError(f"min_age_seconds must be >= 0, got {min_age_seconds}")
         removed, freed = [], 0
-        for path, text in self._stale_pointers(min_age_seconds):
-            if not dry_run:
-                self.refs.put(path, text)
-            removed.append(str(path))
-        for path in self._garbage(min_age_seconds):
-            try:
-                size = path.stat().st_size
+        with nullcontext() if dry_run else self.blobs.collecting():  # waits for running publishes to commit
+            for path, text in self._stale_pointers(min_age_seconds):
                 if not dry_run:
-                    path.unlink()
-            except FileNotFoundError:
-                continue
-            removed.append(str(path))
-            freed += size
+                    self.refs.put(path, text)
+                removed.append(str(path))
+            for path in self._garbage(min_age_seconds):
+                try:
+                    size = path.stat().st_size
+                    if not dry_run:
+                        path.unlink()
+                except FileNotFoundError:
+                    continue
+                removed.append(str(path))
+                freed += size
         return GcReport(tuple(removed), freed)
 
     def reindex(self) -> int:

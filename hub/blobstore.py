@@ -4,6 +4,12 @@ Bytes go to a temporary file in the same folder while they are hashed, are
 fsynced, then renamed to their hash: no partial file ever has a final name.
 The same bytes are stored once. Hashing runs on a helper thread beside the
 write (``hashlib`` releases the GIL), so a publish costs about one pass.
+
+A blob is garbage once no registered version needs it, but a publish writes (or
+reuses) its blobs before it registers the version. So writers hold
+:meth:`BlobStore.in_use` (shared) from their first blob to their commit, and gc
+holds :meth:`BlobStore.collecting` (exclusive) while it decides what is garbage
+and removes it: a ``flock`` on ``$HUB_HOME/.gc-lock``, across processes.
 """
 
 from __future__ import annotations
@@ -15,15 +21,22 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from hub.errors import IntegrityError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; there gc's min_age_seconds alone protects a running publish
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = ["BlobStore", "CHUNK_SIZE", "sha256_file", "temp_file"]
 
 CHUNK_SIZE = 16 * 1024 * 1024
 TEMP_PREFIX = ".tmp-"
+GC_LOCK = ".gc-lock"
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _hash_pool: Any = None
 _hash_pool_lock = threading.Lock()
@@ -137,6 +150,56 @@ class BlobStore:
         self.root = root
         self.blobs = root / "blobs"
         self.on_bytes: Callable[[int], None] | None = None  # progress hook: called with each chunk's size
+        self._use_mutex = threading.Lock()
+        self._use_count = 0  # holders of in_use in this process; the first takes the flock, the last drops it
+        self._use_fd: int | None = None
+
+    def _lock_file(self) -> int:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return os.open(self.root / GC_LOCK, os.O_RDWR | os.O_CREAT, file_mode())
+
+    @contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Hold while writing or reusing blobs that the registry does not record yet (a version
+        being published, a checkpoint being saved): :meth:`collecting` waits until no process holds it.
+
+        Shared: any number of processes and threads hold it at once, and it nests.
+        """
+        if fcntl is None:
+            yield
+            return
+        with self._use_mutex:
+            if self._use_count == 0:
+                fd = self._lock_file()
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                self._use_fd = fd
+            self._use_count += 1
+        try:
+            yield
+        finally:
+            with self._use_mutex:
+                self._use_count -= 1
+                if self._use_count == 0 and self._use_fd is not None:
+                    os.close(self._use_fd)  # closing the file drops the lock
+                    self._use_fd = None
+
+    @contextmanager
+    def collecting(self) -> Iterator[None]:
+        """Hold while deciding what is garbage and removing it: exclusive, so it waits for every
+        :meth:`in_use` holder, and new ones wait for it. Don't take it while holding ``in_use``."""
+        if fcntl is None:
+            yield
+            return
+        fd = self._lock_file()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def path(self, digest: str) -> Path:
         """Where the blob ``digest`` lives (it may not exist)."""
@@ -162,6 +225,9 @@ class BlobStore:
     def write(self, chunks: Iterable[bytes | memoryview], *, expected_sha256: str | None = None) -> tuple[str, int]:
         """Store the concatenation of ``chunks`` and return its ``(sha256, size)``.
 
+        Runs under :meth:`in_use`, so gc neither removes the temporary file nor the blob it reuses;
+        hold ``in_use`` around it and beyond until whatever needs the blob is recorded.
+
         Args:
             chunks: the bytes, in order (any buffer objects).
             expected_sha256: if given, the bytes must hash to this, or nothing is stored.
@@ -169,6 +235,10 @@ class BlobStore:
         Raises:
             IntegrityError: the bytes do not hash to ``expected_sha256``.
         """
+        with self.in_use():
+            return self._write(chunks, expected_sha256)
+
+    def _write(self, chunks: Iterable[bytes | memoryview], expected_sha256: str | None) -> tuple[str, int]:
         self.blobs.mkdir(parents=True, exist_ok=True)
         fd, temp = temp_file(self.blobs)
         try:

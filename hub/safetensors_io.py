@@ -132,7 +132,7 @@ def read_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
         raise _fail(path, "its __metadata__ is not a map of strings")
     tensors: dict[str, TensorInfo] = {}
     for name, entry in header.items():
-        if not isinstance(entry, dict) or entry.get("dtype") not in DTYPE_NAMES:
+        if not isinstance(entry, dict) or not isinstance(entry.get("dtype"), str) or entry["dtype"] not in DTYPE_NAMES:
             raise _fail(path, f"tensor {name!r} has an unknown dtype {entry.get('dtype') if isinstance(entry, dict) else entry!r}")
         shape, offsets = entry.get("shape"), entry.get("data_offsets")
         if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape) and _fits_torch(shape)):
