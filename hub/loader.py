@@ -103,7 +103,7 @@ def stored_tensors(blobs: BlobStore, version: ModelVersion, *, device: Any = "cp
     for path, blob in check_files(blobs, version, version.weight_files, verify=verify).items():
         view = version.weight_views.get(path, {"prefix": "", "skip": []})
         try:
-            read_header(blob)  # the same checks as at publish: a blob replaced by one of the same size is seen here
+            _check_header_once(blob)  # the same checks as at publish: a blob replaced by one of the same size is seen here
             with safe_open(blob, framework="pt", device=str(target)) as f:
                 if view["skip"]:
                     skip = set(view["skip"])
@@ -114,6 +114,19 @@ def stored_tensors(blobs: BlobStore, version: ModelVersion, *, device: Any = "cp
             raise UnsafeFormatError(f"{version.ref}: {path!r} is not valid safetensors ({exc}); run `hub verify`") from exc
         state.update({view["prefix"] + name: tensor for name, tensor in tensors.items()} if view["prefix"] else tensors)
     return state
+
+
+_checked_headers: set[tuple[str, int, int]] = set()
+
+
+def _check_header_once(blob: Path) -> None:
+    """:func:`read_header`'s checks, once per process for a blob file that has not changed since
+    (same size and modification time): blobs are immutable, and repeated loads stay fast."""
+    stat = blob.stat()
+    key = (str(blob), stat.st_size, stat.st_mtime_ns)
+    if key not in _checked_headers:
+        read_header(blob)
+        _checked_headers.add(key)
 
 
 def load_weights(blobs: BlobStore, version: ModelVersion, *, device: Any = "cpu", dtype: Any = None, verify: bool = False) -> dict[str, torch.Tensor]:
