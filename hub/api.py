@@ -537,8 +537,9 @@ class Hub:
         validate_name(name)
         validate_alias(alias)
         version = validate_version(version)
-        change = self.registry.set_alias(name, alias, version, settings.current_user())
-        self.refs.set_alias(name, alias, version)
+        with self.blobs.in_use():  # gc, which repairs pointers from the registry, waits for both writes
+            change = self.registry.set_alias(name, alias, version, settings.current_user())
+            self.refs.set_alias(name, alias, version)
         return change
 
     def delete_alias(self, name: str, alias: str) -> AliasChange:
@@ -547,8 +548,9 @@ class Hub:
         Raises:
             InvalidReferenceError, ModelNotFoundError, AliasNotFoundError.
         """
-        change = self.registry.delete_alias(validate_name(name), validate_alias(alias), settings.current_user())
-        self.refs.set_alias(name, alias, None)
+        with self.blobs.in_use():
+            change = self.registry.delete_alias(validate_name(name), validate_alias(alias), settings.current_user())
+            self.refs.set_alias(name, alias, None)
         return change
 
     def delete_version(self, ref: str) -> ModelVersion:
@@ -564,9 +566,10 @@ class Hub:
         if parsed.version is None:
             raise InvalidArgumentError(f"delete needs an explicit version like '{parsed.name}:3', not {ref!r}")
         version = self.registry.resolve(parsed)
-        for change in self.registry.delete_version(parsed.name, parsed.version, settings.current_user()):
-            self.refs.set_alias(parsed.name, change.alias, None)
-        self.refs.mark_deleted(parsed.name, parsed.version)
+        with self.blobs.in_use():
+            for change in self.registry.delete_version(parsed.name, parsed.version, settings.current_user()):
+                self.refs.set_alias(parsed.name, change.alias, None)
+            self.refs.mark_deleted(parsed.name, parsed.version)
         return version
 
     # --- maintenance ----------------------------------------------------------

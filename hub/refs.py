@@ -79,9 +79,13 @@ class RefStore:
         (self._versions(name) / str(version)).unlink(missing_ok=True)
 
     def mark_deleted(self, name: str, version: int) -> None:
+        """Rename the version's pointer to ``<n>.deleted``; a no-op when it is gone already
+        (``hub gc`` may have repaired it from the registry in the meantime)."""
         live = self._versions(name) / str(version)
-        if live.exists():
+        try:
             os.replace(live, live.with_name(f"{version}{DELETED}"))
+        except FileNotFoundError:
+            pass
 
     def set_alias(self, name: str, alias: str, version: int | None) -> None:
         path = self._model(name) / "aliases" / alias
