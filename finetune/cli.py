@@ -6,13 +6,13 @@ Errors print one line and exit 1; usage mistakes exit 2.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from hub.cli import OneLineParser, format_table, print_json
-from hub.errors import HubError
+from hub.cli import OneLineParser, add_command, format_table, print_json, run_parser
 
 __all__ = ["main", "build_parser"]
 
@@ -172,10 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     commands.required = True
 
-    def command(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.set_defaults(handler=handler)
-        return sub
+    command = functools.partial(add_command, commands)
 
     sub = command("submit", cmd_submit, "Queue a fine-tuning job (checked first; a worker runs it).")
     _add_job_arguments(sub)
@@ -206,15 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
-    args = build_parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except (HubError, OSError) as exc:
-        print(f"finetune: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("finetune: interrupted", file=sys.stderr)
-        return 130
+    return run_parser(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ mistakes exit 2.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from typing import Any
 
 from hub.errors import HubError, InvalidArgumentError
 
-__all__ = ["main", "build_parser", "OneLineParser", "format_table", "print_json"]
+__all__ = ["main", "build_parser", "OneLineParser", "add_command", "run_parser", "format_table", "print_json"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -23,6 +24,26 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:
         self.exit(2, f"{self.prog.split()[0]}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def add_command(commands: Any, name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+    """Add subcommand ``name`` that runs ``handler(args)``; return its parser for its arguments."""
+    sub = commands.add_parser(name, help=help_text, description=help_text)
+    sub.set_defaults(handler=handler)
+    return sub
+
+
+def run_parser(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` and run the chosen handler; errors print one line (exit 1), Ctrl-C exits 130."""
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (HubError, OSError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
 
 
 def _human_size(size: int) -> str:
@@ -284,10 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     commands.required = True
 
-    def command(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.set_defaults(handler=handler)
-        return sub
+    command = functools.partial(add_command, commands)
 
     sub = command("list", cmd_list, "List models (latest live version of each).")
     sub.add_argument("search", nargs="?", help="text to find in names and descriptions")
@@ -391,15 +409,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
-    args = build_parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except HubError as exc:
-        print(f"hub: error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"hub: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("hub: interrupted", file=sys.stderr)
-        return 130
+    return run_parser(build_parser(), argv)
