@@ -9,15 +9,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from finetune.config import FinetuneConfig
 from finetune.jobs import Job, JobEvent, JobMetric, JobStore
-from finetune.runner import CheckedJob, check_job, data_record, run_job, worker_name
 from hub.entities import ModelVersion
 from hub.errors import ConfigError, FinetuneError, JobStateError
 from hub.reference import validate_name
 from hub.settings import current_user
+
+if TYPE_CHECKING:  # finetune.runner imports torch: reading and cancelling jobs do without it
+    from finetune.runner import CheckedJob
 
 __all__ = ["submit", "validate", "run", "get_job", "list_jobs", "cancel", "job_events", "job_metrics", "jobs_of"]
 
@@ -84,6 +86,8 @@ def submit(base: str, data: PathLike, *, output: str, task: str = "classificatio
 def _queue(hub: Any, base: str, data: PathLike, output: str, task: str, config: Any,
            validation_data: PathLike | None) -> tuple[Job, CheckedJob]:
     """Check everything, then queue the job; return it and its checked inputs."""
+    from finetune.runner import check_job, data_record
+
     validate_name(output)
     settings = _config(config)
     checked = check_job(hub, base, task, data, validation_data, settings)
@@ -106,6 +110,8 @@ def validate(base: str, data: PathLike, *, task: str = "classification",
     Raises:
         As :func:`submit`.
     """
+    from finetune.runner import check_job
+
     checked = check_job(_hub(hub), base, task, data, validation_data, _config(config))
     train = checked.train_set
     return {"base": checked.base.ref, "task": checked.plan.kind, "train_rows": len(train),
@@ -128,6 +134,8 @@ def run(base: str, data: PathLike, *, output: str, task: str = "classification",
         As :func:`submit`; then whatever failed the job (it is recorded on the job too).
         FinetuneError: the job was cancelled from elsewhere.
     """
+    from finetune.runner import run_job, worker_name
+
     hub = _hub(hub)
     job, checked = _queue(hub, base, data, output, task, config, validation_data)
     jobs = jobs_of(hub)

@@ -177,6 +177,30 @@ def test_cancel_a_queued_job_and_refuse_to_cancel_a_finished_one(base, digits):
     assert finetune_cli("cancel", job.id, check=False).returncode == 1
 
 
+WATCH_PROBE = """
+import io, json, sys
+from contextlib import redirect_stdout, redirect_stderr
+import finetune.cli
+out = io.StringIO()
+with redirect_stdout(out), redirect_stderr(io.StringIO()):
+    rc = finetune.cli.main(sys.argv[1:])
+print(json.dumps({"rc": rc, "out": out.getvalue(), "torch": "torch" in sys.modules}))
+"""
+
+
+def test_watching_and_cancelling_jobs_do_not_import_torch(base, digits):
+    job = finetune.submit("acme/digits-cnn", digits, output="me/x", config={"epochs": 1})
+    shows = {("status", job.id): job.id, ("list",): job.id, ("logs", job.id): "queued: fine-tune acme/digits-cnn:1",
+             ("cancel", job.id): "cancel", ("status", "ftjob-nope"): ""}
+    for args, expected in shows.items():
+        result = subprocess.run([sys.executable, "-c", WATCH_PROBE, *args], capture_output=True, text=True, timeout=60, cwd=ROOT)
+        probe = json.loads(result.stdout)
+        assert probe["torch"] is False, args
+        assert probe["rc"] == (1 if "ftjob-nope" in args else 0), args
+        assert expected in probe["out"], args
+    assert finetune.get_job(job.id).status == "cancelled"
+
+
 def test_cancel_a_running_job_stops_it_checkpointed_and_publishes_nothing(base, digits):
     job = finetune.submit("acme/digits-cnn", digits, output="me/cancelled", config={"epochs": 500})
     worker = start_worker("--once")
