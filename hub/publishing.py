@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,10 +143,9 @@ def prepare_source(source: Any) -> PreparedSource:
         InvalidSourceError: an unsupported type, an empty or non-tensor state dict, a missing path.
         UnsafeFormatError: pickle files, malformed safetensors, links out of the folder.
     """
-    import torch
-    from torch import nn
-
-    if isinstance(source, nn.Module):
+    # A module or a tensor can only come from a process that imported torch; publishing files does without it.
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(source, torch.nn.Module):
         prepared = _from_state_dict(source.state_dict(), f"module {type(source).__name__}")
         spec = getattr(source, "hub_architecture", None)
         if spec is not None:
@@ -173,7 +173,7 @@ def prepare_source(source: Any) -> PreparedSource:
             raise InvalidSourceError(f"{path} is not a .safetensors file; give a module, a state dict, a .safetensors file or a folder")
         header = _checked_header(path)
         return PreparedSource(weight_files={path.name: path}, infos=dict(header.tensors))
-    if isinstance(source, torch.Tensor):
+    if torch is not None and isinstance(source, torch.Tensor):
         raise InvalidSourceError("a single tensor can't be published; wrap it in a dict: {'weight': tensor}")
     raise InvalidSourceError(
         f"can't publish a {type(source).__name__}; give an nn.Module, a dict of tensors, a .safetensors file or a folder"

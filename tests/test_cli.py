@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 import hub
 from conftest import ROOT, assert_same_tensors, snapshot, is_sqlite
@@ -221,8 +221,8 @@ start = time.perf_counter()
 with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
     rc = hub.cli.main(sys.argv[1:])
 elapsed = time.perf_counter() - start
-heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'sqlalchemy', 'alembic', 'numpy', 'safetensors'))
-print(json.dumps({"rc": rc, "elapsed": elapsed, "heavy": heavy[:5]}))
+heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'sqlalchemy', 'alembic', 'numpy', 'safetensors'})
+print(json.dumps({"rc": rc, "elapsed": elapsed, "heavy": heavy}))
 """
 
 
@@ -240,6 +240,20 @@ def test_read_only_commands_are_light_and_write_nothing(iris, hub_home, args):
     if args == ["list", "--json"]:
         assert probe["elapsed"] < 1.0, f"main(['list', '--json']) took {probe['elapsed']:.2f} s"
     assert snapshot(hub_home) == files
+
+
+def test_publishing_files_and_managing_versions_do_without_torch(iris, hub_home, sources, tmp_path):
+    """Only what builds a module (an --architecture check) needs torch: the rest starts in a fraction of a second."""
+    folder = tmp_path / "download"
+    for args in (["publish", str(sources["safetensors"]), "acme/tiny", "--alias", "production"],
+                 ["publish", str(sources["folder"] / "weights.safetensors"), "acme/tiny"],
+                 ["tag", "acme/tiny:1", "staging"], ["untag", "acme/tiny", "staging"], ["delete", "acme/tiny:2"],
+                 ["download", "acme/tiny", "--to", str(folder)], ["verify"], ["gc", "--min-age", "0"]):
+        result = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60, cwd=ROOT)
+        probe = json.loads(result.stdout)
+        assert probe["rc"] == 0 and "torch" not in probe["heavy"], (args, result.stderr)
+    assert_same_tensors(load_file(folder / "weights.safetensors"), sources["tensors"])
+    assert [v.version for v in hub.list_versions("acme/tiny")] == [1] and hub.info("acme/tiny@production").version == 1
 
 
 # --- list ----------------------------------------------------------------------------
