@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,24 @@ def registry_url(request, tmp_path, monkeypatch) -> str:
         _postgres(f"DROP SCHEMA {schema} CASCADE")
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``one_backend`` run on SQLite only: what they check (parsing, files, the
+    blob store) does not depend on the registry's database, so a PostgreSQL run repeats them.
+    The long form (``HUB_TEST_LONG=1``) runs them on every backend all the same."""
+    if os.environ.get("HUB_TEST_LONG") == "1":
+        return
+    def sqlite_only(item) -> bool:  # a test's own one_backend(False) overrides its module's mark
+        marker = item.get_closest_marker("one_backend")
+        return marker is not None and (marker.args[0] if marker.args else True)
+
+    repeats = [item for item in items if sqlite_only(item)
+               and getattr(item, "callspec", None) and item.callspec.params.get("registry_url") == "postgresql"]
+    if repeats:
+        config.hook.pytest_deselected(items=repeats)
+        dropped = set(repeats)
+        items[:] = [item for item in items if item not in dropped]
+
+
 def is_sqlite() -> bool:
     """Whether this test runs on the SQLite registry (else PostgreSQL)."""
     return os.environ["HUB_REGISTRY_URL"].startswith("sqlite")
@@ -92,6 +111,21 @@ def snapshot(home: Path) -> dict[str, bytes]:
         if path.is_file() and not path.name.startswith("registry.db"):
             files[str(path.relative_to(home))] = path.read_bytes()
     return files
+
+
+@dataclass
+class Upload:
+    """What Streamlit's ``file_uploader`` hands a page: a name, a size and the bytes."""
+
+    name: str
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def getvalue(self) -> bytes:
+        return self.data
 
 
 def assert_same_tensors(actual: dict, expected: dict) -> None:

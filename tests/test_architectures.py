@@ -8,6 +8,8 @@ import hub
 from hub import ArchitectureError, ArchitectureNotFoundError, InvalidArgumentError
 from hub.architectures import ArchitectureSpec
 
+pytestmark = pytest.mark.one_backend  # nothing here depends on the registry backend
+
 TINY_BERT = {"model_type": "bert", "vocab_size": 32, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
              "intermediate_size": 16, "max_position_embeddings": 16}
 # name -> (a tiny config, an input it takes)

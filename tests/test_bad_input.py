@@ -31,7 +31,7 @@ import torch
 
 import finetune
 import hub
-from conftest import ROOT, state
+from conftest import ROOT, Upload, state
 from hub.errors import (
     AliasNotFoundError,
     ColumnNotFoundError,
@@ -73,21 +73,6 @@ def write_csv(path: Path, rows: list[list[Any]], header: list[str] = HEADER) -> 
         writer.writerow(header)
         writer.writerows(rows)
     return path
-
-
-@dataclass
-class Upload:
-    """What Streamlit's ``file_uploader`` hands a page: a name, a size and the bytes."""
-
-    name: str
-    data: bytes
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    def getvalue(self) -> bytes:
-        return self.data
 
 
 @dataclass

@@ -32,6 +32,8 @@ from hub.errors import (
     UnreadableDataError,
 )
 
+pytestmark = pytest.mark.one_backend  # nothing here depends on the registry backend
+
 DIGITS = load_digits()
 WINE = load_wine()
 IRIS = load_iris()

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 
+import pytest
+
 from conftest import ROOT
+
+pytestmark = pytest.mark.one_backend  # nothing here depends on the registry backend
 
 
 def test_api_reference_is_up_to_date():

@@ -32,6 +32,8 @@ from hub.manifest import Manifest, check_relative_path
 from hub.reference import MAX_VERSION, folder_name, name_from_folder, validate_alias, validate_name, validate_version
 from hub.safetensors_io import DTYPE_NAMES, iter_safetensors_bytes, read_header
 
+pytestmark = pytest.mark.one_backend  # nothing here depends on the registry backend
+
 settings.register_profile("modelhub-ci", max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("modelhub-long", max_examples=3000, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 PROFILE = settings.get_profile("modelhub-long" if os.environ.get("HUB_TEST_LONG") == "1" else "modelhub-ci")

@@ -7,6 +7,8 @@ from hypothesis import strategies as st
 from hub import InvalidReferenceError, Reference, parse_reference
 from hub.reference import validate_alias, validate_name, validate_version
 
+pytestmark = pytest.mark.one_backend  # nothing here depends on the registry backend
+
 
 @pytest.mark.parametrize(
     ("text", "expected"),

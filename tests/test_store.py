@@ -12,6 +12,8 @@ from hub import IntegrityError, UnsafeFormatError
 from hub.blobstore import BlobStore, sha256_file
 from hub.safetensors_io import dedupe_shared, iter_safetensors_bytes, read_header
 
+pytestmark = pytest.mark.one_backend  # nothing here depends on the registry backend
+
 
 def serialize(tensors, metadata=None) -> bytes:
     chunks, _ = iter_safetensors_bytes(tensors, metadata)

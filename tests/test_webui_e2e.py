@@ -29,7 +29,10 @@ from conftest import ROOT
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS = ROOT / "tests" / "output" / "e2e"
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (apt-get install chromium)")
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (apt-get install chromium)"),
+    pytest.mark.one_backend,  # the browser is what it tests; every page also has AppTests on both backends
+]
 
 
 def free_port() -> int:

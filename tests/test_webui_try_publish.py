@@ -10,7 +10,6 @@ import json
 import shutil
 import sys
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from safetensors.torch import save as safetensors_bytes
 from streamlit.testing.v1 import AppTest
 
 import hub
+from conftest import Upload
 
 ROOT = Path(__file__).resolve().parent.parent
 TRY_IT = str(ROOT / "webui/views/try_it.py")
@@ -226,21 +226,6 @@ def test_try_it_picks_a_model_and_explains_what_it_cannot_run(digits_mlp):
 
 
 # --- Publish --------------------------------------------------------------------
-
-
-@dataclass
-class Upload:
-    """What ``st.file_uploader`` hands the page: a name, a size and the bytes."""
-
-    name: str
-    data: bytes
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    def getvalue(self) -> bytes:
-        return self.data
 
 
 def publish_form(source: str | None = None, files: dict | None = None, **fields: str) -> AppTest:
