@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import stat
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import nullcontext
@@ -619,6 +621,27 @@ class Hub:
         candidates += [self.blobs.path(d) for d in self.blobs.digests() if d not in referenced]
         return sorted(p for p in candidates if self.blobs.age_seconds(p, now) >= min_age_seconds)
 
+    def _stale_uploads(self, min_age_seconds: float) -> list[tuple[Path, int]]:
+        """Upload folders (``uploads/<digest>/``) whose files are all older than ``min_age_seconds``
+        and that no queued or running job reads from, each with its size in bytes."""
+        uploads = self.home / "uploads"
+        if not uploads.is_dir():
+            return []
+        needed = [Path(os.path.realpath(path)) for path in self.registry.pending_job_files()]
+        now, stale = time.time(), []
+        for folder in sorted(uploads.iterdir()):
+            real = Path(os.path.realpath(folder))
+            if any(path == real or real in path.parents for path in needed):
+                continue
+            try:
+                tree = folder.rglob("*") if folder.is_dir() and not folder.is_symlink() else ()
+                entries = [folder.lstat(), *(entry.lstat() for entry in tree)]
+            except FileNotFoundError:  # being written or removed right now
+                continue
+            if now - max(entry.st_mtime for entry in entries) >= min_age_seconds:
+                stale.append((folder, sum(entry.st_size for entry in entries if stat.S_ISREG(entry.st_mode))))
+        return stale
+
     def _stale_pointers(self, min_age_seconds: float) -> list[tuple[Path, str | None]]:
         """Pointer files under ``refs/`` that disagree with the registry, each with the text it should hold
         (None: remove it), and temporary files of interrupted pointer writes.
@@ -654,7 +677,9 @@ class Hub:
         return sorted(old)
 
     def gc(self, *, min_age_seconds: float = 3600.0, dry_run: bool = False) -> GcReport:
-        """Remove blobs that no live version needs, and files left by interrupted writes.
+        """Remove blobs that no live version needs, files left by interrupted writes, and
+        uploads (``HUB_HOME/uploads``, where the web UI keeps what it was given) that no
+        queued or running fine-tuning job reads.
 
         Pointer files under ``refs/`` that disagree with the registry (left by a process killed
         between the two writes) are rewritten from it, or removed; they are listed with the rest.
@@ -683,6 +708,13 @@ class Hub:
                 except FileNotFoundError:
                     continue
                 removed.append(str(path))
+                freed += size
+            for folder, size in self._stale_uploads(min_age_seconds):
+                if not dry_run and folder.is_dir() and not folder.is_symlink():
+                    shutil.rmtree(folder, ignore_errors=True)
+                elif not dry_run:
+                    folder.unlink(missing_ok=True)
+                removed.append(str(folder))
                 freed += size
         return GcReport(tuple(removed), freed)
 

@@ -374,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("ref", nargs="?", help="one version (default: all)")
     sub.add_argument("--json", action="store_true")
 
-    sub = command("gc", cmd_gc, "Remove blobs no live version needs and leftovers of interrupted writes.")
+    sub = command("gc", cmd_gc, "Remove blobs no live version needs, leftovers of interrupted writes and old uploads.")
     sub.add_argument("--min-age", type=float, default=3600.0, help="spare files younger than this many seconds (default 3600)")
     sub.add_argument("--dry-run", action="store_true")
 

@@ -182,3 +182,26 @@ def test_the_job_page_without_an_id_offers_the_recent_jobs_and_names_an_unknown_
 
     unknown = page("job", id="ftjob-nope")
     assert not unknown.exception and "no fine-tuning job 'ftjob-nope'" in unknown.error[0].value
+
+
+def test_gc_removes_old_uploads_but_not_those_a_waiting_job_reads(digits, tmp_path, hub_home):
+    app = page("finetune", ref="acme/digits-cnn")
+    app.file_uploader(key="data").set_value(("digits.csv", digits.read_bytes(), "text/csv")).run()
+    labelled(app.text_input, "Output model").set_value("me/digits-ft")
+    app.button(key="submit").click().run()
+    [job] = finetune.list_jobs()
+    spare = write_digits(tmp_path / "spare.csv", [*PIXELS, "label"])
+    app.file_uploader(key="data").set_value(("spare.csv", spare.read_bytes() + b"\n", "text/csv")).run()  # uploaded, never submitted
+    [read_by_job] = hub_home.glob("uploads/*/digits.csv")
+    [unused] = hub_home.glob("uploads/*/spare.csv")
+    assert job.data["train"] == str(read_by_job)
+
+    assert hub.gc().removed == ()  # both are younger than the default hour
+    report = hub.gc(min_age_seconds=0, dry_run=True)
+    assert report.removed == (str(unused.parent),) and report.freed_bytes == unused.stat().st_size and unused.exists()
+    assert hub.gc(min_age_seconds=0).removed == (str(unused.parent),)
+    assert not unused.parent.exists() and read_by_job.exists()
+
+    finetune.cancel(job.id)  # a finished job reads nothing more: its data record keeps the sha256
+    assert hub.gc(min_age_seconds=0).removed == (str(read_by_job.parent),)
+    assert list((hub_home / "uploads").iterdir()) == [] and hub.verify().ok

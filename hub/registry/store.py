@@ -284,6 +284,14 @@ class RegistryStore:
             digests.update(json.loads(checkpoint).get("blobs", []))
         return digests
 
+    def pending_job_files(self) -> set[str]:
+        """The data files (absolute paths) that queued or running fine-tuning jobs will read."""
+        files = set()
+        for (data,) in self.db.query("SELECT data_json FROM finetune_jobs WHERE status IN ('queued', 'running')"):
+            record = json.loads(data)
+            files.update(record[key] for key in ("train", "validation") if isinstance(record.get(key), str))
+        return files
+
     def pointers(self) -> tuple[list[tuple[str, int, str | None, bool, int]], list[tuple[str, str, int, int]]]:
         """What the pointer files under ``refs/`` should say, with when each entry last changed (ms):
         ``(versions, aliases)``, as ``(name, version, manifest digest, deleted, changed_at_ms)`` and
