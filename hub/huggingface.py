@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from hub.api import Hub
     from hub.entities import ModelVersion
 
-__all__ = ["import_hf", "auto_class_for", "compute_buffers"]
+__all__ = ["import_hf", "auto_class_for", "compute_buffers", "base_model_names"]
 
 # Weights of other frameworks: not loadable by torch, left behind.
 OTHER_FRAMEWORKS = {".h5", ".msgpack", ".onnx", ".ot", ".tflite", ".gguf", ".mlmodel"}
@@ -181,6 +181,31 @@ def import_hf(hub: Hub, source: str, name: str | None = None, *, revision: str |
         given = {key: value for key, value in details.items() if value not in (None, (), [], "")}
         return hub.publish(LocalFiles(files, str(folder)), name, architecture=architecture, config=config, metadata=metadata,
                            **{**from_card, **given})
+
+
+def base_model_names(model: Any, stored: list[str]) -> dict[str, str | None] | None:
+    """Map a checkpoint's tensor names onto a base model's, as ``from_pretrained`` does.
+
+    A checkpoint saved from a model with a head (``BertForMaskedLM``: ``bert.encoder...``,
+    ``cls.predictions...``) loads into its base model (``BertModel``: ``encoder...``): the
+    base's prefix (``model.base_model_prefix``) is dropped, and the head's tensors are left out.
+
+    Args:
+        model: the transformers model the weights are for (on the meta device will do).
+        stored: the checkpoint's tensor names.
+
+    Returns:
+        ``{stored name: the model's name, or None for a tensor it leaves out}``, or None when
+        the names need no mapping (the model expects the prefix, or the checkpoint lacks it).
+    """
+    prefix = getattr(model, "base_model_prefix", "")
+    if not prefix:
+        return None
+    own = model.state_dict().keys()
+    under = f"{prefix}."
+    if any(name.startswith(under) for name in own) or not any(name.startswith(under) for name in stored):
+        return None
+    return {name: name[len(under):] if name.startswith(under) else None for name in stored}
 
 
 def compute_buffers(model: Any, device: Any) -> None:

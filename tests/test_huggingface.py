@@ -180,6 +180,28 @@ def test_auto_class_override_and_unknown_auto_class(tmp_path, hub_home):
     assert torch.equal(logits(hub.load("acme/scores", device="cpu")), logits(model))
 
 
+def test_a_checkpoint_with_a_head_loads_into_its_base_model_as_from_pretrained_does(tmp_path, hub_home):
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=32)
+    transformers.BertForPreTraining(config).save_pretrained(tmp_path / "pretraining")  # bert.embeddings..., cls.predictions...
+    version = hub.import_hf(str(tmp_path / "pretraining"), "acme/tiny-bert", auto_class="AutoModel")
+    model = hub.load(version.ref, device="cpu")
+    expected = transformers.AutoModel.from_pretrained(tmp_path / "pretraining").eval()
+    assert type(model) is type(expected) is transformers.BertModel
+    batch = {"input_ids": torch.tensor([[1, 5, 9, 2], [1, 7, 3, 2]])}
+    with torch.no_grad():
+        assert torch.equal(model(**batch).last_hidden_state, expected(**batch).last_hidden_state)
+    assert version.num_parameters == sum(p.numel() for p in expected.parameters())
+
+    # the other way round, a base checkpoint has no head to give a classifier: refused, nothing written
+    transformers.BertModel(config).save_pretrained(tmp_path / "base")
+    before = state(hub_home)
+    with pytest.raises(hub.WeightsMismatchError, match="missing"):
+        hub.import_hf(str(tmp_path / "base"), "acme/tiny-classifier", auto_class="AutoModelForSequenceClassification")
+    assert state(hub_home) == before
+
+
 def test_published_card_reads_back_with_huggingface_modelcard(tmp_path):
     from huggingface_hub import ModelCard
 
