@@ -186,7 +186,7 @@ def import_hf(hub: Hub, source: str, name: str | None = None, *, revision: str |
 def base_model_names(model: Any, stored: list[str]) -> dict[str, str | None] | None:
     """Map a checkpoint's tensor names onto a base model's, as ``from_pretrained`` does.
 
-    A checkpoint saved from a model with a head (``BertForMaskedLM``: ``bert.encoder...``,
+    A checkpoint saved from a model with a head (``BertForPreTraining``: ``bert.encoder...``,
     ``cls.predictions...``) loads into its base model (``BertModel``: ``encoder...``): the
     base's prefix (``model.base_model_prefix``) is dropped, and the head's tensors are left out.
 
