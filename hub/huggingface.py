@@ -201,9 +201,8 @@ def base_model_names(model: Any, stored: list[str]) -> dict[str, str | None] | N
     prefix = getattr(model, "base_model_prefix", "")
     if not prefix:
         return None
-    own = model.state_dict().keys()
     under = f"{prefix}."
-    if any(name.startswith(under) for name in own) or not any(name.startswith(under) for name in stored):
+    if not any(name.startswith(under) for name in stored) or any(name.startswith(under) for name in model.state_dict()):
         return None
     return {name: name[len(under):] if name.startswith(under) else None for name in stored}
 
