@@ -65,6 +65,7 @@ def pytest_collection_modifyitems(config, items) -> None:
     The long form (``HUB_TEST_LONG=1``) runs them on every backend all the same."""
     if os.environ.get("HUB_TEST_LONG") == "1":
         return
+
     def sqlite_only(item) -> bool:  # a test's own one_backend(False) overrides its module's mark
         marker = item.get_closest_marker("one_backend")
         return marker is not None and (marker.args[0] if marker.args else True)
