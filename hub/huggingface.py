@@ -14,7 +14,7 @@ import json
 import re
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hub.errors import InvalidArgumentError, InvalidReferenceError, InvalidSourceError, ModelNotFoundError, UnsafeFormatError
 from hub.publishing import PICKLE_SUFFIXES, LocalFiles, list_folder
@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from hub.api import Hub
     from hub.entities import ModelVersion
 
-__all__ = ["import_hf", "auto_class_for", "compute_buffers", "base_model_names"]
+__all__ = ["import_hf", "auto_class_for", "compute_buffers", "to_base_model"]
+
+T = TypeVar("T")
 
 # Weights of other frameworks: not loadable by torch, left behind.
 OTHER_FRAMEWORKS = {".h5", ".msgpack", ".onnx", ".ot", ".tflite", ".gguf", ".mlmodel"}
@@ -183,28 +185,26 @@ def import_hf(hub: Hub, source: str, name: str | None = None, *, revision: str |
                            **{**from_card, **given})
 
 
-def base_model_names(model: Any, stored: list[str]) -> dict[str, str | None] | None:
-    """Map a checkpoint's tensor names onto a base model's, as ``from_pretrained`` does.
+def to_base_model(model: Any, checkpoint: dict[str, T]) -> dict[str, T]:
+    """Fit a checkpoint's names to a base model, as ``from_pretrained`` does.
 
     A checkpoint saved from a model with a head (``BertForPreTraining``: ``bert.encoder...``,
     ``cls.predictions...``) loads into its base model (``BertModel``: ``encoder...``): the
-    base's prefix (``model.base_model_prefix``) is dropped, and the head's tensors are left out.
+    base's prefix (``model.base_model_prefix``) is dropped, and the head's entries are left out.
 
     Args:
         model: the transformers model the weights are for (on the meta device will do).
-        stored: the checkpoint's tensor names.
+        checkpoint: the checkpoint's entries (tensors, shapes, ...) by name.
 
     Returns:
-        ``{stored name: the model's name, or None for a tensor it leaves out}``, or None when
-        the names need no mapping (the model expects the prefix, or the checkpoint lacks it).
+        The entries under the model's names; ``checkpoint`` itself when the names need no
+        mapping (the model expects the prefix, or the checkpoint lacks it).
     """
     prefix = getattr(model, "base_model_prefix", "")
-    if not prefix:
-        return None
     under = f"{prefix}."
-    if not any(name.startswith(under) for name in stored) or any(name.startswith(under) for name in model.state_dict()):
-        return None
-    return {name: name[len(under):] if name.startswith(under) else None for name in stored}
+    if not prefix or not any(name.startswith(under) for name in checkpoint) or any(name.startswith(under) for name in model.state_dict()):
+        return checkpoint
+    return {name[len(under):]: value for name, value in checkpoint.items() if name.startswith(under)}
 
 
 def compute_buffers(model: Any, device: Any) -> None:

@@ -217,12 +217,10 @@ def load_module(blobs: BlobStore, version: ModelVersion, *, device: Any = "auto"
     target = resolve_device(device)
     module = build_module(version)
     state = load_weights(blobs, version, device=target, dtype=dtype, verify=verify)
-    if version.architecture == "transformers":
-        from hub.huggingface import base_model_names
+    if version.architecture == "transformers":  # a checkpoint with a head loads into its base model
+        from hub.huggingface import to_base_model
 
-        renamed = base_model_names(module, list(state))
-        if renamed is not None:
-            state = {renamed[name]: tensor for name, tensor in state.items() if renamed[name] is not None}
+        state = to_base_model(module, state)
     for name in computed_buffers(module) & state.keys():  # older checkpoints saved some (BERT's position_ids)
         del state[name]
     try:

@@ -208,11 +208,9 @@ def describe_weights(prepared: PreparedSource, architecture: str | None, config:
     stored = {k: v.shape for k, v in prepared.infos.items() if k not in ignored}
     stored.update({dropped: stored[kept] for dropped, kept in prepared.tied.items() if kept in stored})
     if architecture == "transformers":  # a checkpoint with a head loads into its base model, as from_pretrained does
-        from hub.huggingface import base_model_names
+        from hub.huggingface import to_base_model
 
-        renamed = base_model_names(module, list(stored))
-        if renamed is not None:
-            stored = {renamed[k]: shape for k, shape in stored.items() if renamed[k] is not None and renamed[k] not in ignored}
+        stored = {k: shape for k, shape in to_base_model(module, stored).items() if k not in ignored}
     missing = sorted(set(expected) - set(stored))
     unexpected = sorted(set(stored) - set(expected))
     misshaped = [f"{k}: {stored[k]} vs {expected[k]}" for k in sorted(set(expected) & set(stored)) if tuple(stored[k]) != expected[k]]
