@@ -14,19 +14,27 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from contextlib import nullcontext
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub import settings
 from hub.blobstore import CHUNK_SIZE, BlobStore, temp_file
-from hub.entities import AliasChange, FileEntry, GcReport, ModelSummary, ModelVersion, VerifyReport
-from hub.errors import HubError, IntegrityError, InvalidArgumentError, ModelNotFoundError, UnsafeFormatError, VersionExistsError
+from hub.entities import AliasChange, FileEntry, GcReport, ModelSummary, ModelVersion, ReindexReport, VerifyReport
+from hub.errors import (
+    DamagedRegistryError,
+    HubError,
+    IntegrityError,
+    InvalidArgumentError,
+    ModelNotFoundError,
+    UnsafeFormatError,
+    VersionExistsError,
+)
 from hub.manifest import Manifest, check_relative_path
 from hub.reference import folder_name, parse_reference, validate_alias, validate_name, validate_version
-from hub.refs import DELETED, RefStore
+from hub.refs import RefStore
 from hub.registry import Database, RegistryStore
 from hub.registry.store import now_ms
 
@@ -37,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["Hub"]
 
 SORTS = ("name", "updated", "size")
+CLEANUP_WAIT_S = 10.0  # how long a failed publish waits for others to commit before it removes its new blobs
 
 
 class Hub:
@@ -174,6 +183,7 @@ class Hub:
         parent: str | None = None,
         share_weights: bool = True,
         files: Mapping[str, str | os.PathLike[str]] | None = None,
+        _fence: Any = lambda session: None,
     ) -> ModelVersion:
         """Publish ``source`` as a new version of ``name``.
 
@@ -199,6 +209,9 @@ class Hub:
                 self-contained file.
             files: more files to store with the version, ``{path in the version: local file}``
                 (tokenizer files, label maps, ...); not weights, not pickles.
+            _fence: internal: ``fn(session)``, run inside the transaction that reserves the
+                version number, before commit; what it raises publishes nothing (the
+                fine-tuning worker's check that it still owns its job).
 
         Returns:
             The new :class:`ModelVersion`.
@@ -243,8 +256,8 @@ class Hub:
             raise VersionExistsError(f"{name}:{version} already exists and versions are immutable; publish without version=")
 
         # 2-3. gc must not collect a blob this version needs before the registry records it:
-        # hold the store from the first blob written (or reused) to the commit.
-        with self.blobs.in_use():
+        # hold the store from the first blob written (or reused) to the commit; if it fails, nothing is left.
+        with self._publishing():
             # 2. Store the bytes (content-addressed: unchanged weights add nothing).
             entries, weights, views = self._store_files(prepared, card_bytes, parent_version if share_weights else None)
             user = settings.current_user()
@@ -264,19 +277,77 @@ class Hub:
             reserved: list[int] = []
 
             def on_reserved(manifest: Manifest, digest: str) -> None:
+                try:
+                    self.refs.reserve_version(name, manifest.version, digest)
+                except FileExistsError as exc:
+                    raise VersionExistsError(f"{exc}; versions are immutable, so publish without version=") from None
                 reserved.append(manifest.version)
-                self.refs.set_version(name, manifest.version, digest)
 
             try:
-                published = self.registry.add_version(name, version, make_manifest, on_reserved, alias_list, user, description)
+                published = self.registry.add_version(name, version, make_manifest, on_reserved, alias_list, user, description,
+                                                      floor=lambda: self.refs.highest(name), fence=_fence)
             except BaseException:
                 for number in reserved:
                     if not self.registry.version_exists(name, number):
-                        self.refs.remove_version(name, number)
+                        self.refs.remove_pending(name, number)
                 raise
+            self.refs.commit_version(name, published.version)
             for alias in alias_list:
-                self.refs.set_alias(name, alias, published.version)
+                self._write_alias(name, alias, published.version)
             return published
+
+    @contextmanager
+    def _publishing(self) -> Iterator[None]:
+        """Hold the store (:meth:`BlobStore.in_use`) for a publish; when the publish fails, remove
+        the blobs it added, and word a disk failure by its cause (:class:`NoSpaceError`, :class:`ReadOnlyError`)."""
+        from hub.errors import StorageError, storage_error
+
+        existed: set[str] | None = None
+        try:
+            with self.blobs.in_use():
+                existed = set(self.blobs.digests())
+                yield
+        except BaseException as error:
+            note = self._discard_new_blobs(existed) if existed is not None else None
+            problem = storage_error(error, self.home) if isinstance(error, OSError) else None
+            if problem is not None and problem is not error:
+                raise type(problem)(f"{problem}{'; ' + note if note else ''}", errno=problem.errno, path=problem.filename) from error
+            if note and isinstance(error, StorageError):
+                error.message = f"{error.message}; {note}"
+            elif note and isinstance(error, HubError) and len(error.args) == 1 and isinstance(error.args[0], str):
+                error.args = (f"{error.args[0]}; {note}",)
+            elif note:
+                error.add_note(note)
+            raise
+
+    def _discard_new_blobs(self, existed: set[str]) -> str | None:
+        """After a failed publish: remove the blobs that appeared since ``existed`` was listed and that no
+        version references; None when that is done, else why they are left for ``hub gc``.
+
+        Under the store's exclusive lock (:meth:`BlobStore.collecting`), which waits for the publishes
+        under way to commit, an unreferenced blob is garbage by gc's own rule, also one that another
+        publish stored meanwhile: that one failed too, or it would be referenced now.
+        """
+        from hub import blobstore
+
+        new = set(self.blobs.digests()) - existed
+        if not new:
+            return None
+        left = f"its {len(new)} new blob(s) are left for `hub gc`"
+        if blobstore.fcntl is None:
+            return f"{left} (no file locks on this system)"
+        if self.blobs.held_here:
+            return f"{left} (this process still holds the store)"
+        try:
+            with self.blobs.collecting(timeout=CLEANUP_WAIT_S):
+                referenced = set() if self.db.schema_revision() is None else self.registry.referenced_digests()
+                for digest in sorted(set(self.blobs.digests()) - existed - referenced):
+                    self.blobs.path(digest).unlink(missing_ok=True)
+        except TimeoutError:
+            return f"{left} (other publishes held the store for {CLEANUP_WAIT_S:g} s)"
+        except (HubError, OSError) as exc:
+            return f"{left} (the registry could not be read to check them: {exc})"
+        return None
 
     def _store_files(
         self, prepared: Any, card_bytes: bytes | None, parent: ModelVersion | None
@@ -289,7 +360,7 @@ class Hub:
         Returns:
             ``(files, weight file paths, weight views)`` for the manifest.
         """
-        from hub.publishing import new_weights_path, share_with_parent
+        from hub.publishing import new_weights_path, share_with_parent, stored_as_checked
         from hub.safetensors_io import iter_safetensors_bytes
 
         files: dict[str, tuple[str, int]] = {}
@@ -307,7 +378,9 @@ class Hub:
                 files[weights[-1]] = self.blobs.write(chunks)
             elif list(views.values()) == [{"prefix": "", "skip": []}]:
                 views = {}  # the parent's one file, unchanged: plain whole-file reuse, as before sharing
-        for path, local in {**prepared.weight_files, **prepared.extra_files}.items():
+        for path, local in prepared.weight_files.items():
+            files[path] = self.blobs.put_file(local, check=stored_as_checked(local, prepared.headers[path]))
+        for path, local in prepared.extra_files.items():
             files[path] = self.blobs.put_file(local)
         if card_bytes is not None:
             files["README.md"] = self.blobs.put_bytes(card_bytes)
@@ -541,8 +614,15 @@ class Hub:
         version = validate_version(version)
         with self.blobs.in_use():  # gc, which repairs pointers from the registry, waits for both writes
             change = self.registry.set_alias(name, alias, version, settings.current_user())
-            self.refs.set_alias(name, alias, version)
+            self._write_alias(name, alias, version)
         return change
+
+    def _write_alias(self, name: str, alias: str, version: int | None) -> None:
+        """After a committed alias change: its pointer, and its history in the store (append-only)."""
+        from hub.reconcile import write_history
+
+        self.refs.set_alias(name, alias, version)
+        write_history(self, name, alias)
 
     def delete_alias(self, name: str, alias: str) -> AliasChange:
         """Remove ``alias`` from ``name``.
@@ -552,7 +632,7 @@ class Hub:
         """
         with self.blobs.in_use():
             change = self.registry.delete_alias(validate_name(name), validate_alias(alias), settings.current_user())
-            self.refs.set_alias(name, alias, None)
+            self._write_alias(name, alias, None)
         return change
 
     def delete_version(self, ref: str) -> ModelVersion:
@@ -570,7 +650,7 @@ class Hub:
         version = self.registry.resolve(parsed)
         with self.blobs.in_use():
             for change in self.registry.delete_version(parsed.name, parsed.version, settings.current_user()):
-                self.refs.set_alias(parsed.name, change.alias, None)
+                self._write_alias(parsed.name, change.alias, None)
             self.refs.mark_deleted(parsed.name, parsed.version)
         return version
 
@@ -609,9 +689,13 @@ class Hub:
                 problem = self.blobs.problem(entry.sha256, entry.size, check_hash=True)
                 if problem:
                     problems.append(f"{version.ref}: file {entry.path!r}: {problem}")
-        leftovers = [] if ref is not None else [str(p) for p in self._garbage(min_age_seconds=0)]
+        leftovers = []
         if ref is None:
-            leftovers += [str(path) for path, _ in self._stale_pointers(min_age_seconds=0)]
+            from hub.reconcile import store_repairs
+
+            repairs, disagreements = store_repairs(self, min_age_seconds=0)
+            leftovers = [str(p) for p in self._garbage(min_age_seconds=0)] + [str(r.path) for r in repairs]
+            problems += disagreements
         return VerifyReport(tuple(checked), tuple(problems), tuple(leftovers))
 
     def _garbage(self, min_age_seconds: float) -> list[Path]:
@@ -642,40 +726,6 @@ class Hub:
                 stale.append((folder, sum(entry.st_size for entry in entries if stat.S_ISREG(entry.st_mode))))
         return stale
 
-    def _stale_pointers(self, min_age_seconds: float) -> list[tuple[Path, str | None]]:
-        """Pointer files under ``refs/`` that disagree with the registry, each with the text it should hold
-        (None: remove it), and temporary files of interrupted pointer writes.
-
-        A process killed between a registry write and its pointer write leaves one: publish writes
-        the pointer just before its commit, alias moves and deletions write theirs just after. Left
-        alone, ``reindex`` would bring back what the registry undid, or fail on a manifest ``gc`` freed.
-        Entries the registry or the file changed less than ``min_age_seconds`` ago are spared.
-        """
-        now_s = time.time()
-        versions, aliases = self.registry.pointers()
-        wanted: dict[Path, tuple[str, float]] = {}
-        for name, number, digest, deleted, changed_ms in versions:
-            wanted[self.refs.version_path(name, number, deleted=deleted)] = (digest or "", changed_ms / 1000)
-        for name, alias, number, changed_ms in aliases:
-            wanted[self.refs.alias_path(name, alias)] = (str(number), changed_ms / 1000)
-        stale: list[tuple[Path, str | None, float]] = []
-        found = set()
-        for path in self.refs.files():
-            found.add(path)
-            if path not in wanted:
-                stale.append((path, None, 0.0))
-                continue
-            try:
-                same = path.name.endswith(DELETED) or path.read_text().strip() == wanted[path][0]
-            except FileNotFoundError:
-                same = False
-            if not same:
-                stale.append((path, wanted[path][0], wanted[path][1]))
-        stale += [(path, text, changed) for path, (text, changed) in wanted.items() if path not in found]
-        old = [(path, text) for path, text, changed in stale if now_s - changed >= min_age_seconds
-               and (not path.exists() or self.blobs.age_seconds(path, now_s) >= min_age_seconds)]
-        return sorted(old)
-
     def gc(self, *, min_age_seconds: float = 3600.0, dry_run: bool = False) -> GcReport:
         """Remove blobs that no live version needs, files left by interrupted writes, and
         uploads (``HUB_HOME/uploads``, where the web UI keeps what it was given) that no
@@ -694,12 +744,14 @@ class Hub:
         """
         if min_age_seconds < 0:
             raise InvalidArgumentError(f"min_age_seconds must be >= 0, got {min_age_seconds}")
+        from hub.reconcile import store_repairs
+
         removed, freed = [], 0
         with nullcontext() if dry_run else self.blobs.collecting():  # waits for running publishes to commit
-            for path, text in self._stale_pointers(min_age_seconds):
+            for repair in store_repairs(self, min_age_seconds)[0]:
                 if not dry_run:
-                    self.refs.put(path, text)
-                removed.append(str(path))
+                    repair.apply()
+                removed.append(str(repair.path))
             for path in self._garbage(min_age_seconds):
                 try:
                     size = path.stat().st_size
@@ -718,28 +770,43 @@ class Hub:
                 freed += size
         return GcReport(tuple(removed), freed)
 
-    def reindex(self) -> int:
-        """Rebuild the registry database from the store alone (pointer files and manifests).
+    def reindex(self, *, dry_run: bool = False, force: bool = False) -> ReindexReport:
+        """Bring the registry up to date with the store (pointer files, manifests, alias history).
+
+        Safe to run at any time, beside publishers on other machines: it holds the store's
+        exclusive lock (as ``gc`` does), adds what the store holds and the registry lacks (a lost
+        or new database is rebuilt whole; alias history comes back with who moved what, when),
+        deletes what the store marks deleted, and keeps registry rows the store has no evidence
+        against. A SQLite registry file that is damaged is moved aside and rebuilt.
+
+        Args:
+            dry_run: only report what would change.
+            force: let the store win where the two disagree, and mark registry versions the store
+                has no pointer for deleted (their numbers stay taken), instead of refusing.
 
         Returns:
-            The number of live versions indexed.
+            A :class:`ReindexReport`.
 
         Raises:
-            IntegrityError: a pointer names a manifest that is missing or belongs elsewhere.
+            ReindexRefusedError: without ``force``: the store is empty or another hub's while the
+                registry is not, or they disagree about a version or an alias's history.
         """
-        models = []
-        for name in self.refs.names():
-            versions = []
-            for number, digest in self.refs.versions(name):
-                if digest is None:
-                    versions.append((Manifest(name=name, version=number, created_at_ms=now_ms(), files=(), weights=()), None))
-                    continue
-                manifest = Manifest.from_json(self.blobs.read_bytes(digest), source=f"manifest {digest}")
-                if (manifest.name, manifest.version) != (name, number):
-                    raise IntegrityError(f"refs say {name}:{number} is manifest {digest}, which describes {manifest.name}:{manifest.version}")
-                versions.append((manifest, digest))
-            models.append((name, versions, dict(self.refs.aliases(name))))
-        return self.registry.rebuild(models, settings.current_user())
+        from hub.reconcile import plan_reindex, store_repairs
+
+        with nullcontext() if dry_run else self.blobs.collecting():
+            moved_aside, readable = None, True
+            try:
+                self.db.ensure_schema()
+            except DamagedRegistryError:
+                readable = False
+                moved_aside = f"{self.db.url} (would be moved aside)" if dry_run else str(self.db.move_aside())
+            report, changes = plan_reindex(self, force=force, dry_run=dry_run, registry_readable=readable)
+            report = replace(report, moved_aside=moved_aside)
+            if not dry_run:
+                self.registry.reconcile(changes, settings.current_user())
+                for repair in store_repairs(self, min_age_seconds=0)[0]:
+                    repair.apply()
+            return report
 
     def upgrade_db(self) -> str:
         """Migrate the registry schema to the newest revision (``hub db upgrade``); return it."""

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hub.errors import IntegrityError
+from hub.errors import IntegrityError, storage_error
 
 try:
     import fcntl
@@ -39,6 +39,7 @@ TEMP_PREFIX = ".tmp-"
 GC_LOCK = ".gc-lock"
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _hash_pool: Any = None
+_verified: dict[Path, tuple[int, int, int]] = {}  # blobs whose sha256 claim() checked: path -> (inode, size, mtime_ns)
 _hash_pool_lock = threading.Lock()
 
 
@@ -131,6 +132,22 @@ def _load_sync_file_range() -> Any:
         return False
 
 
+def _flock_within(fd: int, operation: int, timeout: float) -> None:
+    """``flock`` that gives up after ``timeout`` seconds with ``TimeoutError``."""
+    import time
+
+    deadline, pause = time.monotonic() + timeout, 0.005
+    while True:
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"the store's lock was still held after {timeout:g} s") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -155,8 +172,21 @@ class BlobStore:
         self._use_fd: int | None = None
 
     def _lock_file(self) -> int:
-        self.root.mkdir(parents=True, exist_ok=True)
-        return os.open(self.root / GC_LOCK, os.O_RDWR | os.O_CREAT, file_mode())
+        """The lock file, opened for writing: only writers take the lock, so a read-only home fails here,
+        with :class:`~hub.errors.ReadOnlyError` naming it (reads never need the lock)."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            return os.open(self.root / GC_LOCK, os.O_RDWR | os.O_CREAT, file_mode())
+        except OSError as exc:
+            problem = storage_error(exc, self.root / GC_LOCK)
+            if problem is None:
+                raise
+            raise problem from exc
+
+    @property
+    def held_here(self) -> bool:
+        """True while some thread of this process holds :meth:`in_use` (so :meth:`collecting` would wait for it)."""
+        return self._use_count > 0
 
     @contextmanager
     def in_use(self) -> Iterator[None]:
@@ -188,15 +218,22 @@ class BlobStore:
                     self._use_fd = None
 
     @contextmanager
-    def collecting(self) -> Iterator[None]:
+    def collecting(self, timeout: float | None = None) -> Iterator[None]:
         """Hold while deciding what is garbage and removing it: exclusive, so it waits for every
-        :meth:`in_use` holder, and new ones wait for it. Don't take it while holding ``in_use``."""
+        :meth:`in_use` holder, and new ones wait for it. Don't take it while holding ``in_use``.
+
+        Args:
+            timeout: give up after this many seconds (``TimeoutError``); None waits as long as it takes.
+        """
         if fcntl is None:
             yield
             return
         fd = self._lock_file()
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            if timeout is None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                _flock_within(fd, fcntl.LOCK_EX, timeout)
             yield
         finally:
             os.close(fd)
@@ -210,19 +247,33 @@ class BlobStore:
         return self.path(digest).is_file()
 
     def claim(self, digest: str, size: int) -> bool:
-        """Mark a stored blob as just used by a version being published: a fresh mtime, so that
-        gc's grace period spares it until that version is registered.
+        """Check a stored blob that a version being published will reuse, and mark it as just used:
+        a fresh mtime, so that gc's grace period spares it until that version is registered.
+
+        A publish never acknowledges bytes it has not verified, so the blob's sha256 is checked;
+        once per process while the file stays the same file (inode, size and mtime).
 
         Returns:
-            False when the blob is missing or not ``size`` bytes.
+            False when the blob is missing, not ``size`` bytes, or does not hash to ``digest``.
         """
+        path = self.path(digest)
         try:
-            os.utime(self.path(digest))
+            before = os.stat(path)
+            if before.st_size != size:
+                return False
+            if _verified.get(path) != (before.st_ino, before.st_size, before.st_mtime_ns) and sha256_file(path) != (digest, size):
+                return False
+            os.utime(path)
+            after = os.stat(path)
         except FileNotFoundError:
             return False
-        return self.problem(digest, size, check_hash=False) is None
+        if after.st_ino != before.st_ino or after.st_size != size:
+            return False
+        _verified[path] = (after.st_ino, after.st_size, after.st_mtime_ns)
+        return True
 
-    def write(self, chunks: Iterable[bytes | memoryview], *, expected_sha256: str | None = None) -> tuple[str, int]:
+    def write(self, chunks: Iterable[bytes | memoryview], *, expected_sha256: str | None = None,
+              check: Callable[[Path], None] | None = None) -> tuple[str, int]:
         """Store the concatenation of ``chunks`` and return its ``(sha256, size)``.
 
         Runs under :meth:`in_use`, so gc neither removes the temporary file nor the blob it reuses;
@@ -231,14 +282,18 @@ class BlobStore:
         Args:
             chunks: the bytes, in order (any buffer objects).
             expected_sha256: if given, the bytes must hash to this, or nothing is stored.
+            check: called with the written (fsynced) temporary file before it gets its name: it
+                checks the bytes actually stored (say, a safetensors header) and raises to store nothing.
 
         Raises:
             IntegrityError: the bytes do not hash to ``expected_sha256``.
+            Whatever ``check`` raises.
         """
         with self.in_use():
-            return self._write(chunks, expected_sha256)
+            return self._write(chunks, expected_sha256, check)
 
-    def _write(self, chunks: Iterable[bytes | memoryview], expected_sha256: str | None) -> tuple[str, int]:
+    def _write(self, chunks: Iterable[bytes | memoryview], expected_sha256: str | None,
+               check: Callable[[Path], None] | None) -> tuple[str, int]:
         self.blobs.mkdir(parents=True, exist_ok=True)
         fd, temp = temp_file(self.blobs)
         try:
@@ -261,13 +316,14 @@ class BlobStore:
                     f"bytes hash to sha256 {sha256}, expected {expected_sha256}; the source changed or is corrupt, "
                     "copy it again"
                 )
-            final = self.path(sha256)
-            if final.is_file() and final.stat().st_size == size:
-                os.utime(final)  # fresh mtime: gc's grace period protects it from a concurrent gc
-                temp.unlink()
-            else:
-                os.replace(temp, final)
-                _fsync_dir(self.blobs)
+            if check is not None:
+                check(temp)
+            # Always the freshly hashed bytes, even when a blob of that name is there: it may be
+            # damaged (same size, a flipped bit), and a publish must not acknowledge unverified bytes.
+            # The rename is atomic, readers holding the old file keep it, and the new file's mtime
+            # starts gc's grace period afresh.
+            os.replace(temp, self.path(sha256))
+            _fsync_dir(self.blobs)
             return sha256, size
         except BaseException:
             temp.unlink(missing_ok=True)
@@ -277,9 +333,11 @@ class BlobStore:
         """Store ``data``; return ``(sha256, size)``."""
         return self.write([data])
 
-    def put_file(self, path: Path, *, expected_sha256: str | None = None) -> tuple[str, int]:
-        """Copy a file into the store, hashing it as it is read; return ``(sha256, size)``."""
-        return self.write(_read_chunks(path), expected_sha256=expected_sha256)
+    def put_file(self, path: Path, *, expected_sha256: str | None = None,
+                 check: Callable[[Path], None] | None = None) -> tuple[str, int]:
+        """Copy a file into the store, hashing it as it is read; return ``(sha256, size)``.
+        ``expected_sha256`` and ``check`` are as for :meth:`write`."""
+        return self.write(_read_chunks(path), expected_sha256=expected_sha256, check=check)
 
     def read_bytes(self, digest: str) -> bytes:
         """The bytes of a (small) blob.

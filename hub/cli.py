@@ -235,8 +235,25 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def cmd_reindex(args: argparse.Namespace) -> int:
-    count = _hub().reindex()
-    print(f"reindexed {count} live version(s) from {_hub().home}")
+    report = _hub().reindex(dry_run=args.dry_run, force=args.force)
+    would = "would " if args.dry_run else ""
+    if report.moved_aside:
+        print(f"{would}move the damaged registry aside: {report.moved_aside}")
+    for label, refs in (("add", report.added), ("delete", report.deleted), ("replace", report.replaced),
+                        ("mark deleted (no pointer in the store)", report.dropped), ("set", report.aliases)):
+        for ref in refs:
+            print(f"{would}{label} {ref}")
+    if report.history:
+        print(f"{would}restore {report.history} alias move(s) from the store")
+    for ref in report.kept:
+        print(f"kept {ref} (the store has no pointer for it; it is written now)" if not args.dry_run
+              else f"would keep {ref} (the store has no pointer for it)")
+    for ref in report.pending:
+        print(f"skipped {ref}: its publish never committed (`hub gc` removes it)")
+    if args.dry_run:
+        print(f"would leave {report.live} live version(s) indexed from {_hub().home}" + ("" if report.changed else " (no change)"))
+    else:
+        print(f"reindexed {report.live} live version(s) from {_hub().home}")
     return 0
 
 
@@ -378,7 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--min-age", type=float, default=3600.0, help="spare files younger than this many seconds (default 3600)")
     sub.add_argument("--dry-run", action="store_true")
 
-    command("reindex", cmd_reindex, "Rebuild the registry database from the store alone.")
+    sub = command("reindex", cmd_reindex, "Bring the registry up to date with the store (rebuild a lost or damaged one).")
+    sub.add_argument("--dry-run", action="store_true", help="only show what would change")
+    sub.add_argument("--force", action="store_true",
+                     help="let the store win where it disagrees with the registry, and mark registry versions it lacks deleted")
 
     sub = command("delete", cmd_delete, "Delete one version (name:VERSION); `hub gc` frees its blobs.")
     sub.add_argument("ref")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["FileEntry", "ModelVersion", "ModelSummary", "AliasChange", "VerifyReport", "GcReport"]
+__all__ = ["FileEntry", "ModelVersion", "ModelSummary", "AliasChange", "VerifyReport", "GcReport", "ReindexReport"]
 
 
 def from_millis(ms: int | None) -> datetime | None:
@@ -130,3 +130,37 @@ class GcReport(_Record):
 
     removed: tuple[str, ...]
     freed_bytes: int
+
+
+@dataclass(frozen=True)
+class ReindexReport(_Record):
+    """What ``reindex`` changed in the registry (or, with ``dry_run``, would change).
+
+    ``added``: versions indexed from the store (deleted ones as ``name:N (deleted)``);
+    ``deleted``: versions the store marks deleted, deleted in the registry too; ``replaced``:
+    versions the two disagreed on, taken from the store (``--force`` only); ``kept``: registry
+    versions the store has no pointer for, kept (their pointers are written); ``dropped``: those
+    marked deleted instead (``--force`` only; their numbers stay taken); ``history``: alias moves
+    restored from the store; ``aliases``: aliases set, as ``name@alias -> N``; ``pending``:
+    publishes that never committed (left for ``hub gc``); ``conflicts``: what stops a reindex
+    without ``--force``; ``moved_aside``: where a damaged registry file was moved; ``live``: live
+    versions in the registry afterwards.
+    """
+
+    dry_run: bool
+    added: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    replaced: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
+    history: int = 0
+    aliases: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()
+    conflicts: tuple[str, ...] = ()
+    moved_aside: str | None = None
+    live: int = 0
+
+    @property
+    def changed(self) -> bool:
+        """Whether the registry was (or would be) changed."""
+        return bool(self.added or self.deleted or self.replaced or self.dropped or self.history or self.aliases or self.moved_aside)

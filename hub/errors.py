@@ -7,6 +7,9 @@ message says what was wrong and what to do about it.
 
 from __future__ import annotations
 
+import errno as _errno
+import os as _os
+
 __all__ = [
     "HubError",
     "InvalidReferenceError",
@@ -23,7 +26,12 @@ __all__ = [
     "UnsafeFormatError",
     "DeviceError",
     "RegistryError",
+    "DamagedRegistryError",
+    "ReindexRefusedError",
     "SchemaOutdatedError",
+    "StorageError",
+    "NoSpaceError",
+    "ReadOnlyError",
     "FinetuneError",
     "DataError",
     "EmptyDataError",
@@ -112,8 +120,80 @@ class RegistryError(HubError, RuntimeError):
     """The registry database could not be reached or refused an operation."""
 
 
+class DamagedRegistryError(RegistryError):
+    """The registry's SQLite file is damaged (truncated, overwritten, not a database);
+    ``hub reindex`` moves it aside and rebuilds it from the store."""
+
+
+class ReindexRefusedError(RegistryError):
+    """``hub reindex`` would drop or change registry rows the store has no evidence against
+    (an empty or unrelated store, a version the two disagree on); ``--force`` overrides."""
+
+
 class SchemaOutdatedError(RegistryError):
     """The registry database schema is older (or newer) than this modelhub."""
+
+
+# --- the disk under the hub --------------------------------------------------
+
+
+class StorageError(HubError, OSError):
+    """The hub's files can't be written: no space left, a read-only file system, no permission.
+
+    ``errno`` and ``filename`` are those of the failure; the message names the path, the cause and the remedy.
+    """
+
+    def __init__(self, message: str, *, errno: int | None = None, path: object = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errno = errno
+        self.strerror = _os.strerror(errno) if errno is not None else None
+        self.filename = str(path) if path is not None else None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NoSpaceError(StorageError):
+    """No space left on the device (or the disk quota is used up) where the hub writes."""
+
+
+class ReadOnlyError(StorageError):
+    """The hub's folder or registry file is on a read-only file system, or this user may not write it."""
+
+
+_NO_SPACE = {_errno.ENOSPC, getattr(_errno, "EDQUOT", _errno.ENOSPC)}
+_READ_ONLY = {_errno.EROFS, _errno.EACCES, _errno.EPERM}
+_WRITABLE_HOME = (
+    "publish, tag, delete, gc and reindex need a writable HUB_HOME; list, info, versions, verify, download and load "
+    "work on a read-only one"
+)
+
+
+def storage_error(error: BaseException, path: object = None) -> StorageError | None:
+    """The :class:`StorageError` that explains ``error`` (an ``OSError``), or None when it is not about the disk.
+
+    The one place that words these failures, for the ``Hub`` and the CLI alike:
+    ``ENOSPC``/``EDQUOT`` give :class:`NoSpaceError`, ``EROFS``/``EACCES``/``EPERM`` :class:`ReadOnlyError`.
+
+    Args:
+        error: the failure.
+        path: where it happened, when ``error`` does not say (a write's ``ENOSPC`` names no file).
+    """
+    if isinstance(error, StorageError):
+        return error
+    code = getattr(error, "errno", None)
+    if not isinstance(error, OSError) or code not in _NO_SPACE | _READ_ONLY:
+        return None
+    where = getattr(error, "filename", None) or path or "the hub's folder"
+    if code in _NO_SPACE:
+        what = "disk quota exceeded" if code != _errno.ENOSPC else "no space left on device"
+        return NoSpaceError(f"{what} at {where}: free space, then retry (`hub gc` frees unreferenced blobs)",
+                            errno=code, path=where)
+    if code == _errno.EROFS:
+        return ReadOnlyError(f"read-only file system: {where} can't be written; {_WRITABLE_HOME}", errno=code, path=where)
+    return ReadOnlyError(f"permission denied: {where}; ask its owner for access, or use a HUB_HOME of your own; "
+                         f"{_WRITABLE_HOME}", errno=code, path=where)
 
 
 # --- fine-tuning -----------------------------------------------------------

@@ -10,7 +10,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +23,7 @@ from hub.safetensors_io import FLOATING, SafetensorsHeader, TensorInfo, dedupe_s
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["LocalFiles", "list_folder", "PreparedSource", "prepare_source", "describe_weights", "share_with_parent", "new_weights_path", "check_text", "check_tags", "check_metrics", "check_metadata", "check_extra_files", "render_card"]
+__all__ = ["LocalFiles", "list_folder", "PreparedSource", "prepare_source", "describe_weights", "stored_as_checked", "share_with_parent", "new_weights_path", "check_text", "check_tags", "check_metrics", "check_metadata", "check_extra_files", "render_card"]
 
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "modelhub.json"
@@ -42,6 +42,7 @@ class PreparedSource:
     tensors: dict[str, torch.Tensor] | None = None
     tied: dict[str, str] = field(default_factory=dict)
     weight_files: dict[str, Path] = field(default_factory=dict)
+    headers: dict[str, SafetensorsHeader] = field(default_factory=dict)  # of each weight file, as checked
     extra_files: dict[str, Path] = field(default_factory=dict)
     infos: dict[str, TensorInfo] = field(default_factory=dict)
     architecture: str | None = None
@@ -85,6 +86,29 @@ class LocalFiles:
     origin: str
 
 
+def stored_as_checked(source: Path, checked: SafetensorsHeader) -> Callable[[Path], None]:
+    """A check for :meth:`BlobStore.write`: the stored copy of the weight file ``source`` holds the
+    header that was checked before the copy, and the bytes that header describes.
+
+    A file truncated or rewritten while it was copied (a trainer still writing it) would otherwise
+    be acknowledged as a version that can't load.
+    """
+    def check(stored: Path) -> None:
+        try:
+            header = read_header(stored)
+        except UnsafeFormatError as exc:
+            header, problem = None, str(exc).split(": ", 1)[-1].split("; re-save", 1)[0]
+        else:
+            problem = "its header changed"
+        if header is None or header.tensors != checked.tensors or header.metadata != checked.metadata:
+            raise InvalidSourceError(
+                f"{source} changed while it was copied into the hub ({problem}); nothing was published. "
+                "Publish it again once whatever writes it has finished"
+            )
+
+    return check
+
+
 def list_folder(folder: Path, *, links_within: Path | None = None) -> LocalFiles:
     """Every file under ``folder`` (hidden ones left out), refusing links (to files or folders) that
     lead out of ``links_within`` (default: the folder itself)."""
@@ -113,7 +137,7 @@ def _from_files(source: LocalFiles) -> PreparedSource:
         if relative == MANIFEST_FILE:
             _apply_manifest_defaults(prepared, path)
         elif path.suffix == ".safetensors":
-            header = _checked_header(path)
+            header = prepared.headers[relative] = _checked_header(path)
             prepared.weight_files[relative] = path
             for name, info in header.tensors.items():
                 if name in prepared.infos:
@@ -172,7 +196,7 @@ def prepare_source(source: Any) -> PreparedSource:
         if path.suffix != ".safetensors":
             raise InvalidSourceError(f"{path} is not a .safetensors file; give a module, a state dict, a .safetensors file or a folder")
         header = _checked_header(path)
-        return PreparedSource(weight_files={path.name: path}, infos=dict(header.tensors))
+        return PreparedSource(weight_files={path.name: path}, headers={path.name: header}, infos=dict(header.tensors))
     if torch is not None and isinstance(source, torch.Tensor):
         raise InvalidSourceError("a single tensor can't be published; wrap it in a dict: {'weight': tensor}")
     raise InvalidSourceError(
@@ -337,9 +361,16 @@ def check_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
     checked = {}
     for key, value in metrics.items():
         check_text(key, "a metric name")
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidArgumentError(f"metric {key!r} must be a finite number, got {value!r}")
-        checked[key] = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # a whole number beyond float range, e.g. 400 digits: its repr may be too long to show
+            raise InvalidArgumentError(f"metric {key!r} is a whole number of {len(str(abs(value))) if value.bit_length() < 13_000 else 'over 4,000'} "
+                                       "digits, too large for a float (at most about 1.8e308); give a finite number") from None
+        if not math.isfinite(number):
+            raise InvalidArgumentError(f"metric {key!r} must be a finite number, got {value!r}")
+        checked[key] = number
     return checked
 
 

@@ -359,7 +359,7 @@ def test_reindex_rebuilds_the_registry_from_the_store():
     with db.engine.begin() as connection:
         connection.execute(text("DELETE FROM registered_models"))
     assert hub.list_models() == []
-    assert hub.reindex() == 3
+    assert hub.reindex().live == 3
     after = {v.ref: v for m in hub.list_models() for v in hub.list_versions(m.name)}
     assert after.keys() == before.keys()
     for ref, version in before.items():

@@ -613,7 +613,7 @@ def versions_view(run_cli) -> list[tuple]:
 def test_reindex_rebuilds_the_same_registry(run_cli, hub_home):
     publish_three_and_delete_the_third()
     before = versions_view(run_cli)
-    assert run_cli("reindex").stdout == f"reindexed 2 live version(s) from {hub_home}\n"
+    assert run_cli("reindex").stdout == f"reindexed 2 live version(s) from {hub_home}\n"  # nothing to change
     assert versions_view(run_cli) == before
     assert [v[0] for v in before] == [1, 2]
     summary = cli_json(run_cli, "list", "--json")[0]
@@ -630,7 +630,10 @@ def test_reindex_after_losing_the_sqlite_database(run_cli, hub_home):
     close_default_hub()
     for suffix in ("", "-wal", "-shm"):
         (hub_home / f"registry.db{suffix}").unlink(missing_ok=True)
-    assert run_cli("reindex").stdout == f"reindexed 2 live version(s) from {hub_home}\n"
+    assert run_cli("reindex").stdout.splitlines() == [
+        "add acme/iris:1", "add acme/iris:2", "add acme/iris:3 (deleted)", "set acme/iris@production -> 1",
+        "set acme/iris@staging -> 2", "restore 2 alias move(s) from the store", f"reindexed 2 live version(s) from {hub_home}",
+    ]
     assert versions_view(run_cli) == before
     assert cli_json(run_cli, "info", "acme/iris@staging", "--json")["version"] == 2
     assert_one_line_error(run_cli("info", "acme/iris:3", check=False), 1, "no version 3")

@@ -207,7 +207,8 @@ def collect_leftovers(home: Path) -> Counter[str]:
         elif path.parent == home / "blobs" and DIGEST.fullmatch(path.name):
             kinds["orphan blobs"] += 1
         else:
-            assert path.is_relative_to(home / "refs") and path.parent.name in ("versions", "aliases"), path
+            assert path.is_relative_to(home / "refs") and (path.parent.name in ("versions", "aliases")
+                                                           or path.parent.parent.name == "history"), path
             kinds["pointer files"] += 1
     assert sorted(hub.gc(min_age_seconds=0).removed) == leftovers
     after = hub.verify()
@@ -296,7 +297,7 @@ def test_publish_survives_sigkill_at_random_points(hub_home, tmp_path, start_zyg
         hub.gc(min_age_seconds=0)
     with replayable("after all publish kills"):
         before = registry_view()
-        assert hub.reindex() == sum(len(versions) for versions, _ in before.values())
+        assert hub.reindex().live == sum(len(versions) for versions, _ in before.values())
         assert registry_view() == before
         assert_every_version_loads()
     mid = sum(n for outcome, n in outcomes.items() if outcome.startswith("mid"))
@@ -394,7 +395,7 @@ POINTED = "crash/pointed"
 @pytest.mark.parametrize(
     ("when", "method", "args"),
     [
-        ("after", "set_version", ["publish", "{file}", POINTED]),  # pointer written, registry row not committed
+        ("after", "reserve_version", ["publish", "{file}", POINTED]),  # pointer written, registry row not committed
         ("before", "set_alias", ["publish", "{file}", POINTED, "--alias", "prod"]),  # committed, alias pointer not moved
         ("before", "set_alias", ["tag", f"{POINTED}:2", "prod"]),  # alias moved in the registry only
         ("before", "set_alias", ["untag", POINTED, "canary"]),  # alias removed in the registry only
@@ -416,7 +417,8 @@ def test_a_kill_between_the_registry_and_the_pointer_files_is_repaired_by_gc(hub
     assert died.returncode == -signal.SIGKILL, died.stderr
     assert_every_version_loads()
     assert_aliases_consistent(POINTED)
-    assert refs_view(hub_home) != registry_view()  # the crash left a pointer behind
+    # the crash left a pointer behind (a publish that never committed: its reservation)
+    assert refs_view(hub_home) != registry_view() or list(hub_home.glob("refs/*/versions/*.pending"))
     leftovers = hub.verify().leftovers
     assert any("/refs/" in path for path in leftovers), leftovers
     collect_leftovers(hub_home)

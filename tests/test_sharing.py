@@ -193,7 +193,7 @@ def test_reindex_keeps_the_views():
 
     with hub.default_hub().db.engine.begin() as connection:
         connection.execute(text("DELETE FROM registered_models"))
-    assert hub.reindex() == 2
+    assert hub.reindex().live == 2
     assert hub.info(child.ref) == child
     assert_same_tensors(hub.load(child.ref, device="cpu").state_dict(), tuned.state_dict())
 

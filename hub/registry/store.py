@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from hub.entities import AliasChange, FileEntry, ModelSummary, ModelVersion, from_millis
@@ -29,7 +30,7 @@ from hub.manifest import Manifest
 from hub.reference import Reference
 from hub.registry.database import Database
 
-__all__ = ["RegistryStore", "now_ms"]
+__all__ = ["RegistryStore", "ModelChanges", "now_ms"]
 
 MAX_WRITE_ATTEMPTS = 20
 _IN_CHUNK = 5000
@@ -37,6 +38,28 @@ _VERSION_COLUMNS = (
     "v.id, m.name, v.version, v.manifest_digest, v.architecture, v.config_json, v.layout_json, v.dtype, "
     "v.num_parameters, v.size_bytes, v.task, v.license, v.description, v.parent, v.created_at_ms"
 )
+
+
+@dataclass
+class ModelChanges:
+    """What :meth:`RegistryStore.reconcile` changes for one model.
+
+    ``add``: versions to insert, ``(manifest, digest)`` (digest None: deleted); ``delete``: live
+    versions to mark deleted; ``replace``: versions whose row is swapped for this manifest;
+    ``history``: alias moves to append, ``{alias: [{"from", "to", "by", "at_ms"}, ...]}``, after
+    removing the alias's history first where ``reset_history`` says so; ``aliases``: where aliases
+    point afterwards (None: removed), set without a history entry (it is in ``history``);
+    ``moves``: aliases to move as ``user``, with a history entry (a store without history).
+    """
+
+    name: str
+    add: list[tuple[Manifest, str | None]] = field(default_factory=list)
+    delete: list[int] = field(default_factory=list)
+    replace: list[tuple[Manifest, str]] = field(default_factory=list)
+    history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    reset_history: dict[str, bool] = field(default_factory=dict)
+    aliases: dict[str, int | None] = field(default_factory=dict)
+    moves: dict[str, int] = field(default_factory=dict)
 
 
 def now_ms() -> int:
@@ -271,6 +294,22 @@ class RegistryStore:
         )
         return [AliasChange(name, alias, f, t, who, from_millis(when)) for f, t, who, when in rows]
 
+    def history_rows(self, name: str | None = None, alias: str | None = None) -> list[tuple[str, str, int | None, int | None, str, int]]:
+        """Alias moves as ``(name, alias, from, to, changed_by, changed_at_ms)``, in the order they were
+        made: every model's, or one model's (and one alias's)."""
+        where, params = [], {}
+        if name is not None:
+            where.append("m.name = :name")
+            params["name"] = name
+        if alias is not None:
+            where.append("h.alias = :alias")
+            params["alias"] = alias
+        return [tuple(row) for row in self._query(
+            "SELECT m.name, h.alias, h.from_version, h.to_version, h.changed_by, h.changed_at_ms FROM model_alias_history h "
+            f"JOIN registered_models m ON m.id = h.model_id {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY h.id",
+            params,
+        )]
+
     def referenced_digests(self) -> set[str]:
         """Blob digests that some live version needs (its manifest and files), and the
         checkpoints of fine-tuning jobs that may still resume."""
@@ -331,8 +370,11 @@ class RegistryStore:
                     yield session
         except exc.IntegrityError:
             raise
-        except exc.OperationalError as error:
-            raise RegistryError(f"the registry at {self.db.url} refused the write: {error.orig}; try again") from error
+        except exc.DatabaseError as error:  # by cause: damaged file, no space, read-only; else "try again"
+            problem = self.db.explain(error, "write")
+            if type(problem) is RegistryError:
+                problem = RegistryError(f"the registry at {self.db.url} refused the write: {error.orig}; try again")
+            raise problem from error
 
     def _retrying(self, operation: Callable[[Any], Any]) -> Any:
         """Run ``operation(session)`` in a write transaction, retrying unique-key clashes."""
@@ -385,6 +427,8 @@ class RegistryStore:
         aliases: Sequence[str],
         user: str,
         model_description: str | None,
+        floor: Callable[[], int] = lambda: 0,
+        fence: Callable[[Any], None] = lambda session: None,
     ) -> ModelVersion:
         """Register a new version of ``name`` and point ``aliases`` at it.
 
@@ -392,6 +436,12 @@ class RegistryStore:
             version: an explicit number, or None for ``max + 1``.
             make_manifest: builds and stores the manifest for a number; returns ``(manifest, digest)``.
             on_reserved: called once the number is held, before commit (writes the store's pointer file).
+            floor: the highest number the store has seen for ``name``, asked under the model's lock:
+                a new number is above it, so numbers are never handed out twice, even by a registry
+                that lost rows.
+            fence: called with the session once the version's rows are written, before
+                ``on_reserved`` and the commit; whatever it raises rolls the version back (a
+                fine-tuning worker checks there that it still owns its job).
 
         Raises:
             VersionExistsError: ``version`` is taken (deleted numbers stay taken).
@@ -403,7 +453,7 @@ class RegistryStore:
         def operation(session: Any) -> tuple[Manifest, str]:
             model = self._lock_model(session, name, create=True)
             highest = session.scalar(select(func.max(ModelVersionRow.version)).where(ModelVersionRow.model_id == model.id)) or 0
-            number = highest + 1
+            number = max(highest, floor()) + 1
             if version is not None:
                 taken = session.scalar(select(ModelVersionRow.id).where(ModelVersionRow.model_id == model.id, ModelVersionRow.version == version))
                 if taken is not None:
@@ -424,6 +474,7 @@ class RegistryStore:
             for alias in aliases:
                 self._move_alias(session, model, alias, number, user)
             session.flush()
+            fence(session)
             on_reserved(manifest, digest)
             return manifest, digest
 
@@ -525,33 +576,51 @@ class RegistryStore:
 
         return self._retrying(operation)
 
-    def rebuild(self, models: Sequence[tuple[str, Sequence[tuple[Manifest, str | None]], dict[str, int]]], user: str) -> int:
-        """Replace the whole index with ``models``: ``(name, [(manifest, digest or None if deleted)], aliases)``.
+    def reconcile(self, changes: Sequence[ModelChanges], user: str) -> None:
+        """Apply what ``hub reindex`` found (see :meth:`hub.Hub.reindex`), all in one transaction.
 
-        Returns:
-            The number of live versions indexed.
+        Rows are added, marked deleted or (``replace``) swapped for the store's; no number is
+        ever freed. Alias history is appended as the store recorded it (who, when); aliases are
+        then set where that history ends, or, for a store with no history, moved by ``user``.
         """
-        from sqlalchemy import delete
+        from sqlalchemy import delete, select
 
-        from hub.registry.schema import RegisteredModel
+        from hub.registry.schema import AliasHistory, ModelAlias, ModelVersionRow
 
-        def operation(session: Any) -> int:
-            session.execute(delete(RegisteredModel))
-            live = 0
-            for name, versions, aliases in models:
-                model = self._lock_model(session, name, create=True)
+        def operation(session: Any) -> None:
+            for change in changes:
+                model = self._lock_model(session, change.name, create=True)
                 stamp = now_ms()
-                for manifest, digest in versions:
+                for number in change.delete:
+                    self._version_row(session, model, number).deleted_at_ms = stamp
+                for manifest, _ in change.replace:
+                    session.execute(delete(ModelVersionRow).where(ModelVersionRow.model_id == model.id,
+                                                                  ModelVersionRow.version == manifest.version))
+                for manifest, digest in [*change.add, *change.replace]:
                     self._insert_version(session, model, manifest, digest, deleted_at_ms=None if digest else stamp)
-                    live += digest is not None
-                live_numbers = [m.version for m, d in versions if d]
-                model.latest_version = max(live_numbers, default=None)
-                model.num_versions = len(live_numbers)
-                model.created_at_ms = min((m.created_at_ms for m, d in versions if d), default=stamp)
-                model.updated_at_ms = max((m.created_at_ms for m, d in versions if d), default=stamp)
-                for alias, version in aliases.items():
-                    if version in live_numbers:
-                        self._move_alias(session, model, alias, version, user)
-            return live
+                session.flush()
+                for alias, moves in change.history.items():
+                    if change.reset_history.get(alias):
+                        session.execute(delete(AliasHistory).where(AliasHistory.model_id == model.id, AliasHistory.alias == alias))
+                    session.add_all(AliasHistory(model_id=model.id, alias=alias, from_version=m["from"], to_version=m["to"],
+                                                 changed_by=m["by"], changed_at_ms=m["at_ms"]) for m in moves)
+                for alias, number in change.aliases.items():
+                    row = session.scalars(select(ModelAlias).where(ModelAlias.model_id == model.id, ModelAlias.alias == alias)).first()
+                    if number is None and row is not None:
+                        session.delete(row)
+                    elif number is not None and row is None:
+                        session.add(ModelAlias(model_id=model.id, alias=alias, version=number))
+                    elif row is not None:
+                        row.version = number
+                for alias, number in change.moves.items():
+                    self._move_alias(session, model, alias, number, user)
+                session.flush()
+                rows = session.execute(select(ModelVersionRow.version, ModelVersionRow.created_at_ms, ModelVersionRow.deleted_at_ms)
+                                       .where(ModelVersionRow.model_id == model.id)).all()
+                live = [(number, created) for number, created, deleted in rows if deleted is None]
+                model.latest_version = max((number for number, _ in live), default=None)
+                model.num_versions = len(live)
+                model.created_at_ms = min((created for _, created in live), default=model.created_at_ms)
+                model.updated_at_ms = max([model.updated_at_ms, *(created for _, created in live)])
 
-        return self._retrying(operation)
+        self._retrying(operation)
