@@ -6,10 +6,18 @@ plain SQL, so metadata commands answer without importing SQLAlchemy's ORM
 created on first use. SQLite runs in WAL mode with a busy timeout, and write
 transactions start with ``BEGIN IMMEDIATE`` so two writers queue instead of
 failing with "database is locked".
+
+Where SQLite can't create the ``-wal``/``-shm`` files beside a registry (a read-only
+folder, a full disk), reads fall back to opening the file read-only as immutable, which
+needs neither; only when no ``-wal`` holds changes the file lacks. Failures are reported
+by cause: a damaged file (:class:`DamagedRegistryError`), no space or no permission
+(:class:`StorageError`), an old schema (``hub db upgrade``).
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import random
 import re
 import sqlite3
@@ -17,9 +25,9 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
-from hub.errors import RegistryError, SchemaOutdatedError
+from hub.errors import DamagedRegistryError, HubError, RegistryError, SchemaOutdatedError, StorageError, storage_error
 
 __all__ = ["Database", "SCHEMA_HEAD"]
 
@@ -27,6 +35,10 @@ SCHEMA_HEAD = "0002_finetune_jobs"  # keep equal to the newest file in hub/migra
 BUSY_TIMEOUT_S = 60
 MIGRATION_LOCK_KEY = 0x6D6F64656C687562  # "modelhub": the PostgreSQL advisory lock migrations hold
 _NAMED = re.compile(r":([a-z_][a-z0-9_]*)")
+LOW_SPACE_BYTES = 1 << 20  # below this much free space, SQLite's "disk I/O error" or "unable to open" means a full disk
+_SQLITE_DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+_SQLITE_DISK = ("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_FULL", "SQLITE_PERM")
+_SCHEMA_MISMATCH = ("no such table", "no such column", "UndefinedTable", "UndefinedColumn")
 
 
 class Database:
@@ -59,23 +71,53 @@ class Database:
         return Path(unquote(path.split("?", 1)[0])) if path and path != ":memory:" else None
 
     def _connect(self) -> Any:
+        self._local.fallback = False
+        if self.dialect == "sqlite":
+            return self._connect_sqlite()
         try:
-            if self.dialect == "sqlite":
-                path = self.sqlite_path
-                if path is None:
-                    raise RegistryError("an in-memory SQLite registry can't be shared; give a file path")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA foreign_keys=ON")
-                return conn
             import psycopg
 
             conninfo = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", self.url)
             return psycopg.connect(conninfo, autocommit=True)
-        except (sqlite3.Error, ImportError) as exc:
+        except ImportError as exc:
             raise RegistryError(f"can't open the registry at {self.url}: {exc}") from exc
         except Exception as exc:  # psycopg.OperationalError and friends
             raise RegistryError(f"can't connect to the registry at {self.url}: {exc}") from exc
+
+    def _connect_sqlite(self) -> sqlite3.Connection:
+        """A read connection: the ordinary one, or where SQLite can't make its ``-wal``/``-shm`` files
+        (read-only folder, full disk) the file opened read-only as immutable, when that reads it all."""
+        path = self.sqlite_path
+        if path is None:
+            raise RegistryError("an in-memory SQLite registry can't be shared; give a file path")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise (storage_error(exc) or RegistryError(f"can't open the registry at {self.url}: {exc}")) from exc
+        conn = None
+        try:
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("SELECT COUNT(*) FROM sqlite_master")  # reads the file and opens its -wal and -shm now
+            return conn
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            problem = self.explain(exc, "open")
+            if not isinstance(problem, StorageError):
+                raise problem from exc
+            failure = exc
+        wal = path.with_name(path.name + "-wal")
+        if not path.is_file() or path.stat().st_size == 0 or (wal.exists() and wal.stat().st_size > 0):
+            raise problem from failure  # nothing to read, or changes only the -wal holds: immutable would miss them
+        try:
+            conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro&immutable=1", uri=True, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("SELECT COUNT(*) FROM sqlite_master")
+        except sqlite3.Error as exc:
+            raise self.explain(exc, "open") from exc
+        self._local.fallback = True  # used for one query: the next one tries the ordinary open again
+        return conn
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
         """Run a read-only ``SELECT`` with ``:name`` parameters; return its rows.
@@ -92,14 +134,74 @@ class Database:
             if conn is None:
                 conn = self._local.conn = self._connect()
             try:
-                return conn.execute(sql, params or {}).fetchall()
+                rows = conn.execute(sql, params or {}).fetchall()
             except Exception as exc:  # sqlite3.Error, psycopg.Error: the driver's own classes
                 broken = self.dialect == "postgresql" and getattr(conn, "closed", False)
                 if broken and attempt == 1:
                     self._local.conn = None
                     continue
-                raise RegistryError(f"registry query failed on {self.url}: {exc}; is it a modelhub registry? try `hub db upgrade`") from exc
+                self._drop_fallback()
+                raise self.explain(exc, "query") from exc
+            self._drop_fallback()
+            return rows
         raise AssertionError("unreachable")
+
+    def _drop_fallback(self) -> None:
+        """Close an immutable read connection after its query: it would not see later writes."""
+        if getattr(self._local, "fallback", False):
+            self._local.conn.close()
+            self._local.conn = None
+            self._local.fallback = False
+
+    def explain(self, error: BaseException, doing: str = "operation") -> HubError:
+        """The error to raise for a failure of the driver or SQLAlchemy (``error``), by its real cause:
+        :class:`DamagedRegistryError`, :class:`NoSpaceError` / :class:`ReadOnlyError` (with the path),
+        a schema that isn't modelhub's (``hub db upgrade``), else :class:`RegistryError`.
+
+        Args:
+            doing: what failed, for the message ("query", "write", "migration", ...).
+        """
+        original = getattr(error, "orig", None) or error
+        if isinstance(original, HubError):
+            return original
+        text = str(original).strip()
+        if isinstance(original, OSError) and storage_error(original) is not None:
+            return storage_error(original, self.sqlite_path)
+        if self.dialect == "sqlite":
+            code = getattr(original, "sqlite_errorname", None) or ""
+            if code.startswith(_SQLITE_DAMAGED) or "malformed" in text or "not a database" in text:
+                return DamagedRegistryError(
+                    f"the registry {self.sqlite_path} is damaged ({text}); `hub reindex` moves it aside and rebuilds it from the store"
+                )
+            disk_words = ("disk is full", "disk I/O error", "readonly", "unable to open")
+            if code.startswith(_SQLITE_DISK) or any(words in text for words in disk_words):
+                problem = self._disk_problem(full=code == "SQLITE_FULL" or "disk is full" in text)
+                if problem is not None:
+                    return problem
+        if any(words in text or words in type(original).__name__ for words in _SCHEMA_MISMATCH):
+            return RegistryError(f"registry {doing} failed on {self.url}: {text}; is it a modelhub registry of an older "
+                                 "schema? back it up, then run `hub db upgrade`")
+        return RegistryError(f"registry {doing} failed on {self.url}: {text}")
+
+    def _disk_problem(self, *, full: bool) -> StorageError | None:
+        """Why SQLite can't write beside the registry file, if the disk says: read-only, not ours, or full."""
+        path = self.sqlite_path
+        if path is None:
+            return None
+        folder = path.parent
+        companions = [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+        try:
+            disk = os.statvfs(folder)
+        except (OSError, AttributeError):  # gone, or Windows
+            return None
+        if disk.f_flag & getattr(os, "ST_RDONLY", 1):
+            return storage_error(OSError(errno.EROFS, os.strerror(errno.EROFS), str(path)))
+        for target in (folder, *companions):
+            if target.exists() and not os.access(target, os.W_OK):
+                return storage_error(OSError(errno.EACCES, os.strerror(errno.EACCES), str(target)))
+        if full or disk.f_bavail * disk.f_frsize < LOW_SPACE_BYTES:
+            return storage_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)))
+        return None
 
     def close(self) -> None:
         """Close this thread's read connection and the write engine."""
@@ -160,8 +262,44 @@ class Database:
                     connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
                 upgrade(connection, revision)
         except SQLAlchemyError as exc:
-            raise RegistryError(f"can't migrate the registry at {self.url}: {exc.orig if hasattr(exc, 'orig') else exc}") from exc
+            raise self.explain(exc, "migration") from exc
         self._schema_checked = False
+
+    def move_aside(self) -> Path:
+        """Move a damaged SQLite registry file out of the way, so that the next use creates a fresh one.
+
+        Closes this thread's read connection and the write engine's pooled connections, then renames
+        ``-wal`` and ``-shm`` (first: a leftover ``-wal`` must never meet a new file), then the file itself,
+        to ``registry.db.damaged-<UTC time>`` (plus ``-wal``/``-shm``: the set still opens together).
+        Other threads' and processes' open connections keep reading the moved file; keep them out.
+
+        Returns:
+            Where the file went.
+
+        Raises:
+            RegistryError: the registry is not a SQLite file, or there is no file.
+            StorageError: the folder can't be written (read-only, permission denied).
+        """
+        path = self.sqlite_path
+        if path is None:
+            raise RegistryError(f"the registry at {self.url} is not a SQLite file; nothing to move aside")
+        if not path.exists():
+            raise RegistryError(f"there is no registry file at {path} to move aside")
+        self.close()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target, n = path.with_name(f"{path.name}.damaged-{stamp}"), 1
+        while any(Path(f"{target}{suffix}").exists() for suffix in ("", "-wal", "-shm")):
+            n += 1
+            target = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+        try:
+            for suffix in ("-wal", "-shm", ""):
+                source = Path(f"{path}{suffix}")
+                if source.exists():
+                    os.replace(source, Path(f"{target}{suffix}"))
+        except OSError as exc:
+            raise (storage_error(exc) or RegistryError(f"can't move {path} aside: {exc}")) from exc
+        self._schema_checked = False
+        return target
 
     # --- writes --------------------------------------------------------------
 
