@@ -48,6 +48,24 @@ SORTS = ("name", "updated", "size")
 CLEANUP_WAIT_S = 10.0  # how long a failed publish waits for others to commit before it removes its new blobs
 
 
+def _applied(repair: Any, full_disk: list[Any] | None) -> bool:
+    """Apply one of gc's store repairs; on a full disk, put it in ``full_disk`` (False) or, with None,
+    raise :class:`NoSpaceError`: gc frees space first and writes after."""
+    from hub.errors import NoSpaceError, storage_error
+
+    try:
+        repair.apply()
+        return True
+    except OSError as exc:
+        problem = storage_error(exc, repair.path)
+        if not isinstance(problem, NoSpaceError):
+            raise
+        if full_disk is None:
+            raise problem from exc
+        full_disk.append(repair)
+        return False
+
+
 class Hub:
     """A model hub: a folder of blobs and a registry database.
 
@@ -340,7 +358,14 @@ class Hub:
             return f"{left} (this process still holds the store)"
         try:
             with self.blobs.collecting(timeout=CLEANUP_WAIT_S):
-                referenced = set() if self.db.schema_revision() is None else self.registry.referenced_digests()
+                from hub.reconcile import unindexed_digests
+
+                if self.db.schema_revision() is not None:  # what gc keeps: the registry's, and versions only the store knows
+                    referenced = self.registry.referenced_digests() | unindexed_digests(self)
+                elif not self.refs.files():
+                    referenced = set()  # a new hub whose registry was never created: nothing references anything
+                else:
+                    return f"{left} (the registry has no tables yet, and refs/ has pointers)"
                 for digest in sorted(set(self.blobs.digests()) - existed - referenced):
                     self.blobs.path(digest).unlink(missing_ok=True)
         except TimeoutError:
@@ -699,8 +724,11 @@ class Hub:
         return VerifyReport(tuple(checked), tuple(problems), tuple(leftovers))
 
     def _garbage(self, min_age_seconds: float) -> list[Path]:
+        from hub.reconcile import unindexed_digests
+
         now = time.time()
         referenced = self.registry.referenced_digests()
+        referenced |= unindexed_digests(self)  # versions only the store knows: evidence for `hub reindex`
         candidates = list(self.blobs.temp_files())
         candidates += [self.blobs.path(d) for d in self.blobs.digests() if d not in referenced]
         return sorted(p for p in candidates if self.blobs.age_seconds(p, now) >= min_age_seconds)
@@ -744,13 +772,15 @@ class Hub:
         """
         if min_age_seconds < 0:
             raise InvalidArgumentError(f"min_age_seconds must be >= 0, got {min_age_seconds}")
-        from hub.reconcile import store_repairs
+        from hub.reconcile import check_related, store_repairs
 
         removed, freed = [], 0
         with nullcontext() if dry_run else self.blobs.collecting():  # waits for running publishes to commit
+            check_related(self)
+            full_disk = []  # repairs that found no space: done again once the garbage is gone
             for repair in store_repairs(self, min_age_seconds)[0]:
-                if not dry_run:
-                    repair.apply()
+                if not dry_run and not _applied(repair, full_disk):
+                    continue
                 removed.append(str(repair.path))
             for path in self._garbage(min_age_seconds):
                 try:
@@ -768,6 +798,9 @@ class Hub:
                     folder.unlink(missing_ok=True)
                 removed.append(str(folder))
                 freed += size
+            for repair in full_disk:
+                _applied(repair, None)
+                removed.append(str(repair.path))
         return GcReport(tuple(removed), freed)
 
     def reindex(self, *, dry_run: bool = False, force: bool = False) -> ReindexReport:

@@ -28,6 +28,7 @@ __all__ = [
     "RegistryError",
     "DamagedRegistryError",
     "ReindexRefusedError",
+    "UnrelatedStoreError",
     "SchemaOutdatedError",
     "StorageError",
     "NoSpaceError",
@@ -123,6 +124,11 @@ class RegistryError(HubError, RuntimeError):
 class DamagedRegistryError(RegistryError):
     """The registry's SQLite file is damaged (truncated, overwritten, not a database);
     ``hub reindex`` moves it aside and rebuilds it from the store."""
+
+
+class UnrelatedStoreError(RegistryError):
+    """The store (``HUB_HOME``) holds none of the versions the registry has: it is empty or another
+    hub's, so ``reindex`` and ``gc`` there would wipe the registry or delete the other hub's blobs."""
 
 
 class ReindexRefusedError(RegistryError):

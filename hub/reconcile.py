@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.entities import ReindexReport
-from hub.errors import HubError, ReindexRefusedError
+from hub.errors import HubError, ReindexRefusedError, UnrelatedStoreError
 from hub.manifest import Manifest
 from hub.refs import history_entry
 from hub.registry.store import ModelChanges, now_ms
@@ -32,7 +32,7 @@ from hub.registry.store import ModelChanges, now_ms
 if TYPE_CHECKING:
     from hub.api import Hub
 
-__all__ = ["Repair", "store_repairs", "plan_reindex"]
+__all__ = ["Repair", "store_repairs", "unindexed_digests", "write_history", "check_related", "plan_reindex"]
 
 SHOWN = 5  # how many disagreements an error message names
 
@@ -117,10 +117,11 @@ def store_repairs(hub: Hub, min_age_seconds: float) -> tuple[list[Repair], list[
                 repairs.append(Repair(path, lambda p=path: p.unlink(missing_ok=True)))  # a publish that never committed
 
     wanted = {refs.alias_path(name, alias): (str(number), changed_ms / 1000) for name, alias, number, changed_ms in aliases}
+    indexed = {refs.alias_path(name, "x").parent for name, *_ in versions}  # models the registry knows
     for path in refs.files():
         if path.parent.name != "aliases" or path.name.startswith("."):
             continue
-        if path not in wanted and settled(0.0, path):
+        if path not in wanted and path.parent in indexed and settled(0.0, path):
             repairs.append(Repair(path, lambda p=path: p.unlink(missing_ok=True)))
     for path, (text, changed_s) in wanted.items():
         if read(path) != text and settled(changed_s, path):
@@ -146,6 +147,46 @@ def store_repairs(hub: Hub, min_age_seconds: float) -> tuple[list[Repair], list[
         if settled(0.0, path):
             repairs.append(Repair(path, lambda p=path: p.unlink(missing_ok=True)))
     return sorted(repairs, key=lambda r: str(r.path)), problems
+
+
+def unindexed_digests(hub: Hub) -> set[str]:
+    """The blobs of versions the store has a pointer for and the registry lacks (a lost or stale
+    registry): their manifests and files. ``hub gc`` keeps them, so ``hub reindex`` can bring them back."""
+    known = {(name, number, digest) for name, number, digest, deleted, _ in hub.registry.pointers()[0] if not deleted}
+    digests: set[str] = set()
+    for name in hub.refs.names():
+        for number, digest in hub.refs.versions(name):
+            if digest is None or (name, number, digest) in known:
+                continue
+            digests.add(digest)
+            try:
+                digests.update(f.sha256 for f in Manifest.from_json(hub.blobs.read_bytes(digest), source=digest).files)
+            except HubError:
+                pass  # damaged or missing: nothing more to keep
+    return digests
+
+
+def _unrelated(hub: Hub, rows: int, remedy: str) -> UnrelatedStoreError:
+    return UnrelatedStoreError(
+        f"the store at {hub.home} holds none of the {rows} version(s) the registry at {hub.db.url} has: it is empty or "
+        f"another hub's. Check HUB_HOME and HUB_REGISTRY_URL; {remedy}"
+    )
+
+
+def check_related(hub: Hub) -> None:
+    """Refuse to collect garbage in a store that holds none of the registry's versions (a wrong
+    ``HUB_HOME`` beside a shared registry): every blob there would look unreferenced, and the
+    registry's pointers would be written into another hub's store.
+
+    Raises:
+        UnrelatedStoreError: the registry has versions and the store none of them.
+    """
+    versions = hub.registry.pointers()[0]
+    if not versions:
+        return
+    stored = {name: dict(hub.refs.versions(name)) for name in {name for name, *_ in versions}}
+    if not any(number in stored[name] for name, number, *_ in versions):
+        raise _unrelated(hub, len(versions), "`hub gc` deletes nothing here")
 
 
 def _read_manifest(hub: Hub, name: str, number: int, digest: str) -> Manifest:
@@ -252,9 +293,10 @@ def plan_reindex(hub: Hub, *, force: bool, dry_run: bool, registry_readable: boo
                 if alias_files[alias] in live:  # a store written before alias history was kept in it
                     change.moves[alias] = alias_files[alias]
                     report["aliases"].append(f"{name}@{alias} -> {alias_files[alias]}")
+            elif target is not None and target not in live:  # on a version the store deleted: removed, as a delete does
+                change.aliases[alias], change.moves[alias] = target, None  # the move's history says from where
+                report["aliases"].append(f"{name}@{alias} -> (removed: {name}:{target} is deleted)")
             elif merged and target != registry_aliases[name].get(alias):
-                if target is not None and target not in live:
-                    target = None
                 change.aliases[alias] = target
                 report["aliases"].append(f"{name}@{alias} -> {target if target is not None else '(removed)'}")
         if change.add or change.delete or change.replace or change.history or change.aliases or change.moves:
@@ -262,11 +304,8 @@ def plan_reindex(hub: Hub, *, force: bool, dry_run: bool, registry_readable: boo
 
     rows = sum(len(numbers) for numbers in registry_versions.values())
     if rows and not evidence and not force:
-        raise ReindexRefusedError(
-            f"the store at {hub.home} holds none of the {rows} version(s) the registry at {hub.db.url} has: it is empty or "
-            "another hub's. Check HUB_HOME and HUB_REGISTRY_URL; `hub reindex --force` makes the registry match this store "
-            "(versions it lacks are marked deleted, their numbers stay taken)"
-        )
+        raise _unrelated(hub, rows, "`hub reindex --force` makes the registry match this store (versions it lacks are "
+                                    "marked deleted, their numbers stay taken)")
     if report["conflicts"] and not force:
         shown = "; ".join(report["conflicts"][:SHOWN]) + (f"; and {len(report['conflicts']) - SHOWN} more" if len(report["conflicts"]) > SHOWN else "")
         raise ReindexRefusedError(

@@ -49,7 +49,8 @@ class ModelChanges:
     ``history``: alias moves to append, ``{alias: [{"from", "to", "by", "at_ms"}, ...]}``, after
     removing the alias's history first where ``reset_history`` says so; ``aliases``: where aliases
     point afterwards (None: removed), set without a history entry (it is in ``history``);
-    ``moves``: aliases to move as ``user``, with a history entry (a store without history).
+    ``moves``: aliases to move as ``user`` (None: remove), with a history entry (a store without
+    history, an alias on a version the store deleted).
     """
 
     name: str
@@ -59,7 +60,7 @@ class ModelChanges:
     history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     reset_history: dict[str, bool] = field(default_factory=dict)
     aliases: dict[str, int | None] = field(default_factory=dict)
-    moves: dict[str, int] = field(default_factory=dict)
+    moves: dict[str, int | None] = field(default_factory=dict)
 
 
 def now_ms() -> int:
