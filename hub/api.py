@@ -35,6 +35,7 @@ from hub.errors import (
 from hub.manifest import Manifest, check_relative_path
 from hub.reference import folder_name, parse_reference, validate_alias, validate_name, validate_version
 from hub.refs import RefStore
+from hub.safetensors_io import read_header
 from hub.registry import Database, RegistryStore
 from hub.registry.store import now_ms
 
@@ -689,10 +690,11 @@ class Hub:
     def verify(self, ref: str | None = None) -> VerifyReport:
         """Check stored bytes against manifests: every live version, or just ``ref``.
 
-        Each file's size and sha256 are checked, and each manifest against the
-        registry. Leftovers (interrupted writes, blobs no version needs, pointer
-        files under ``refs/`` that disagree with the registry) are listed for
-        :meth:`gc`; they are not problems.
+        Each file's size and sha256 are checked, each weight file's safetensors header,
+        and each manifest against the registry. Leftovers (interrupted writes, blobs no
+        version needs, pointer files a killed process left behind) are listed for
+        :meth:`gc`; they are not problems. Versions or alias moves only the store knows
+        of, and pointers that disagree with the registry, are problems for :meth:`reindex`.
 
         Raises:
             InvalidReferenceError, ModelNotFoundError: for a bad ``ref``.
@@ -712,6 +714,11 @@ class Hub:
                     problems.append(f"{version.ref}: manifest: {exc}")
             for entry in version.files:
                 problem = self.blobs.problem(entry.sha256, entry.size, check_hash=True)
+                if problem is None and entry.path in version.weight_files:
+                    try:  # whole and hashing right, but can it load?
+                        read_header(self.blobs.path(entry.sha256))
+                    except (UnsafeFormatError, OSError) as exc:
+                        problem = str(exc)
                 if problem:
                     problems.append(f"{version.ref}: file {entry.path!r}: {problem}")
         leftovers = []
