@@ -202,7 +202,7 @@ class Hub:
         parent: str | None = None,
         share_weights: bool = True,
         files: Mapping[str, str | os.PathLike[str]] | None = None,
-        _fence: Any = lambda session: None,
+        _fence: Any = None,
     ) -> ModelVersion:
         """Publish ``source`` as a new version of ``name``.
 

@@ -429,7 +429,7 @@ class RegistryStore:
         user: str,
         model_description: str | None,
         floor: Callable[[], int] = lambda: 0,
-        fence: Callable[[Any], None] = lambda session: None,
+        fence: Callable[[Any], None] | None = None,
     ) -> ModelVersion:
         """Register a new version of ``name`` and point ``aliases`` at it.
 
@@ -475,7 +475,8 @@ class RegistryStore:
             for alias in aliases:
                 self._move_alias(session, model, alias, number, user)
             session.flush()
-            fence(session)
+            if fence is not None:
+                fence(session)
             on_reserved(manifest, digest)
             return manifest, digest
 
