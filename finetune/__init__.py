@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from finetune.api import cancel, get_job, job_events, job_metrics, list_jobs, run, submit, validate
     from finetune.config import SCHEDULERS, TASKS, FinetuneConfig
-    from finetune.jobs import STATUSES, Job, JobEvent, JobMetric
+    from finetune.jobs import STATUSES, ClaimLostError, Job, JobEvent, JobMetric
     from finetune.worker import work
 
 _LAZY = {
@@ -25,7 +25,7 @@ _LAZY = {
     "cancel": "finetune.api", "job_events": "finetune.api", "job_metrics": "finetune.api",
     "work": "finetune.worker", "FinetuneConfig": "finetune.config", "TASKS": "finetune.config", "SCHEDULERS": "finetune.config",
     "STATUSES": "finetune.jobs",
-    "Job": "finetune.jobs", "JobEvent": "finetune.jobs", "JobMetric": "finetune.jobs",
+    "Job": "finetune.jobs", "JobEvent": "finetune.jobs", "JobMetric": "finetune.jobs", "ClaimLostError": "finetune.jobs",
 }
 
 __all__ = list(_LAZY)

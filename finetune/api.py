@@ -132,10 +132,14 @@ def run(base: str, data: PathLike, *, output: str, task: str = "classification",
 
     Raises:
         As :func:`submit`; then whatever failed the job (it is recorded on the job too).
+        ConfigError: also for a bad ``FINETUNE_STALE_SECONDS`` (nothing is queued).
         FinetuneError: the job was cancelled from elsewhere.
+        ClaimLostError: a worker took the job over while this process was stopped.
     """
+    from finetune.jobs import timing
     from finetune.runner import run_job, worker_name
 
+    timing()
     hub = _hub(hub)
     job, checked = _queue(hub, base, data, output, task, config, validation_data)
     jobs = jobs_of(hub)

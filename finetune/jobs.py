@@ -6,25 +6,34 @@ on SQLite inside a ``BEGIN IMMEDIATE`` transaction (one writer at a time), so tw
 workers never run one job. A running job's worker refreshes its heartbeat; a
 job whose heartbeat is older than the stale limit (its worker died) is claimed
 again and resumes from its last checkpoint.
+
+Every claim counts an attempt, and ``(job, worker, attempt)`` is the claim's token:
+each write a worker makes for its job (heartbeat, events, metrics, checkpoint, the
+final state, and the publish through :meth:`JobStore.fence`) first checks, in its
+own transaction and under a lock on the job's row, that the job is still running
+under that token, and raises :class:`ClaimLostError` otherwise. A worker that was
+paused past the stale limit and taken over therefore writes nothing more for the
+job, and one job publishes at most one version.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from hub.entities import from_millis
-from hub.errors import InvalidArgumentError, JobNotFoundError, JobStateError, RegistryError
+from hub.errors import ConfigError, InvalidArgumentError, JobNotFoundError, JobStateError, RegistryError
 from hub.registry.database import Database
 from hub.registry.store import now_ms
 
-__all__ = ["Job", "JobEvent", "JobMetric", "JobStore", "STATUSES", "FINISHED", "stale_after_ms"]
+__all__ = ["ClaimLostError", "Job", "JobEvent", "JobMetric", "JobStore", "STATUSES", "FINISHED", "Timing", "stale_after_ms", "timing"]
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -36,10 +45,71 @@ _JOB_COLUMNS = (
 )
 
 
+DEFAULT_STALE_SECONDS = 60.0
+MAX_HEARTBEAT_SECONDS = 5.0
+
+
+class Timing(NamedTuple):
+    """How long a silent worker keeps its job, and how often a working one says it is alive."""
+
+    stale_seconds: float
+    heartbeat_seconds: float
+
+
+def _seconds(variable: str, default: float) -> float:
+    raw = os.environ.get(variable)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{variable}={raw!r} is not a positive number of seconds; set {variable} to one "
+                          f"(e.g. {variable}={default:g}) or unset it")
+    return value
+
+
+def timing() -> Timing:
+    """The workers' timing, checked: ``FINETUNE_STALE_SECONDS`` (default 60), how old a running
+    job's heartbeat may get before another worker takes the job over, and
+    ``FINETUNE_HEARTBEAT_SECONDS``, how often a worker beats (default a third of the stale
+    limit, at most 5).
+
+    Raises:
+        ConfigError: a value is not a positive, finite number, or the stale limit is not longer
+            than the heartbeat interval (healthy workers would lose their jobs to each other).
+    """
+    stale = _seconds("FINETUNE_STALE_SECONDS", DEFAULT_STALE_SECONDS)
+    heartbeat = _seconds("FINETUNE_HEARTBEAT_SECONDS", min(MAX_HEARTBEAT_SECONDS, stale / 3))
+    if stale <= heartbeat:
+        raise ConfigError(
+            f"FINETUNE_STALE_SECONDS={stale:g} is not longer than the heartbeat interval (FINETUNE_HEARTBEAT_SECONDS={heartbeat:g}): "
+            f"other workers would take over the jobs of healthy ones; set FINETUNE_STALE_SECONDS above {heartbeat:g} "
+            f"(default {DEFAULT_STALE_SECONDS:g}) or FINETUNE_HEARTBEAT_SECONDS below {stale:g}"
+        )
+    return Timing(stale, heartbeat)
+
+
 def stale_after_ms() -> int:
-    """How old a running job's heartbeat may get before another worker takes the job over
-    (``FINETUNE_STALE_SECONDS``, default 60)."""
-    return int(float(os.environ.get("FINETUNE_STALE_SECONDS", "60")) * 1000)
+    """How old a running job's heartbeat may get before another worker takes the job over, in ms
+    (``FINETUNE_STALE_SECONDS``).
+
+    Raises:
+        ConfigError: a bad setting (see :func:`timing`).
+    """
+    return int(timing().stale_seconds * 1000)
+
+
+class ClaimLostError(JobStateError):
+    """A worker's claim on a job no longer holds: another worker took the job over (this one
+    was silent longer than ``FINETUNE_STALE_SECONDS``), or the job ended. Nothing of the write
+    that raised it was kept; the worker must abandon the job."""
+
+    def __init__(self, job_id: str, worker: str, attempt: int, now: tuple | None) -> None:
+        where = "the job is gone" if now is None else f"the job is now {now[0]} under {now[1]}, attempt {now[2]}"
+        super().__init__(f"job {job_id}: claim lost to another worker (attempt {attempt} by {worker}; {where})")
+        self.job_id, self.worker, self.attempt = job_id, worker, attempt
 
 
 @dataclass(frozen=True)
@@ -222,10 +292,14 @@ class JobStore:
             job_id: take only this job (``finetune run`` runs the job it just queued).
 
         Returns:
-            The job, now ``running`` under ``worker`` with ``attempts`` counted, or None.
+            The job, now ``running`` under ``worker`` with ``attempts`` counted, or None. Its
+            ``(id, worker, attempts)`` is the claim every later write of the worker names.
+
+        Raises:
+            ConfigError: a bad ``FINETUNE_STALE_SECONDS`` (see :func:`timing`).
         """
         stamp = now_ms()
-        stale = stamp - stale_after_ms()
+        stale = max(0, stamp - stale_after_ms())
         sql = (
             "SELECT id, status FROM finetune_jobs WHERE status = 'queued' "
             "OR (status = 'running' AND (heartbeat_at_ms IS NULL OR heartbeat_at_ms < :stale)) "
@@ -250,37 +324,59 @@ class JobStore:
             self._event(connection, job_id, "info" if status == "queued" else "warning", message, stamp)
         return self.get(job_id)
 
-    def heartbeat(self, job_id: str, worker: str, *, step: int | None = None, total_steps: int | None = None) -> bool:
-        """Refresh the job's heartbeat (and progress).
+    def _hold(self, connection: Any, job_id: str, worker: str, attempt: int) -> bool:
+        """Lock the job's row (``FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already holds
+        the database) and check that ``worker`` still holds attempt ``attempt`` of the running job.
 
         Returns:
             Whether cancellation was asked for.
 
         Raises:
-            JobStateError: the job is no longer this worker's (another worker took it over).
+            ClaimLostError: it does not.
+        """
+        from sqlalchemy import text
+
+        sql = "SELECT status, worker, attempts, cancel_requested FROM finetune_jobs WHERE id = :id"
+        if self.db.dialect == "postgresql":
+            sql += " FOR UPDATE"
+        row = connection.execute(text(sql), {"id": job_id}).first()
+        if row is None or tuple(row[:3]) != ("running", worker, attempt):
+            raise ClaimLostError(job_id, worker, attempt, None if row is None else tuple(row[:3]))
+        return bool(row[3])
+
+    def heartbeat(self, job_id: str, worker: str, *, attempt: int, step: int | None = None, total_steps: int | None = None) -> bool:
+        """Refresh the job's heartbeat (and progress).
+
+        Args:
+            job_id, worker, attempt: the claim (:meth:`claim`'s job's ``id``, ``worker`` and ``attempts``).
+
+        Returns:
+            Whether cancellation was asked for.
+
+        Raises:
+            ClaimLostError: the claim no longer holds (another worker took the job over).
         """
         values: dict[str, Any] = {"heartbeat_at_ms": now_ms()}
         if step is not None:
             values["step"] = step
         if total_steps is not None:
             values["total_steps"] = total_steps
-        from sqlalchemy import update
-
-        from hub.registry.schema import FinetuneJob
-
         with self._transaction() as connection:
-            changed = connection.execute(
-                update(FinetuneJob).where(FinetuneJob.id == job_id, FinetuneJob.worker == worker, FinetuneJob.status == "running")
-                .values(**values).returning(FinetuneJob.cancel_requested)
-            ).first()
-        if changed is None:
-            raise JobStateError(f"job {job_id} is no longer run by worker {worker}; stopping")
-        return bool(changed[0])
+            cancel = self._hold(connection, job_id, worker, attempt)
+            self._update(connection, job_id, **values)
+        return cancel
 
-    def record(self, job_id: str, *, events: list[tuple[str, str]] = (), metrics: list[tuple[int, float, str, dict]] = (),
-               step: int | None = None) -> None:
+    def record(self, job_id: str, worker: str, *, attempt: int, events: list[tuple[str, str]] = (),
+               metrics: list[tuple[int, float, str, dict]] = (), step: int | None = None) -> None:
         """Append log lines ``(level, message)`` and metrics ``(step, epoch, split, values)``, and set the
-        job's step, in one transaction."""
+        job's step, in one transaction.
+
+        Args:
+            job_id, worker, attempt: the claim (see :meth:`heartbeat`).
+
+        Raises:
+            ClaimLostError: the claim no longer holds; nothing was written.
+        """
         from sqlalchemy import insert
 
         from hub.registry.schema import FinetuneJobMetric
@@ -289,6 +385,7 @@ class JobStore:
             return
         stamp = now_ms()
         with self._transaction() as connection:
+            self._hold(connection, job_id, worker, attempt)
             if step is not None:
                 self._update(connection, job_id, step=step)
             for level, message in events:
@@ -313,10 +410,45 @@ class JobStore:
         rows = self.db.query("SELECT cancel_requested FROM finetune_jobs WHERE id = :id", {"id": job_id})
         return bool(rows and rows[0][0])
 
-    def save_checkpoint(self, job_id: str, checkpoint: dict[str, Any]) -> None:
-        """Record the job's newest checkpoint (``{"digest", "step", ...}``)."""
+    def save_checkpoint(self, job_id: str, worker: str, checkpoint: dict[str, Any], *, attempt: int) -> None:
+        """Record the job's newest checkpoint (``{"digest", "step", ...}``).
+
+        Args:
+            job_id, worker, attempt: the claim (see :meth:`heartbeat`).
+
+        Raises:
+            ClaimLostError: the claim no longer holds; the job keeps the checkpoint it had.
+        """
         with self._transaction() as connection:
+            self._hold(connection, job_id, worker, attempt)
             self._update(connection, job_id, checkpoint_json=json.dumps(checkpoint), step=checkpoint["step"])
+
+    def fence(self, job_id: str, worker: str, *, attempt: int, output: str) -> Callable[[Any], None]:
+        """The check a job's publish runs inside the transaction that reserves its version
+        (``Hub.publish(..., _fence=...)``): the claim holds, and no other version of ``output``
+        carries ``metadata["finetune_job"] == job_id``, so one job gives at most one version.
+
+        Args:
+            job_id, worker, attempt: the claim (see :meth:`heartbeat`).
+            output: the job's output model.
+
+        Returns:
+            ``check(session)``, raising :class:`ClaimLostError` when the claim no longer holds and
+            :class:`JobStateError` when the job already has a version; either rolls the version back.
+        """
+        from sqlalchemy import text
+
+        def check(session: Any) -> None:
+            self._hold(session, job_id, worker, attempt)
+            refs = session.execute(text(
+                "SELECT m.name, v.version FROM model_version_metadata d JOIN model_versions v ON v.id = d.version_id "
+                "JOIN registered_models m ON m.id = v.model_id WHERE m.name = :name AND d.key = 'finetune_job' AND d.value_json = :job "
+                "ORDER BY v.id"
+            ), {"name": output, "job": json.dumps(job_id)}).all()
+            if len(refs) > 1:
+                raise JobStateError(f"job {job_id} already published {refs[0][0]}:{refs[0][1]}; a job publishes one version")
+
+        return check
 
     def request_cancel(self, job_id: str) -> Job:
         """Cancel a job: a queued one at once, a running one at its worker's next step.
@@ -342,30 +474,26 @@ class JobStore:
                 self._event(connection, job_id, "info", "cancellation requested; the worker stops at its next step", stamp)
         return self.get(job_id)
 
-    def finish(self, job_id: str, worker: str, status: str, *, result: str | None = None,
+    def finish(self, job_id: str, worker: str, status: str, *, attempt: int, result: str | None = None,
                error: tuple[str, str] | None = None, message: str | None = None) -> Job:
         """Move a running job to ``succeeded``, ``failed`` or ``cancelled``.
 
+        Args:
+            job_id, worker, attempt: the claim (see :meth:`heartbeat`).
+
         Raises:
-            JobStateError: the job is not running under ``worker``.
+            ClaimLostError: the claim no longer holds (the job is not running under this
+                worker's attempt); nothing was written.
         """
         if status not in FINISHED:
             raise InvalidArgumentError(f"a job finishes as one of {', '.join(FINISHED)}, not {status!r}")
-        from sqlalchemy import update
-
-        from hub.registry.schema import FinetuneJob
-
         stamp = now_ms()
         values: dict[str, Any] = {"status": status, "finished_at_ms": stamp, "result_ref": result}
         if error is not None:
             values["error_code"], values["error_message"] = error
         with self._transaction() as connection:
-            changed = connection.execute(
-                update(FinetuneJob).where(FinetuneJob.id == job_id, FinetuneJob.worker == worker, FinetuneJob.status == "running")
-                .values(**values)
-            ).rowcount
-            if not changed:
-                raise JobStateError(f"job {job_id} is not running under worker {worker}; it can't be finished from here")
+            self._hold(connection, job_id, worker, attempt)
+            self._update(connection, job_id, **values)
             level = "error" if status == "failed" else "info"
             self._event(connection, job_id, level, message or status, stamp)
         return self.get(job_id)

@@ -5,7 +5,10 @@ base, the config, every data file), so a bad submission writes nothing.
 :func:`run_job` runs a claimed job under a worker: it reports progress, metrics
 and events to the job queue, checkpoints into the hub's store, stops when the
 job is cancelled, and publishes the trained model as the next version of the
-job's output with its parent, metrics and a model card.
+job's output with its parent, metrics and a model card. Every one of those
+writes names the worker's claim (see :mod:`finetune.jobs`); once one is refused
+(another worker took the job over), the worker stops training, writes nothing
+more for the job and raises :class:`~finetune.jobs.ClaimLostError`.
 """
 
 from __future__ import annotations
@@ -26,15 +29,14 @@ from torch import nn
 from finetune.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from finetune.config import FinetuneConfig
 from finetune.data import DataSpec, Dataset, load_dataset, split_dataset
-from finetune.jobs import Job, JobStore
+from finetune.jobs import ClaimLostError, Job, JobStore, timing
 from finetune.tasks import Batches, TaskPlan, build_model, check_targets, head_parameter_names, plan_task
 from finetune.train import Callbacks, Cancelled, train
 from hub.entities import ModelVersion
-from hub.errors import ConfigError, HubError, JobStateError
+from hub.errors import ConfigError, HubError
 
 __all__ = ["CheckedJob", "check_job", "run_job", "run_rank", "worker_name"]
 
-HEARTBEAT_SECONDS = 5.0
 CANCEL_POLL_SECONDS = 0.2
 FLUSH_SECONDS = 1.0
 
@@ -95,8 +97,10 @@ class JobReporter(Callbacks):
     """Sends a running job's progress to the job queue: metrics, events, heartbeats, checkpoints, cancel.
 
     Metrics are buffered and written once a second; a thread keeps the heartbeat
-    going even through long steps; cancellation is polled every 0.2 s, so a
-    cancel takes effect at the end of the step that sees it.
+    going even through long steps (every ``FINETUNE_HEARTBEAT_SECONDS``); cancellation
+    is polled every 0.2 s, so a cancel takes effect at the end of the step that sees it.
+    Every write names the claim ``(job.id, worker, job.attempts)``; the first one refused
+    sets :attr:`lost` and the rest are skipped, and :meth:`should_stop` then stops training.
     """
 
     def __init__(self, hub: Any, jobs: JobStore, job: Job, worker: str, progress: Any = None) -> None:
@@ -104,18 +108,43 @@ class JobReporter(Callbacks):
         self.metrics: list[tuple[int, float, str, dict]] = []
         self.events: list[tuple[str, str]] = []
         self.step, self.total_steps = job.step, job.total_steps
-        self.cancelled = self.lost = False
+        self.cancelled = False
+        self.lost: ClaimLostError | None = None
+        self._claim = {"job_id": job.id, "worker": worker, "attempt": job.attempts}
+        self._heartbeat_seconds = timing().heartbeat_seconds
         self._last_flush = self._last_poll = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job.id}", daemon=True)
         self._thread.start()
 
+    def _claimed(self, write: Any, **values: Any) -> Any:
+        """``write(**claim, **values)`` while the claim holds; None once it is lost."""
+        if self.lost is not None:
+            return None
+        try:
+            return write(**self._claim, **values)
+        except ClaimLostError as exc:
+            self.lost = exc
+            return None
+
+    def fence(self) -> Any:
+        """The claim check for the transaction that publishes the job's version."""
+        return self.jobs.fence(**self._claim, output=self.job.output)
+
+    def finish(self, status: str, **values: Any) -> Job:
+        """End the job as ``status``.
+
+        Raises:
+            ClaimLostError: the claim was lost, now or before.
+        """
+        if self.lost is not None:
+            raise self.lost
+        return self.jobs.finish(self.job.id, self.worker, status, attempt=self.job.attempts, **values)
+
     def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_SECONDS):
+        while self.lost is None and not self._stop.wait(self._heartbeat_seconds):
             try:
-                self.cancelled |= self.jobs.heartbeat(self.job.id, self.worker, step=self.step, total_steps=self.total_steps)
-            except JobStateError:
-                self.lost = True
+                self.cancelled |= bool(self._claimed(self.jobs.heartbeat, step=self.step, total_steps=self.total_steps))
             except HubError:
                 pass  # a database hiccup: the next beat tries again
 
@@ -130,12 +159,12 @@ class JobReporter(Callbacks):
 
     def flush(self) -> None:
         events, metrics, self.events, self.metrics = self.events, self.metrics, [], []
-        self.jobs.record(self.job.id, events=events, metrics=metrics, step=self.step)
+        self._claimed(self.jobs.record, events=events, metrics=metrics, step=self.step)
         self._last_flush = time.monotonic()
 
     def on_start(self, total_steps: int, start_step: int) -> None:
         self.total_steps, self.step = total_steps, start_step
-        self.cancelled |= self.jobs.heartbeat(self.job.id, self.worker, step=start_step, total_steps=total_steps)
+        self.cancelled |= bool(self._claimed(self.jobs.heartbeat, step=start_step, total_steps=total_steps))
         if self.progress is not None:
             self.progress.reset(total=total_steps)
             self.progress.update(start_step)
@@ -155,11 +184,11 @@ class JobReporter(Callbacks):
         self.flush()
 
     def on_checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainingState) -> None:
-        if self.lost:
+        if self.lost is not None:
             return
         with self.hub.blobs.in_use():  # a gc running now must not take the blobs before the job records them
             record = save_checkpoint(self.hub.blobs, model, optimizer, state)
-            self.jobs.save_checkpoint(self.job.id, record)
+            self._claimed(self.jobs.save_checkpoint, checkpoint=record)
         self.log(f"checkpoint at step {state.step}")
         self.flush()
 
@@ -167,7 +196,7 @@ class JobReporter(Callbacks):
         if not (self.cancelled or self.lost) and time.monotonic() - self._last_poll >= CANCEL_POLL_SECONDS:
             self.cancelled = self.jobs.cancel_requested(self.job.id)
             self._last_poll = time.monotonic()
-        return self.cancelled or self.lost
+        return self.cancelled or self.lost is not None
 
 
 def _choose_trainable(model: nn.Module, config: FinetuneConfig, fresh: list[str]) -> nn.Module:
@@ -244,15 +273,25 @@ def run_job(hub: Any, jobs: JobStore, job: Job, worker: str, *, progress: Any = 
         checked: the job's inputs, when this process has just checked them (``finetune.run``).
 
     Returns:
-        The published version, or None when the job was cancelled, failed, or taken over.
+        The published version, or None when the job was cancelled or failed.
+
+    Raises:
+        ClaimLostError: another worker took the job over (this one was silent longer than
+            ``FINETUNE_STALE_SECONDS``); this worker stopped and wrote nothing more for it:
+            no event, metric, checkpoint, version or final state.
     """
     reporter = JobReporter(hub, jobs, job, worker, progress)
     try:
         version = _run(hub, job, reporter, checked)
+    except ClaimLostError as exc:  # the publish's fence refused it
+        reporter.lost = reporter.lost or exc
+        reporter.close()
+        raise
     except (Cancelled, KeyboardInterrupt) as exc:
         reporter.close()
-        if not reporter.lost:
-            jobs.finish(job.id, worker, "cancelled", message=f"cancelled at step {reporter.step}; nothing was published")
+        if isinstance(exc, KeyboardInterrupt) and reporter.lost is not None:
+            raise
+        reporter.finish("cancelled", message=f"cancelled at step {reporter.step}; nothing was published")
         if isinstance(exc, KeyboardInterrupt):
             raise
         return None
@@ -262,12 +301,12 @@ def run_job(hub: Any, jobs: JobStore, job: Job, worker: str, *, progress: Any = 
             code, message = (type(exc).__name__ if isinstance(exc, HubError) else "OSError"), str(exc)
         else:  # a bug: record it, and let a worker go on to the next job
             code, message = "InternalError", f"{type(exc).__name__}: {exc}"
-        jobs.finish(job.id, worker, "failed", error=(code, message), message=f"failed: {message}")
+        reporter.finish("failed", error=(code, message), message=f"failed: {message}")
         if raise_errors:
             raise
         return None
     reporter.close()
-    jobs.finish(job.id, worker, "succeeded", result=version.ref, message="succeeded")
+    reporter.finish("succeeded", result=version.ref, message="succeeded")
     return version
 
 
@@ -345,7 +384,7 @@ def _publish(hub: Any, job: Job, checked: CheckedJob, model: nn.Module, result: 
     metrics = {("val_loss" if key == "loss" else key): value for key, value in result.metrics.items()}
     metadata = {"finetune_job": job.id, "data": job.data, "steps": result.steps, "train_seconds": round(result.seconds, 3),
                 "lora": None if checked.config.lora_rank is None else {"rank": checked.config.lora_rank, "merged": checked.config.lora_merge}}
-    publish = partial(hub.publish, name=job.output, parent=checked.base.ref, files=_tokenizer_files(hub, checked),
+    publish = partial(hub.publish, name=job.output, parent=checked.base.ref, files=_tokenizer_files(hub, checked), _fence=reporter.fence(),
                       task=checked.plan.kind, metrics=metrics, metadata=metadata, tags=["fine-tuned"], license=checked.base.license,
                       card=_card(job, checked, metrics, result.seconds, result.steps, learning_rate))
     if checked.config.lora_rank is not None and not checked.config.lora_merge:

@@ -1,16 +1,24 @@
-"""A worker: claims queued jobs (or ones whose worker died) and runs them, one at a time."""
+"""A worker: claims queued jobs (or ones whose worker died) and runs them, one at a time.
+
+A worker that finds it lost a job's claim (it was paused longer than
+``FINETUNE_STALE_SECONDS`` and another worker took the job over) logs why,
+abandons the job without writing anything more for it, and goes on with the next.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from finetune.api import _hub, jobs_of
-from finetune.jobs import Job
+from finetune.jobs import ClaimLostError, Job, timing
 from finetune.runner import run_job, worker_name
 
 __all__ = ["work"]
+
+log = logging.getLogger(__name__)
 
 
 def work(*, once: bool = False, max_jobs: int | None = None, poll_seconds: float = 2.0, hub: Any = None,
@@ -27,8 +35,12 @@ def work(*, once: bool = False, max_jobs: int | None = None, poll_seconds: float
         name: the worker's name in the job records (default ``host:pid``).
 
     Returns:
-        The number of jobs run.
+        The number of jobs run (an abandoned one counts).
+
+    Raises:
+        ConfigError: a bad ``FINETUNE_STALE_SECONDS`` or ``FINETUNE_HEARTBEAT_SECONDS``, before any job is claimed.
     """
+    timing()
     hub = _hub(hub)
     jobs = jobs_of(hub)
     worker = name or worker_name()
@@ -44,6 +56,9 @@ def work(*, once: bool = False, max_jobs: int | None = None, poll_seconds: float
             continue
         if on_job is not None:
             on_job(job)
-        run_job(hub, jobs, job, worker)
+        try:
+            run_job(hub, jobs, job, worker)
+        except ClaimLostError as exc:
+            log.warning("%s; abandoning", exc)
         done += 1
     return done

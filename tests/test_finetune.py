@@ -394,9 +394,9 @@ def test_gc_keeps_the_checkpoint_of_a_job_that_may_resume(base, digits):
     store = JobStore(hub.default_hub().db)
     claimed = store.claim("w1")
     checkpoint_blob = hub.default_hub().blobs.put_bytes(b"a checkpoint's bytes")[0]
-    store.save_checkpoint(job.id, {"digest": checkpoint_blob, "step": 3, "blobs": [checkpoint_blob]})
+    store.save_checkpoint(job.id, "w1", {"digest": checkpoint_blob, "step": 3, "blobs": [checkpoint_blob]}, attempt=claimed.attempts)
     assert hub.gc(min_age_seconds=0).removed == ()
-    store.finish(claimed.id, "w1", "cancelled")
+    store.finish(claimed.id, "w1", "cancelled", attempt=claimed.attempts)
     assert [Path(p).name for p in hub.gc(min_age_seconds=0).removed] == [checkpoint_blob]
 
 
