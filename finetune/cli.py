@@ -67,8 +67,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from finetune.jobs import timing
+
     config = _config(args)
-    if config.nproc > 1:
+    timing()  # refuse bad FINETUNE_STALE_SECONDS before any process starts or job is queued
+    if config.nproc > 1 or args.torchrun:  # --torchrun alone: one process on each of several nodes
         from finetune.distributed import launch
 
         return launch(sys.argv[1:] if args.argv is None else args.argv, config.nproc, args.torchrun)
@@ -84,6 +87,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from finetune.jobs import timing
+
+    timing()  # a bad FINETUNE_STALE_SECONDS is refused before torch loads
     from finetune.worker import work
 
     import finetune

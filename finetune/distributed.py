@@ -2,11 +2,12 @@
 
 :func:`launch` starts ``torchrun`` (``python -m torch.distributed.run``) with this
 module as the program and the same command line; torchrun's own multi-node
-arguments pass through ``--torchrun``. In every process :func:`main` joins the
-process group (gloo on CPU, nccl on CUDA). Rank 0 checks and queues the job,
-claims it and tells the others its id; every rank loads the data and the model
-and trains its share of each batch under ``DistributedDataParallel``; rank 0
-alone reports, checkpoints and publishes.
+arguments pass through ``--torchrun`` (``finetune run --nproc 1 --torchrun '--nnodes 2
+--node-rank N ...'`` on each node runs one job over both). In every process :func:`main`
+joins the process group (gloo on CPU, nccl on CUDA). The job's global rank 0 checks and
+queues the job, claims it and tells the others its id; every rank loads the data and the
+model and trains its share of each batch under ``DistributedDataParallel``; rank 0 alone
+reports, checkpoints and publishes, once; the other ranks write nothing.
 
 Shutdown is explicit: a barrier, ``destroy_process_group``, and then the process
 ends with ``os._exit`` once its output is flushed, because gloo has been seen to
@@ -59,8 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     import finetune
     from finetune.api import _hub, jobs_of
     from finetune.cli import _config, build_parser
+    from finetune.jobs import ClaimLostError, timing
     from finetune.runner import run_job, run_rank, worker_name
-    from hub.errors import HubError
+    from finetune.train import Cancelled
+    from hub.errors import HubError, JobStateError
 
     program = json.loads(os.environ.get(_ARGS_VARIABLE, "[]")) if argv is None else list(argv)
     args = build_parser().parse_args(["run", *program])
@@ -73,32 +76,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     rank = dist.get_rank()
     status = 0
     try:
-        job_id = ""
+        job, worker = None, worker_name()
+        hub, jobs = _hub(None), jobs_of(None)
         if rank == 0:
             try:
+                timing()
                 config = _config(args).updated(nproc=dist.get_world_size(), device=str(device))
-                job_id = finetune.submit(args.base, args.data, output=args.output, task=args.task, config=config,
-                                         validation_data=args.validation).id
+                queued = finetune.submit(args.base, args.data, output=args.output, task=args.task, config=config,
+                                         validation_data=args.validation)
+                job = jobs.claim(worker, queued.id)
+                if job is None:
+                    raise JobStateError(f"job {queued.id} was taken by a worker before this run could claim it; "
+                                        f"follow it with `finetune logs {queued.id}`")
             except HubError as exc:
                 print(f"finetune: error: {exc}", file=sys.stderr)
                 status = 1
-        job_id = _share_job_id(job_id, device)
+        job_id = _share_job_id(job.id if job is not None else "", device)
         if not job_id:
             return status or 1
-        hub, jobs = _hub(None), jobs_of(None)
         if rank == 0:
-            worker = worker_name()
-            job = jobs.claim(worker, job_id)
-            version = run_job(hub, jobs, job, worker, raise_errors=False)
-            final = jobs.get(job_id)
+            try:
+                version = run_job(hub, jobs, job, worker, raise_errors=False)
+            except ClaimLostError as exc:
+                print(f"finetune: error: {exc}; abandoning", file=sys.stderr)
+                version, status = None, 1
             if version is not None:
                 print(f"published {version.ref} (parent {version.parent}) with {dist.get_world_size()} processes: "
                       + ", ".join(f"{k} {v:.4f}" for k, v in version.metrics.items()))
-            else:
+            elif status == 0:
+                final = jobs.get(job_id)
                 print(f"finetune: error: job {job_id} {final.status}: {(final.error or {}).get('message', '')}", file=sys.stderr)
                 status = 1
         else:
-            run_rank(hub, jobs.get(job_id), device)
+            try:
+                run_rank(hub, jobs.get(job_id), device)
+            except Cancelled:
+                status = 1  # rank 0 stopped training (cancelled, or its claim lost) and says why
         dist.barrier()
     finally:
         if dist.is_initialized():
