@@ -152,11 +152,13 @@ def store_repairs(hub: Hub, min_age_seconds: float) -> tuple[list[Repair], list[
 def unindexed_digests(hub: Hub) -> set[str]:
     """The blobs of versions the store has a pointer for and the registry lacks (a lost or stale
     registry): their manifests and files. ``hub gc`` keeps them, so ``hub reindex`` can bring them back."""
-    known = {(name, number, digest) for name, number, digest, deleted, _ in hub.registry.pointers()[0] if not deleted}
+    rows = hub.registry.pointers()[0]
+    known = {(name, number, digest) for name, number, digest, deleted, _ in rows if not deleted}
+    deleted = {(name, number) for name, number, _, gone, _ in rows if gone}  # the registry's delete is the record
     digests: set[str] = set()
     for name in hub.refs.names():
         for number, digest in hub.refs.versions(name):
-            if digest is None or (name, number, digest) in known:
+            if digest is None or (name, number, digest) in known or (name, number) in deleted:
                 continue
             digests.add(digest)
             try:
