@@ -68,8 +68,8 @@ def make_demo(hub_home: Path, registry_url: str | None = None, *, force: bool = 
     instance = Hub(home=hub_home, registry_url=registry_url or default_url)
     try:
         instance.db.upgrade()
-        if registry_url not in (None, default_url):
-            instance.reindex()
+        if registry_url not in (None, default_url):  # rebuilt from the sample's store; --force lets the sample win
+            instance.reindex(force=force)
         if minilm:
             _import_minilm(instance)
         return [model.name for model in instance.list_models(limit=None)]

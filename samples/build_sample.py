@@ -15,7 +15,10 @@ What it makes (held-out metrics in every version, a model card saying how it was
                               parent recorded; its job, loss curve and events are in the sample).
 
 Every split is ``train_test_split(test_size=0.25, stratify=y, random_state=0)``; training runs on
-one CPU thread with fixed seeds, so the same torch on the same platform gives the same weights.
+one CPU thread with fixed seeds, so the same torch, numpy and scikit-learn on the same platform
+give the same weights. ``samples/BUILD.json`` records those versions: the promise is bitwise
+weights where they match, and the same models with metrics within :data:`METRIC_TOLERANCE`
+wherever pip resolves other compatible releases (numpy and scikit-learn are not pinned).
 :func:`held_out` gives each model's held-out rows, for the test that checks the metrics.
 """
 
@@ -35,9 +38,29 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DB = ROOT / "registry.db.sample"
 SAMPLES = ROOT / "samples"
+BUILD_RECORD = SAMPLES / "BUILD.json"
+METRIC_TOLERANCE = 0.05  # how far a rebuild's held-out accuracy and macro F1 may move under other library releases
 DATASETS = {
     "digits": "load_digits", "wine": "load_wine", "breast-cancer": "load_breast_cancer", "iris": "load_iris",
 }
+
+
+def library_versions() -> dict[str, str]:
+    """What decides the sample's exact bytes: the libraries that train it and the platform."""
+    import platform
+
+    import numpy
+    import sklearn
+
+    return {"torch": torch.__version__, "numpy": numpy.__version__, "scikit-learn": sklearn.__version__,
+            "python": platform.python_version(), "machine": platform.machine()}
+
+
+def recorded_versions() -> dict[str, str]:
+    """The versions the sample was built with (``samples/BUILD.json``)."""
+    import json
+
+    return json.loads(BUILD_RECORD.read_text())
 
 
 def dataset(name: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -183,7 +206,11 @@ def main() -> None:
         for part in ("blobs", "refs"):
             shutil.rmtree(SAMPLES / part, ignore_errors=True)
             shutil.copytree(home / part, SAMPLES / part)
-    print(f"wrote {SAMPLE_DB.relative_to(ROOT)} and samples/blobs, samples/refs, samples/data", file=sys.stderr)
+    import json
+
+    BUILD_RECORD.write_text(json.dumps(library_versions(), indent=2, sort_keys=True) + "\n")
+    print(f"wrote {SAMPLE_DB.relative_to(ROOT)}, {BUILD_RECORD.relative_to(ROOT)} and samples/blobs, samples/refs, samples/data",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":
