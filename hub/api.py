@@ -243,6 +243,9 @@ class Hub:
             VersionExistsError: ``version`` is taken.
             ModelNotFoundError: ``parent`` does not exist.
             InvalidArgumentError: bad tags, metrics, metadata or card.
+            NoSpaceError, ReadOnlyError: the disk is full, or the home is read-only or not this
+                user's (the message names the path). A failed publish leaves no blob, pointer
+                or registry row behind; where it can't check, it says so and ``hub gc`` removes them.
         """
         from hub import publishing as p
 
@@ -771,11 +774,15 @@ class Hub:
 
         It waits for publishes under way to commit (they hold the store while their blobs
         are not yet recorded), so even ``min_age_seconds=0`` never takes a blob a new version needs.
+        On a full disk it works too: it removes first and writes its repairs after.
 
         Args:
             min_age_seconds: spare anything written more recently than this (also where the
                 store can't be locked: on Windows, keep it above the longest publish).
-            dry_run: only report what would go.
+            dry_run: only report what would go (this works on a read-only home too).
+
+        Raises:
+            ReadOnlyError: the home is read-only (or not this user's): it can't be collected there.
         """
         if min_age_seconds < 0:
             raise InvalidArgumentError(f"min_age_seconds must be >= 0, got {min_age_seconds}")

@@ -171,8 +171,8 @@ class ReadOnlyError(StorageError):
 _NO_SPACE = {_errno.ENOSPC, getattr(_errno, "EDQUOT", _errno.ENOSPC)}
 _READ_ONLY = {_errno.EROFS, _errno.EACCES, _errno.EPERM}
 _WRITABLE_HOME = (
-    "publish, tag, delete, gc and reindex need a writable HUB_HOME; list, info, versions, verify, download and load "
-    "work on a read-only one"
+    "publish, tag, delete, gc and reindex need a writable HUB_HOME; list, info, versions, verify, download, load "
+    "and `gc --dry-run` work on a read-only one"
 )
 
 
