@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from hub.entities import ReindexReport
 from hub.errors import HubError, ReindexRefusedError, UnrelatedStoreError
 from hub.manifest import Manifest
-from hub.refs import history_entry
+from hub.refs import history_entry, read_pointer
 from hub.registry.store import ModelChanges, now_ms
 
 if TYPE_CHECKING:
@@ -73,12 +73,6 @@ def store_repairs(hub: Hub, min_age_seconds: float) -> tuple[list[Repair], list[
     def settled(changed_s: float, *paths: Path) -> bool:
         return now - changed_s >= min_age_seconds and all(hub.blobs.age_seconds(p, now) >= min_age_seconds for p in paths if p.exists())
 
-    def read(path: Path) -> str | None:
-        try:
-            return path.read_text().strip()
-        except FileNotFoundError:
-            return None
-
     repairs: list[Repair] = []
     problems: list[str] = []
     versions, aliases = hub.registry.pointers()
@@ -97,12 +91,12 @@ def store_repairs(hub: Hub, min_age_seconds: float) -> tuple[list[Repair], list[
             problems.append(f"{name}:{number} is live in the registry but deleted in the store ({marker}); "
                             "`hub reindex` deletes it in the registry too")
         elif live.exists():
-            if read(live) != digest:
-                problems.append(f"{name}:{number}: the store's pointer {live} names manifest {read(live)}, the registry "
+            if read_pointer(live) != digest:
+                problems.append(f"{name}:{number}: the store's pointer {live} names manifest {read_pointer(live)}, the registry "
                                 f"{digest}; `hub reindex --dry-run` shows the disagreement")
             if pending.exists():
                 repairs.append(Repair(pending, lambda n=name, v=number: refs.remove_pending(n, v)))
-        elif read(pending) == digest:
+        elif read_pointer(pending) == digest:
             repairs.append(Repair(live, lambda n=name, v=number: refs.commit_version(n, v)))
         else:
             repairs.append(Repair(live, lambda n=name, v=number, d=digest: refs.set_version(n, v, d)))
@@ -124,7 +118,7 @@ def store_repairs(hub: Hub, min_age_seconds: float) -> tuple[list[Repair], list[
         if path not in wanted and path.parent in indexed and settled(0.0, path):
             repairs.append(Repair(path, lambda p=path: p.unlink(missing_ok=True)))
     for path, (text, changed_s) in wanted.items():
-        if read(path) != text and settled(changed_s, path):
+        if read_pointer(path) != text and settled(changed_s, path):
             repairs.append(Repair(path, lambda p=path, t=text: refs.put(p, t)))
 
     stored = {name: refs.history(name) for name in {name for name, *_ in versions} | set(refs.names())}

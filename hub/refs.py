@@ -29,7 +29,7 @@ from typing import Any
 from hub.blobstore import temp_file
 from hub.reference import folder_name, name_from_folder
 
-__all__ = ["RefStore"]
+__all__ = ["RefStore", "history_entry", "read_pointer"]
 
 DELETED = ".deleted"
 PENDING = ".pending"
@@ -64,7 +64,8 @@ def _write_atomic(path: Path, text: str, *, replace: bool = True) -> bool:
         raise
 
 
-def _read(path: Path) -> str | None:
+def read_pointer(path: Path) -> str | None:
+    """The text of a pointer file, stripped; None when it is not there."""
     try:
         return path.read_text().strip()
     except FileNotFoundError:
@@ -137,7 +138,7 @@ class RefStore:
     def commit_version(self, name: str, version: int) -> None:
         """Turn the pending pointer of a committed publish into ``<version>``: a no-op when it is done already."""
         pending = self.version_path(name, version, pending=True)
-        digest = _read(pending)
+        digest = read_pointer(pending)
         if digest is not None:
             self.set_version(name, version, digest)
             pending.unlink(missing_ok=True)
@@ -180,7 +181,7 @@ class RefStore:
         numbered = [e for e in entries if e.removesuffix(DELETED).isdigit()]
         for entry in sorted(numbered, key=lambda e: int(e.removesuffix(DELETED))):
             if entry.isdigit() and f"{entry}{DELETED}" not in entries:
-                digest = _read(folder / entry)
+                digest = read_pointer(folder / entry)
                 if digest is not None:
                     yield int(entry), digest
             elif entry.endswith(DELETED):
@@ -190,7 +191,7 @@ class RefStore:
         """``(version, manifest digest)`` of reservations whose publish has not been seen to commit."""
         folder = self._versions(name)
         for entry in sorted(folder.glob(f"*{PENDING}")) if folder.is_dir() else ():
-            number, digest = entry.name.removesuffix(PENDING), _read(entry)
+            number, digest = entry.name.removesuffix(PENDING), read_pointer(entry)
             if number.isdigit() and digest is not None:
                 yield int(number), digest
 
@@ -207,7 +208,7 @@ class RefStore:
         folder = self._model(name) / "aliases"
         if folder.is_dir():
             for entry in sorted(folder.iterdir()):
-                text = _read(entry) if not entry.name.startswith(".") else None
+                text = read_pointer(entry) if not entry.name.startswith(".") else None
                 if text is not None and text.isdigit():
                     yield entry.name, int(text)
 
@@ -219,7 +220,7 @@ class RefStore:
         """
         path = self.history_path(name, alias, number)
         text = json.dumps(entry, sort_keys=True)
-        return _write_atomic(path, text, replace=False) or _read(path) == text
+        return _write_atomic(path, text, replace=False) or read_pointer(path) == text
 
     def history(self, name: str) -> dict[str, list[dict[str, Any]]]:
         """``{alias: [move, ...]}`` as the store keeps it, oldest first, up to the first missing entry."""
@@ -229,7 +230,7 @@ class RefStore:
             if alias_folder.name.startswith(".") or not alias_folder.is_dir():
                 continue
             entries = moves[alias_folder.name] = []
-            while (text := _read(alias_folder / str(len(entries) + 1))) is not None:
+            while (text := read_pointer(alias_folder / str(len(entries) + 1))) is not None:
                 try:
                     entries.append(json.loads(text))
                 except ValueError:
