@@ -383,14 +383,17 @@ def test_loading_a_blob_replaced_by_a_malformed_one_of_the_same_size_is_refused(
         hub.load("acme/big", device="cpu", verify=True)
 
 
-def test_publishing_a_child_of_a_version_whose_blob_was_replaced_is_refused(hub_home):
+def test_a_child_of_a_version_whose_blob_was_replaced_does_not_share_it(hub_home):
+    """The parent's file fails its sha256, so the child stores its own verified bytes instead of a view of it
+    (the same weights: the fresh bytes take the damaged blob's place, which mends the parent too)."""
     parent = hub.publish(make_mlp(), "acme/iris")
     path = blob(hub_home, parent.files[0].sha256)
     path.write_bytes(st_file({"a": entry(shape=(3,))}, b"\0" * 8, size=path.stat().st_size))
-    before = state(hub_home)
-    with pytest.raises(UnsafeFormatError, match="shape"):
-        hub.publish(make_mlp(), "acme/iris", parent="acme/iris:1")
-    assert state(hub_home) == before
+    assert not hub.verify(parent.ref).ok
+    child = hub.publish(make_mlp(), "acme/iris", parent="acme/iris:1")
+    assert child.weight_views == {}
+    assert hub.verify(child.ref).ok and hub.verify(parent.ref).ok
+    assert torch.equal(hub.load_state_dict(child.ref, verify=True)["layers.0.weight"], make_mlp().state_dict()["layers.0.weight"])
 
 
 # --- 2. paths that would leave a folder --------------------------------------------------
