@@ -84,7 +84,7 @@ class Hub:
         self.registry = RegistryStore(self.db)
 
     def __repr__(self) -> str:
-        return f"Hub(home={str(self.home)!r}, registry_url={self.db.url!r})"
+        return f"Hub(home={str(self.home)!r}, registry_url={self.db.shown_url!r})"
 
     def close(self) -> None:
         """Close database connections."""
@@ -846,7 +846,7 @@ class Hub:
                 self.db.ensure_schema()
             except DamagedRegistryError:
                 readable = False
-                moved_aside = f"{self.db.url} (would be moved aside)" if dry_run else str(self.db.move_aside())
+                moved_aside = f"{self.db.shown_url} (would be moved aside)" if dry_run else str(self.db.move_aside())
             report, changes = plan_reindex(self, force=force, dry_run=dry_run, registry_readable=readable)
             report = replace(report, moved_aside=moved_aside)
             if not dry_run:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from hub.errors import HubError, InvalidArgumentError
+from hub.errors import HubError, InvalidArgumentError, storage_error
 
 __all__ = ["main", "build_parser", "OneLineParser", "add_command", "run_parser", "format_table", "print_json"]
 
@@ -39,7 +39,7 @@ def run_parser(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> i
     try:
         return args.handler(args)
     except (HubError, OSError) as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: error: {storage_error(exc) or exc}", file=sys.stderr)  # a full disk, a read-only home: by cause
         return 1
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
@@ -147,9 +147,11 @@ def _json_arg(text: str | None, what: str) -> Any:
         return None
     from pathlib import Path
 
+    from hub.limits import loads
+
     try:
-        return json.loads(Path(text[1:]).read_text() if text.startswith("@") else text)
-    except (OSError, ValueError) as exc:
+        return loads(Path(text[1:]).read_text() if text.startswith("@") else text)
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or nested too deep
         raise InvalidArgumentError(f"--{what} must be JSON (or @file.json): {exc}") from None
 
 
@@ -265,7 +267,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     revision = _hub().upgrade_db()
-    print(f"registry {_hub().db.url} is at schema {revision}")
+    print(f"registry {_hub().db.shown_url} is at schema {revision}")
     return 0
 
 

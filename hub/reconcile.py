@@ -164,7 +164,7 @@ def unindexed_digests(hub: Hub) -> set[str]:
 
 def _unrelated(hub: Hub, rows: int, remedy: str) -> UnrelatedStoreError:
     return UnrelatedStoreError(
-        f"the store at {hub.home} holds none of the {rows} version(s) the registry at {hub.db.url} has: it is empty or "
+        f"the store at {hub.home} holds none of the {rows} version(s) the registry at {hub.db.shown_url} has: it is empty or "
         f"another hub's. Check HUB_HOME and HUB_REGISTRY_URL; {remedy}"
     )
 
@@ -300,8 +300,9 @@ def plan_reindex(hub: Hub, *, force: bool, dry_run: bool, registry_readable: boo
 
     rows = sum(len(numbers) for numbers in registry_versions.values())
     if rows and not evidence and not force:
-        raise _unrelated(hub, rows, "`hub reindex --force` makes the registry match this store (versions it lacks are "
-                                    "marked deleted, their numbers stay taken)")
+        raise _unrelated(hub, rows, "only if this store is the right one and the registry's versions are really gone, "
+                                    "`hub reindex --force` makes the registry match it (versions it lacks are marked "
+                                    "deleted, their numbers stay taken)")
     if report["conflicts"] and not force:
         shown = "; ".join(report["conflicts"][:SHOWN]) + (f"; and {len(report['conflicts']) - SHOWN} more" if len(report["conflicts"]) > SHOWN else "")
         raise ReindexRefusedError(

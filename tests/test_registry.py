@@ -152,3 +152,13 @@ def test_a_dropped_postgres_connection_is_replaced(registry_url):
     with psycopg.connect(conninfo, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     assert [m.name for m in hub.list_models()] == ["acme/x"]
+
+
+def test_registry_errors_never_show_the_password():
+    from hub.registry import Database
+
+    database = Database("postgresql+psycopg://bob:s3cret-pw@127.0.0.1:1/modelhub")
+    with pytest.raises(hub.RegistryError) as raised:
+        database.query("SELECT 1")
+    assert "s3cret-pw" not in str(raised.value) and "bob:***@127.0.0.1:1" in str(raised.value)
+    assert "s3cret-pw" not in repr(hub.Hub(registry_url=database.url))

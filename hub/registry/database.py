@@ -50,12 +50,13 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.shown_url = re.sub(r"(://[^/:@]*):[^/@]*@", r"\1:***@", url)  # for messages: never the password
         scheme = urlsplit(url).scheme
         self.dialect = scheme.split("+")[0]
         if self.dialect == "postgres":
             self.dialect = "postgresql"
         if self.dialect not in ("sqlite", "postgresql"):
-            raise RegistryError(f"registry URL {url!r}: backend {scheme!r} is not supported; use sqlite:/// or postgresql+psycopg://")
+            raise RegistryError(f"registry URL {self.shown_url!r}: backend {scheme!r} is not supported; use sqlite:/// or postgresql+psycopg://")
         self._local = threading.local()
         self._engine: Any = None
         self._engine_lock = threading.Lock()
@@ -80,9 +81,9 @@ class Database:
             conninfo = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", self.url)
             return psycopg.connect(conninfo, autocommit=True)
         except ImportError as exc:
-            raise RegistryError(f"can't open the registry at {self.url}: {exc}") from exc
+            raise RegistryError(f"can't open the registry at {self.shown_url}: {exc}") from exc
         except Exception as exc:  # psycopg.OperationalError and friends
-            raise RegistryError(f"can't connect to the registry at {self.url}: {exc}") from exc
+            raise RegistryError(f"can't connect to the registry at {self.shown_url}: {exc}") from exc
 
     def _connect_sqlite(self) -> sqlite3.Connection:
         """A read connection: the ordinary one, or where SQLite can't make its ``-wal``/``-shm`` files
@@ -93,7 +94,7 @@ class Database:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise (storage_error(exc) or RegistryError(f"can't open the registry at {self.url}: {exc}")) from exc
+            raise (storage_error(exc) or RegistryError(f"can't open the registry at {self.shown_url}: {exc}")) from exc
         conn = None
         try:
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
@@ -179,9 +180,9 @@ class Database:
                 if problem is not None:
                     return problem
         if any(words in text or words in type(original).__name__ for words in _SCHEMA_MISMATCH):
-            return RegistryError(f"registry {doing} failed on {self.url}: {text}; is it a modelhub registry of an older "
+            return RegistryError(f"registry {doing} failed on {self.shown_url}: {text}; is it a modelhub registry of an older "
                                  "schema? back it up, then run `hub db upgrade`")
-        return RegistryError(f"registry {doing} failed on {self.url}: {text}")
+        return RegistryError(f"registry {doing} failed on {self.shown_url}: {text}")
 
     def _disk_problem(self, *, full: bool) -> StorageError | None:
         """Why SQLite can't write beside the registry file, if the disk says: read-only, not ours, or full."""
@@ -239,7 +240,7 @@ class Database:
             self.upgrade()
         elif revision != SCHEMA_HEAD:
             raise SchemaOutdatedError(
-                f"the registry at {self.url} has schema {revision!r}, this modelhub needs {SCHEMA_HEAD!r}; "
+                f"the registry at {self.shown_url} has schema {revision!r}, this modelhub needs {SCHEMA_HEAD!r}; "
                 "back it up, then run `hub db upgrade`"
             )
         self._schema_checked = True
@@ -282,7 +283,7 @@ class Database:
         """
         path = self.sqlite_path
         if path is None:
-            raise RegistryError(f"the registry at {self.url} is not a SQLite file; nothing to move aside")
+            raise RegistryError(f"the registry at {self.shown_url} is not a SQLite file; nothing to move aside")
         if not path.exists():
             raise RegistryError(f"there is no registry file at {path} to move aside")
         self.close()

@@ -374,7 +374,7 @@ class RegistryStore:
         except exc.DatabaseError as error:  # by cause: damaged file, no space, read-only; else "try again"
             problem = self.db.explain(error, "write")
             if type(problem) is RegistryError:
-                problem = RegistryError(f"the registry at {self.db.url} refused the write: {error.orig}; try again")
+                problem = RegistryError(f"the registry at {self.db.shown_url} refused the write: {error.orig}; try again")
             raise problem from error
 
     def _retrying(self, operation: Callable[[Any], Any]) -> Any:
