@@ -20,6 +20,7 @@ after their registry commit; ``hub gc`` writes what a killed process left out.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Iterator
@@ -57,6 +58,17 @@ def _write_atomic(path: Path, text: str, *, replace: bool = True) -> bool:
             return True
         except FileExistsError:
             return False
+        except OSError as exc:  # a file system without hard links: create the name exclusively instead
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+            try:
+                with open(path, "x") as f:
+                    f.write(text)
+                    f.flush()
+                    os.fsync(f.fileno())
+                return True
+            except FileExistsError:
+                return False
         finally:
             temp.unlink(missing_ok=True)
     except BaseException:
