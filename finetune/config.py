@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.errors import ConfigError
+from hub.limits import loads
 
 __all__ = ["FinetuneConfig", "TASKS", "SCHEDULERS"]
 
@@ -160,9 +161,12 @@ class FinetuneConfig:
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
-            values = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-        except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+            values = loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:  # ValueError: also JSON nested too deep
             raise ConfigError(f"can't read fine-tune config {path}: {exc}") from None
+        except RecursionError:  # PyYAML recurses once per level of nesting: [[[[...
+            raise ConfigError(f"can't read fine-tune config {path}: it nests lists or mappings too deep for the YAML "
+                              "reader; a config is a flat mapping of settings") from None
         return cls.from_dict(values or {})
 
     def to_file(self, path: str | Path) -> None:
@@ -175,7 +179,10 @@ class FinetuneConfig:
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    try:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    except OverflowError:  # an int beyond float range
+        return False
 
 
 def _positive_int(config: FinetuneConfig, *names: str) -> None:
@@ -199,7 +206,12 @@ _FLOATS = {"learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "va
 def _convert(cls: type, key: str, value: Any) -> Any:
     """Accept the obvious spellings from YAML or a command line: ints for floats, tuples for lists."""
     if key in _FLOATS and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # not shown: Python can't print a whole number of over 4,300 digits
+            digits = int(abs(value).bit_length() * math.log10(2)) + 1
+            raise ConfigError(f"{key} is a whole number of about {digits:,} digits, too large for a float; "
+                              "give a number like 1e-3") from None
     if isinstance(value, tuple):
         return list(value)
     if key in _FLOATS and isinstance(value, str):

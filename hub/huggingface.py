@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hub.errors import InvalidArgumentError, InvalidReferenceError, InvalidSourceError, ModelNotFoundError, UnsafeFormatError
+from hub.limits import loads
 from hub.publishing import PICKLE_SUFFIXES, LocalFiles, list_folder
 from hub.reference import validate_name
 
@@ -105,7 +106,7 @@ def _check_index(files: dict[str, Path], folder: Path) -> None:
     if index is None:
         return
     try:
-        weight_map = json.loads(index.read_text())["weight_map"]
+        weight_map = loads(index.read_text())["weight_map"]  # ValueError: also nested too deep
         shards = set(weight_map.values())
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InvalidSourceError(f"{index} is not a safetensors shard index ({exc}); re-save the model with save_pretrained") from None
