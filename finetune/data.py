@@ -13,6 +13,16 @@ the model's input) and returns a :class:`Dataset`. Every problem raises a
 :class:`hub.errors.DataError` subclass naming the file, row and column, with a
 message that says what to do. Rows count from 1: data rows of a CSV (the header
 not counted), line numbers of a JSONL file. Nothing here writes anything.
+
+Limits, checked before the work they bound:
+
+* :data:`MAX_COLUMNS` columns in a table: a CSV's are counted from its first line's
+  commas before the ``csv`` module parses anything; a JSONL file's keys before its
+  table is built, which also must not hold more cells (rows times keys) than the file
+  has bytes, so sparse rows can't blow a small file up into a huge table;
+* :data:`MAX_CSV_FIELD_CHARS` characters in one CSV value (the ``csv`` module's own
+  limit, 131,072, raised to this) and :data:`MAX_COLUMN_NAME_CHARS` in a column name;
+* JSON nested at most :data:`hub.limits.MAX_JSON_DEPTH` deep on a JSONL line.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hub import limits
 from hub.errors import (
     ColumnNotFoundError,
     ConfigError,
@@ -46,13 +57,17 @@ from hub.errors import (
     UnreadableDataError,
 )
 
-__all__ = ["DataSpec", "Dataset", "load_dataset", "split_dataset", "file_sha256"]
+__all__ = ["DataSpec", "Dataset", "load_dataset", "split_dataset", "file_sha256", "check_csv_header",
+           "MAX_COLUMNS", "MAX_CSV_FIELD_CHARS", "MAX_COLUMN_NAME_CHARS"]
 
 _TASKS = ("classification", "regression", "text-classification")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _SUPPORTED = "a .csv, .jsonl, .ndjson, .parquet, .npz or .safetensors file, or a folder of images in class subfolders"
 _CHUNK_BYTES = 1 << 20
 _MAX_CLASSES = 100_000  # a numeric label beyond this is a typo, not a class index
+MAX_COLUMNS = 100_000  # columns in a table; real feature tables have a few thousand at most
+MAX_CSV_FIELD_CHARS = 16 * 1024 * 1024  # characters in one CSV value (a long text); the csv module's default is 131,072
+MAX_COLUMN_NAME_CHARS = 1_024  # characters in a column name; a longer one is a data row or an unclosed quote
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean", type(None): "null"}
 
@@ -330,22 +345,90 @@ def _checked_input_shape(input_shape: tuple[int, ...] | None) -> tuple[int, ...]
 # --- tables -----------------------------------------------------------------
 
 
+def _csv_reader(text: str) -> Any:
+    """A ``csv.reader`` over ``text`` that takes values of up to :data:`MAX_CSV_FIELD_CHARS` characters.
+
+    The limit is the csv module's (one for the whole process), so it is set before every read.
+    """
+    csv.field_size_limit(MAX_CSV_FIELD_CHARS)
+    return csv.reader(io.StringIO(text, newline=""))
+
+
+def check_csv_header(path: str | os.PathLike[str]) -> None:
+    """Refuse a CSV file whose header names more than :data:`MAX_COLUMNS` columns, reading no more
+    of it than that takes: its first line, or the first :data:`MAX_COLUMNS` commas of it.
+
+    :func:`load_dataset` does this before anything else; a preview of the file can do it too.
+
+    Raises:
+        UnreadableDataError: too many columns.
+    """
+    with open(path, "rb") as stream:
+        _check_header_width(stream, os.fspath(path))
+
+
 def _read_csv(location: Path, source: str) -> _Table:
+    check_csv_header(location)
     data = location.read_bytes()
-    reader = csv.reader(io.StringIO(_decoded(data, source, csv_rows=True), newline=""))
-    header = [name.strip() for name in next((record for record in reader if record), [])]
+    reader = _csv_reader(_decoded(data, source, csv_rows=True))
+    try:
+        header = [name.strip() for name in next((record for record in reader if record), [])]
+    except csv.Error as error:
+        raise _csv_error(error, reader, source) from None
     if not header:
         raise EmptyDataError("is empty; a CSV file needs a header row of column names and at least one data row", file=source)
-    _check_unique_header(header, source)
+    _check_header(header, source)
     rows, row_numbers = _csv_rows(reader, len(header), source)
     if not rows:
         raise EmptyDataError("has a header but no data rows; add rows below the header", file=source)
     return _Table(source, dict(zip(header, zip(*rows))), row_numbers, hashlib.sha256(data).hexdigest())
 
 
-def _check_unique_header(header: list[str], source: str) -> None:
+def _check_header_width(stream: Any, source: str) -> None:
+    """Refuse a header of more than :data:`MAX_COLUMNS` columns before anything parses it.
+
+    The commas on the first non-blank line bound its columns from above (a quoted name
+    may hold a comma); they are counted in C, a chunk at a time, until the line ends or
+    there are too many. A header with a quoted line break is counted again, exactly, once
+    parsed (:func:`_check_header`).
+    """
+    columns, started = 1, False
+    while chunk := stream.read(_CHUNK_BYTES):
+        if not started:
+            chunk = chunk.lstrip(b"\r\n")  # blank lines before the header
+            started = bool(chunk)
+        end = chunk.find(b"\n")
+        columns += chunk.count(b",", 0, len(chunk) if end == -1 else end)
+        if columns > MAX_COLUMNS:
+            raise UnreadableDataError(_too_many_columns(columns, "its header names at least"), file=source)
+        if end != -1:
+            return
+
+
+def _too_many_columns(count: int, what: str) -> str:
+    return (f"{what} {count:,} columns, more than the {MAX_COLUMNS:,} a table may have; keep the columns the model "
+            "reads (is the first line really a header of column names?)")
+
+
+def _csv_error(error: csv.Error, reader: Any, source: str) -> UnreadableDataError:
+    if "field larger than field limit" in str(error):
+        return UnreadableDataError(f"a value ending near line {reader.line_num} is longer than {MAX_CSV_FIELD_CHARS:,} "
+                                   "characters, the most a CSV value may hold; look for a quote (\") that opens a value "
+                                   "but never closes it", file=source)
+    return UnreadableDataError(f"is not valid CSV near line {reader.line_num} ({error}); fix the file", file=source)
+
+
+def _check_header(header: list[str], source: str) -> None:
+    """At most :data:`MAX_COLUMNS` columns, names of at most :data:`MAX_COLUMN_NAME_CHARS` characters, each once."""
+    if len(header) > MAX_COLUMNS:
+        raise UnreadableDataError(_too_many_columns(len(header), "its header names"), file=source)
     seen: set[str] = set()
-    for name in header:
+    for position, name in enumerate(header, start=1):
+        if len(name) > MAX_COLUMN_NAME_CHARS:
+            raise UnreadableDataError(
+                f"the header's column {position} is a name of {len(name):,} characters, more than the "
+                f"{MAX_COLUMN_NAME_CHARS:,} a column name may have ({name[:40]!r}...); the first line must be a "
+                "header of short column names (look for a quote that is opened but never closed)", file=source)
         if name in seen:
             raise UnreadableDataError(f"the header names column {name!r} twice; give every column its own name", file=source)
         seen.add(name)
@@ -365,7 +448,7 @@ def _csv_rows(reader: Any, width: int, source: str) -> tuple[list[list[str]], li
             rows.append(record)
             row_numbers.append(number)
     except csv.Error as error:
-        raise UnreadableDataError(f"is not valid CSV near line {reader.line_num} ({error}); fix the file", file=source) from None
+        raise _csv_error(error, reader, source) from None
     return rows, row_numbers
 
 
@@ -385,7 +468,7 @@ def _decoded(data: bytes, source: str, *, csv_rows: bool) -> str:
 def _csv_records_in(text: str) -> int:
     """How many CSV records ``text`` starts, counting the one it ends inside."""
     try:
-        return sum(1 for _ in csv.reader(io.StringIO(text + "x", newline="")))
+        return sum(1 for _ in _csv_reader(text + "x"))
     except csv.Error:
         return 0
 
@@ -400,13 +483,29 @@ def _read_jsonl(location: Path, source: str) -> _Table:
     if not records:
         raise EmptyDataError("holds no rows; write one JSON object per line, e.g. {\"text\": \"...\", \"label\": \"positive\"}", file=source)
     names = dict.fromkeys(key for record in records for key in record)
+    _check_jsonl_width(len(names), len(records), len(data), source)
     columns = {name: [record.get(name) for record in records] for name in names}
     return _Table(source, columns, row_numbers, hashlib.sha256(data).hexdigest())
 
 
+def _check_jsonl_width(columns: int, rows: int, size: int, source: str) -> None:
+    """Refuse more than :data:`MAX_COLUMNS` keys, or a table of more cells than the file has bytes
+    (rows that each name keys of their own), before the table is built."""
+    if columns > MAX_COLUMNS:
+        raise UnreadableDataError(_too_many_columns(columns, "its rows name"), file=source)
+    if columns * rows > size:
+        raise UnreadableDataError(f"its {rows:,} rows name {columns:,} different keys between them, a table of "
+                                  f"{columns * rows:,} cells from {size:,} bytes; give every row the same keys",
+                                  file=source)
+
+
 def _json_object(line: str, source: str, number: int) -> dict[str, Any]:
     try:
-        record = json.loads(line)
+        record = limits.loads(line)
+    except limits.JSONTooDeepError:
+        raise UnreadableDataError(f"nests arrays or objects more than {limits.MAX_JSON_DEPTH} deep; a row is one "
+                                  "JSON object of values, e.g. {\"text\": \"...\", \"label\": \"positive\"}",
+                                  file=source, row=number) from None
     except json.JSONDecodeError as error:
         raise UnreadableDataError(f"is not valid JSON ({error.msg} at character {error.colno}); "
                                   "write one JSON object per line", file=source, row=number) from None
