@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub.architectures import create_empty
 from hub.errors import InvalidArgumentError, InvalidSourceError, UnsafeFormatError, WeightsMismatchError
+from hub.limits import MAX_JSON_DEPTH, too_deep
 from hub.manifest import check_relative_path
 from hub.safetensors_io import FLOATING, SafetensorsHeader, TensorInfo, dedupe_shared, read_header
 
@@ -73,9 +74,13 @@ def _from_state_dict(state: Mapping[Any, Any], what: str) -> PreparedSource:
 
 def _checked_header(path: Path) -> SafetensorsHeader:
     try:
-        return read_header(path)
+        header = read_header(path)
     except OSError as exc:
         raise InvalidSourceError(f"can't read {path}: {exc}") from None
+    if not header.tensors:  # as a state dict without tensors is refused
+        raise InvalidSourceError(f"{path} holds no tensors; there is nothing to publish (save the weights into it, "
+                                 "or leave the empty file out)")
+    return header
 
 
 @dataclass(frozen=True)
@@ -365,9 +370,10 @@ def check_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
             raise InvalidArgumentError(f"metric {key!r} must be a finite number, got {value!r}")
         try:
             number = float(value)
-        except OverflowError:  # a whole number beyond float range, e.g. 400 digits: its repr may be too long to show
-            raise InvalidArgumentError(f"metric {key!r} is a whole number of {len(str(abs(value))) if value.bit_length() < 13_000 else 'over 4,000'} "
-                                       "digits, too large for a float (at most about 1.8e308); give a finite number") from None
+        except OverflowError:  # a whole number beyond float range; not shown, as Python can't print one of over 4,300 digits
+            digits = int(abs(value).bit_length() * math.log10(2)) + 1
+            raise InvalidArgumentError(f"metric {key!r} is a whole number of about {digits:,} digits, too large for a "
+                                       "float (at most about 1.8e308); give a finite number") from None
         if not math.isfinite(number):
             raise InvalidArgumentError(f"metric {key!r} must be a finite number, got {value!r}")
         checked[key] = number
@@ -384,6 +390,8 @@ def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     if not isinstance(metadata, Mapping) or not all(isinstance(k, str) and k for k in metadata):
         raise InvalidArgumentError("metadata must be a dict with non-empty string keys")
+    if too_deep(dict(metadata)):
+        raise InvalidArgumentError(f"metadata nests lists and dicts more than {MAX_JSON_DEPTH} deep; keep it to a few levels")
     try:
         json.dumps(dict(metadata), allow_nan=False)
     except (TypeError, ValueError) as exc:
