@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -24,9 +25,13 @@ from hub.errors import InvalidSourceError, UnsafeFormatError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["TensorInfo", "SafetensorsHeader", "read_header", "iter_safetensors_bytes", "dedupe_shared", "DTYPE_NAMES"]
+__all__ = ["TensorInfo", "SafetensorsHeader", "read_header", "iter_safetensors_bytes", "dedupe_shared", "DTYPE_NAMES",
+           "MAX_HEADER_BYTES", "MAX_METADATA_BYTES"]
 
 MAX_HEADER_BYTES = 100_000_000  # as the safetensors library: a header it would refuse is refused here too
+# The hub's own limit on a header's __metadata__ (string to string): checkpoints carry a few hundred bytes
+# ({"format": "pt"}), training tools a few KB; parsed, a map costs about 20 bytes of memory per byte of it.
+MAX_METADATA_BYTES = 1024 * 1024
 MAX_ELEMENTS = 2**63 - 1  # torch's limit on a dimension and on a tensor's element count
 CHUNK_SIZE = 16 * 1024 * 1024
 
@@ -74,16 +79,90 @@ def _fail(path: Path, what: str) -> UnsafeFormatError:
     return UnsafeFormatError(f"{path} is not a valid safetensors file: {what}; re-save it with safetensors.torch.save_file")
 
 
+_FIELDS = {name: name for name in ("dtype", "shape", "data_offsets")}  # one copy of each, however many tensors
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object that names no key twice and holds only text UTF-8 can encode (no lone surrogates)."""
-    seen: set[str] = set()
+    result: dict[str, Any] = {}
     for key, value in pairs:
-        if key in seen:
+        if key in result:
             raise ValueError(f"key {key[:100]!r} is given twice")
-        seen.add(key)
         for text in (key, value) if isinstance(value, str) else (key,):
             text.encode("utf-8")  # a lone surrogate ("\\ud800") raises UnicodeEncodeError, a ValueError
-    return dict(pairs)
+        result[_FIELDS.get(key, key)] = value
+    return result
+
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+# an object up to its first "}" outside a string: all of a __metadata__ map, whose values are strings
+_FLAT_OBJECT = re.compile(r'\{(?:[^"}]++|"(?:[^"\\]++|\\.)*+")*+\}', re.DOTALL)
+
+
+def _parse_header(text: str, path: Path) -> dict[str, Any]:
+    """The header's JSON object, parsed one top-level entry at a time.
+
+    Each tensor entry is decoded by ``json`` as usual; ``__metadata__`` is measured before it
+    is decoded, and one longer than :data:`MAX_METADATA_BYTES` is refused unread. Same result
+    and the same errors as ``json.loads(text, object_pairs_hook=_unique_keys)`` otherwise.
+
+    Raises:
+        ValueError: not JSON, or a key given twice (a JSONDecodeError or the hook's ValueError).
+        RecursionError: nested too deep for ``json``.
+        UnsafeFormatError: a ``__metadata__`` over the limit, or not an object.
+    """
+    decoder = json.JSONDecoder(object_pairs_hook=_unique_keys)
+    position = _WHITESPACE.match(text).end()
+    if not text.startswith("{", position):
+        return decoder.decode(text)  # not an object: json's own error, or a value the caller refuses
+    pairs: list[tuple[str, Any]] = []
+    position = _WHITESPACE.match(text, position + 1).end()
+    closed = text.startswith("}", position)
+    while not closed:
+        if not text.startswith('"', position):
+            raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, position)
+        key, position = json.decoder.scanstring(text, position + 1)
+        position = _WHITESPACE.match(text, position).end()
+        if not text.startswith(":", position):
+            raise json.JSONDecodeError("Expecting ':' delimiter", text, position)
+        position = _WHITESPACE.match(text, position + 1).end()
+        if key == "__metadata__":
+            value, position = _metadata(text, position, path)
+        else:
+            value, position = decoder.raw_decode(text, position)
+        pairs.append((key, value))
+        position = _WHITESPACE.match(text, position).end()
+        if text.startswith(",", position):
+            position = _WHITESPACE.match(text, position + 1).end()
+        elif text.startswith("}", position):
+            closed = True
+        else:
+            raise json.JSONDecodeError("Expecting ',' delimiter", text, position)
+    position = _WHITESPACE.match(text, position + 1).end()
+    if position != len(text):
+        raise json.JSONDecodeError("Extra data", text, position)
+    return _unique_keys(pairs)
+
+
+def _metadata(text: str, position: int, path: Path) -> tuple[Any, int]:
+    """The ``__metadata__`` value at ``position`` and where it ends, measured before it is decoded."""
+    if text.startswith("null", position):  # as no metadata, for safetensors too
+        return None, position + 4
+    if not text.startswith("{", position):
+        raise _fail(path, "its __metadata__ is not a map of strings")
+    found = _FLAT_OBJECT.match(text, position, position + MAX_METADATA_BYTES)
+    if found is None or len(found.group().encode("utf-8", "surrogatepass")) > MAX_METADATA_BYTES:
+        if found is None and position + MAX_METADATA_BYTES >= len(text):
+            raise _fail(path, "its __metadata__ is not a map of strings (it never closes)")
+        raise UnsafeFormatError(
+            f"{path}: its __metadata__ is over {MAX_METADATA_BYTES:,} bytes, the most the hub reads (MAX_METADATA_BYTES; "
+            "checkpoints carry a few KB of it): re-save the file with less metadata, "
+            "safetensors.torch.save_file(tensors, path, metadata={...})"
+        )
+    try:
+        return json.loads(found.group(), object_pairs_hook=_unique_keys), found.end()
+    except ValueError:  # e.g. {"k": {"x": "y"}}: the first "}" closed a nested object, so this is no map of strings
+        raise _fail(path, "its __metadata__ is not a map of strings") from None
 
 
 def _fits_torch(shape: list[int]) -> bool:
@@ -100,13 +179,15 @@ def read_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
     """Read and check a safetensors file's header without reading its tensors.
 
     Checks that the header length fits the file and 100 MB, the header is UTF-8 JSON
-    holding an object with no key given twice, every dtype is known, shapes fit
-    torch and agree with the byte ranges, and the ranges tile the data section
-    exactly (no gaps, overlaps or bytes past the end). Nothing the header claims is
-    allocated before it is checked against the file's size.
+    holding an object with no key given twice, its ``__metadata__`` is a map of strings
+    of at most :data:`MAX_METADATA_BYTES` (measured before it is decoded), every dtype is
+    known, shapes fit torch and agree with the byte ranges, and the ranges tile the data
+    section exactly (no gaps, overlaps or bytes past the end). Nothing the header claims
+    is allocated before it is checked against the file's size, and reading a header costs
+    time and memory in proportion to its size (about 20 bytes of memory per byte of it).
 
     Raises:
-        UnsafeFormatError: anything malformed, saying what.
+        UnsafeFormatError: anything malformed, or metadata over the hub's limit, saying what.
     """
     path = Path(path)
     file_size = path.stat().st_size
@@ -121,7 +202,9 @@ def read_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
             raise _fail(path, f"its header claims {length} bytes but the file has only {file_size - 8} after the length")
         raw = f.read(length)
     try:  # strict UTF-8 and one value per key, as the safetensors library reads it
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+        header = _parse_header(raw.decode("utf-8"), path)
+    except UnsafeFormatError:
+        raise
     except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a number too long, nesting too deep
         raise _fail(path, f"its header is not JSON ({str(exc)[:200]})") from None
     if not isinstance(header, dict):
