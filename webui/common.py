@@ -6,10 +6,12 @@ business logic, only the glue a browser needs (uploaded bytes onto disk, links).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
 import shutil
+import tempfile
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -23,14 +25,20 @@ from hub.errors import InvalidArgumentError, UnsafeFormatError
 from hub.settings import current_user
 
 __all__ = [
-    "MAX_UPLOAD_MB", "the_hub", "human_size", "model_link", "job_link", "status_badge", "card_body",
-    "store_upload", "extract_zip", "show_error", "query_param", "current_user",
+    "MAX_UPLOAD_MB", "the_hub", "human_size", "md", "model_link", "job_link", "status_badge", "card_body",
+    "store_upload", "extract_zip", "rename_into_place", "show_error", "query_param", "current_user",
 ]
 
 MAX_UPLOAD_MB = int(os.environ.get("HUB_UI_MAX_UPLOAD_MB", "200"))
 MAX_ZIP_FILES = 10_000
+MAX_ZIP_RATIO = 100  # bytes a zip may unpack to per byte of zip; images and weights unpack to about 1x, text to 3-10x
+UNZIP_CHUNK = 1 << 20
 STATUS_COLOURS = {"queued": "gray", "running": "blue", "succeeded": "green", "failed": "red", "cancelled": "orange"}
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+# what Markdown (CommonMark, GitHub's tables, Streamlit's directives and math) reads as more than text
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|#~$!@&{}])")
+_AUTOLINK = re.compile(r"(?i)(?<=\bwww)\.|:(?=//)")  # www.x and x:// become links without any brackets
+_BLOCK_START = re.compile(r"^(\s*)(?:([-+=])|(\d+)([.)]))")  # a list or a heading when the text starts a block
 
 
 def the_hub() -> hub.Hub:
@@ -52,14 +60,33 @@ def human_size(size: int | float) -> str:
     return ""
 
 
+def md(text: Any) -> str:
+    """``text`` escaped for Markdown, so that it shows as typed: no link, image, HTML, table cell,
+    emphasis, badge or formula can come out of it. One line (line breaks become spaces), for a
+    table cell as for a paragraph.
+
+    Every text a user or a file chose (tags, task, license, description, class labels, column
+    names, error messages that quote them) goes through this before ``st.markdown``,
+    ``st.error`` and the like render it; names and references are checked characters already.
+    """
+    text = " ".join(str(text).splitlines())
+    text = _AUTOLINK.sub(lambda m: "\\" + m.group(), _MARKDOWN_SPECIAL.sub(r"\\\1", text))
+    return _BLOCK_START.sub(lambda m: m[1] + (f"\\{m[2]}" if m[2] else f"{m[3]}\\{m[4]}"), text, count=1)
+
+
+def _link_text(label: str) -> str:
+    """A link's text: its brackets, backslashes and line breaks escaped (a link can't hold another)."""
+    return re.sub(r"([\\\[\]])", r"\\\1", " ".join(label.splitlines()))
+
+
 def model_link(ref: str, label: str | None = None) -> str:
     """A Markdown link to a model's page."""
-    return f"[{label or ref}](/model?ref={quote(ref, safe='')})"
+    return f"[{_link_text(label or ref)}](/model?ref={quote(ref, safe='')})"
 
 
 def job_link(job_id: str, label: str | None = None) -> str:
     """A Markdown link to a job's page."""
-    return f"[{label or job_id}](/job?id={quote(job_id, safe='')})"
+    return f"[{_link_text(label or job_id)}](/job?id={quote(job_id, safe='')})"
 
 
 def status_badge(status: str) -> str:
@@ -77,8 +104,9 @@ def card_body(text: str) -> str:
 
 
 def show_error(error: Exception) -> None:
-    """An error next to the field that caused it: one line, no traceback."""
-    st.error(str(error), icon=":material/error:")
+    """An error next to the field that caused it: one line, no traceback, the text escaped
+    (messages quote what was given: a file's values, names, labels)."""
+    st.error(md(error), icon=":material/error:")
 
 
 def store_upload(uploaded: Any, *, allowed: tuple[str, ...]) -> Path:
@@ -101,16 +129,30 @@ def store_upload(uploaded: Any, *, allowed: tuple[str, ...]) -> Path:
         raise InvalidArgumentError(f"{uploaded.name} is empty")
     folder = the_hub().home / "uploads" / hashlib.sha256(data).hexdigest()[:16]
     target = folder / name
-    if not target.is_file():
+    if not target.is_file():  # another session may be writing the same upload: each writes a file of its own
         folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f".{name}.partial"
-        partial.write_bytes(data)
-        os.replace(partial, target)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{name}.", suffix=".partial", delete=False) as partial:
+            partial.write(data)
+        os.replace(partial.name, target)
     return target
+
+
+def max_unzipped_bytes() -> int:
+    """The most a zip may unpack to in all: four uploads' worth (``4 * HUB_UI_MAX_UPLOAD_MB``)."""
+    return 4 * MAX_UPLOAD_MB * 1_000_000
 
 
 def extract_zip(path: Path) -> Path:
     """Unpack an uploaded zip beside it, refusing entries that would leave the folder or blow up.
+
+    Before a byte is unpacked, the central directory's entries are checked: at most
+    ``MAX_ZIP_FILES`` files, at most :func:`max_unzipped_bytes` in all, and at most
+    ``MAX_ZIP_RATIO`` times the zip's own size (a zip bomb packs far more). Sizes a zip
+    declares can lie, so they are enforced again while unpacking, byte by byte.
+
+    The zip is unpacked into a folder of its own, then renamed into place in one step: two
+    sessions unpacking the same upload at once both succeed, the second finding the first's
+    folder, and nobody ever sees half a folder.
 
     Returns:
         The folder it unpacked to (the zip's single top folder, if it has one).
@@ -126,21 +168,67 @@ def extract_zip(path: Path) -> Path:
         raise UnsafeFormatError(f"{path.name} is not a zip file") from None
     with archive:
         entries = [e for e in archive.infolist() if not e.is_dir() and not e.filename.startswith("__MACOSX/")]
-        total = sum(e.file_size for e in entries)
-        if len(entries) > MAX_ZIP_FILES or total > 4 * MAX_UPLOAD_MB * 1_000_000:
-            raise UnsafeFormatError(f"{path.name} unpacks to {len(entries)} files, {human_size(total)}; that is over the limit")
-        for entry in entries:
-            parts = PurePosixPath(entry.filename).parts
-            if entry.filename.startswith("/") or ".." in parts or (entry.external_attr >> 16) & 0o170000 == 0o120000:
-                raise UnsafeFormatError(f"{path.name}: entry {entry.filename!r} would leave the folder or is a link")
+        _check_zip_entries(path, entries)
         if not target.is_dir():
-            staging = target.with_name(f".{target.name}.partial")
+            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
             try:
-                archive.extractall(staging, members=entries)
-            except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as exc:
-                # a damaged or encrypted entry, or one that unpacks to more than its header says
-                shutil.rmtree(staging, ignore_errors=True)
-                raise UnsafeFormatError(f"{path.name} can't be unpacked ({exc}); zip the folder again") from None
-            os.replace(staging, target)
+                _unpack(path, archive, entries, staging)
+                rename_into_place(staging, target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)  # gone already when the rename happened
     children = [c for c in target.iterdir() if not c.name.startswith(".")]
     return children[0] if len(children) == 1 and children[0].is_dir() else target
+
+
+def _check_zip_entries(path: Path, entries: list[zipfile.ZipInfo]) -> None:
+    """The limits and path rules, from the central directory alone."""
+    total, size = sum(e.file_size for e in entries), path.stat().st_size
+    if len(entries) > MAX_ZIP_FILES or total > max_unzipped_bytes():
+        raise UnsafeFormatError(f"{path.name} unpacks to {len(entries)} files, {human_size(total)}; that is over the limit "
+                                f"of {MAX_ZIP_FILES:,} files and {human_size(max_unzipped_bytes())} (4 x HUB_UI_MAX_UPLOAD_MB)")
+    if total > MAX_ZIP_RATIO * size:
+        raise UnsafeFormatError(f"{path.name} unpacks to {human_size(total)}, {total // max(size, 1):,} times its own "
+                                f"{human_size(size)}; that is over the limit of {MAX_ZIP_RATIO} times (models and "
+                                "images barely compress, so this is padding or a zip bomb); zip the files themselves")
+    for entry in entries:
+        parts = PurePosixPath(entry.filename).parts
+        if entry.filename.startswith("/") or ".." in parts or (entry.external_attr >> 16) & 0o170000 == 0o120000:
+            raise UnsafeFormatError(f"{path.name}: entry {entry.filename!r} would leave the folder or is a link")
+
+
+def _unpack(path: Path, archive: zipfile.ZipFile, entries: list[zipfile.ZipInfo], folder: Path) -> None:
+    """Write ``entries`` under ``folder``, counting bytes: an entry that yields more than its declared
+    size, or a zip that yields more than the limit in all, stops the unpacking."""
+    left = max_unzipped_bytes()
+    for entry in entries:
+        parts = [part for part in PurePosixPath(entry.filename).parts if part not in ("", ".")]
+        if not parts:
+            continue
+        destination = folder.joinpath(*parts)
+        try:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(entry) as source, open(destination, "wb") as out:
+                written = 0
+                while chunk := source.read(UNZIP_CHUNK):
+                    written += len(chunk)
+                    left -= len(chunk)
+                    if written > entry.file_size or left < 0:
+                        raise UnsafeFormatError(f"{path.name}: entry {entry.filename!r} unpacks to more than the "
+                                                f"{human_size(entry.file_size)} its header says; zip the folder again")
+                    out.write(chunk)
+        except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as exc:
+            # a damaged or encrypted entry, or one whose bytes don't match its header (zipfile checks the CRC)
+            raise UnsafeFormatError(f"{path.name} can't be unpacked ({exc}); zip the folder again") from None
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):  # "a" both a file and a folder
+            raise UnsafeFormatError(f"{path.name}: entry {entry.filename!r} is both a file and a folder; "
+                                    "zip the folder again") from None
+
+
+def rename_into_place(staging: Path, target: Path) -> None:
+    """Rename a folder made under a private name to ``target``, in one step; a ``target`` that is
+    already there holds the same files (its name comes from the uploads' hashes), made by another session."""
+    try:
+        os.rename(staging, target)
+    except OSError as exc:
+        if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not target.is_dir():
+            raise

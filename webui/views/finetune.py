@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,10 @@ import streamlit as st
 import finetune
 import hub
 from finetune import SCHEDULERS, TASKS, FinetuneConfig
+from finetune.data import MAX_CSV_FIELD_CHARS, check_csv_header
 from hub.errors import DataError, HubError
-from webui.common import current_user, extract_zip, job_link, query_param, show_error, store_upload, the_hub
+from hub.limits import loads
+from webui.common import current_user, extract_zip, job_link, md, query_param, show_error, store_upload, the_hub
 
 UPLOAD_TYPES = (".csv", ".jsonl", ".ndjson", ".parquet", ".zip")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -55,16 +56,25 @@ def data_field(label: str, key: str, help_text: str) -> tuple[Path | None, Any]:
 
 
 def preview_table(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    """The columns and first rows of a CSV, JSONL or Parquet file, read for display only."""
+    """The columns and first rows of a CSV, JSONL or Parquet file, read for display only.
+
+    Under the limits training data has (``finetune.data``): a header of too many columns is
+    refused before it is parsed, JSON nested too deep before it is decoded.
+
+    Raises:
+        ValueError (a DataError, a JSONDecodeError), OSError, csv.Error: the file can't be previewed.
+    """
     suffix = path.suffix.lower()
     if suffix == ".csv":
+        check_csv_header(path)
+        csv.field_size_limit(MAX_CSV_FIELD_CHARS)
         with open(path, newline="", encoding="utf-8-sig") as file:
             reader = csv.DictReader(file)
             rows = list(itertools.islice(reader, PREVIEW_ROWS))
             return list(reader.fieldnames or []), rows
     if suffix in (".jsonl", ".ndjson"):
         with open(path, encoding="utf-8") as file:
-            rows = [json.loads(line) for line in itertools.islice((line for line in file if line.strip()), PREVIEW_ROWS)]
+            rows = [loads(line) for line in itertools.islice((line for line in file if line.strip()), PREVIEW_ROWS)]
         return list(dict.fromkeys(key for row in rows if isinstance(row, dict) for key in row)), rows
     import pyarrow.parquet
 
@@ -90,9 +100,9 @@ def show_preview(path: Path) -> list[str]:
         st.warning("Previewing Parquet needs pyarrow (pip install 'modelhub[parquet]'); Validate still checks the file.")
         return []
     except (OSError, ValueError, csv.Error) as exc:
-        st.warning(f"Can't preview {path.name} ({exc}); Validate says what is wrong with it.")
+        st.warning(f"Can't preview {md(path.name)} ({md(exc)}); Validate says what is wrong with it.")
         return []
-    st.caption(f"The first {len(rows)} rows of {path.name}")
+    st.caption(f"The first {len(rows)} rows of {md(path.name)}")
     st.dataframe(rows, hide_index=True)
     return columns
 
@@ -162,7 +172,7 @@ def hyperparameters(*, validation_file: bool) -> dict[str, Any]:
 def show_summary(summary: dict[str, Any]) -> None:
     """What ``finetune.validate`` found: the exact base, the rows on each side and the classes."""
     classes = summary["label_names"]
-    described = f"; {len(classes)} classes: {', '.join(map(str, classes[:20]))}{' ...' if len(classes) > 20 else ''}" if classes else ""
+    described = f"; {len(classes)} classes: {md(', '.join(map(str, classes[:20])))}{' ...' if len(classes) > 20 else ''}" if classes else ""
     st.success(f"{summary['base']} ({summary['task']}): {summary['train_rows']:,} training rows, "
                f"{summary['validation_rows']:,} validation rows{described}.", icon=":material/check:")
 

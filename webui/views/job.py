@@ -11,7 +11,7 @@ import streamlit as st
 import finetune
 from finetune import Job
 from hub.errors import HubError
-from webui.common import model_link, query_param, show_error, status_badge
+from webui.common import md, model_link, query_param, show_error, status_badge
 
 RECENT = 50
 REFRESH_SECONDS = 2.0
@@ -78,7 +78,7 @@ def show_events(job_id: str) -> None:
 def show_outcome(job: Job) -> None:
     """The error of a failed job, or the published version of a succeeded one and how to load it."""
     if job.error:
-        st.error(f"**{job.error['code']}**: {job.error['message']}", icon=":material/error:")
+        st.error(f"**{md(job.error['code'])}**: {md(job.error['message'])}", icon=":material/error:")
     if job.result:
         st.success(f"Published {model_link(job.result)}", icon=":material/check:")
         st.code(f'import hub\n\nmodel = hub.load("{job.result}")', language="python")
@@ -95,7 +95,7 @@ except HubError as exc:
     st.stop()
 
 st.subheader(job.id)
-st.markdown(f"Fine-tune {model_link(job.base)} ({job.task}) into **{job.output}**, by {job.created_by or 'unknown'}, "
+st.markdown(f"Fine-tune {model_link(job.base)} ({md(job.task)}) into **{job.output}**, by {md(job.created_by or 'unknown')}, "
             f"created {job.created_at:%Y-%m-%d %H:%M UTC}")
 job = show_cancel(job)
 
@@ -106,7 +106,7 @@ def live_view(was_finished: bool) -> None:
     current = finetune.get_job(job_id)
     if current.finished and not was_finished:
         st.rerun()  # it just finished: draw the whole page again, without the timer and the Cancel button
-    st.markdown(f"Status: {status_badge(current.status)}" + (f" · worker {current.worker}" if current.worker else ""))
+    st.markdown(f"Status: {status_badge(current.status)}" + (f" · worker {md(current.worker)}" if current.worker else ""))
     steps = f"step {current.step} of {current.total_steps}" if current.total_steps else f"{current.status}: no step yet"
     st.progress(current.progress, text=steps)
     show_outcome(current)

@@ -6,7 +6,7 @@ import streamlit as st
 
 import finetune
 from finetune import STATUSES, Job
-from webui.common import job_link, model_link, status_badge
+from webui.common import job_link, md, model_link, status_badge
 
 ACTIVE = ("queued", "running")
 LIMIT = 200
@@ -21,7 +21,7 @@ def any_active() -> bool:
 def table_row(job: Job) -> str:
     """One job as a Markdown table row, with links to its page, its base and its result."""
     result = model_link(job.result) if job.result else ""
-    cells = [job_link(job.id), status_badge(job.status), model_link(job.base), job.output, job.task, f"{job.progress:.0%}",
+    cells = [job_link(job.id), status_badge(job.status), model_link(job.base), job.output, md(job.task), f"{job.progress:.0%}",
              result, job.created_at.strftime("%Y-%m-%d %H:%M UTC")]
     return "| " + " | ".join(cells) + " |"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from hub.errors import HubError
-from webui.common import card_body, human_size, model_link, query_param, show_error, the_hub
+from webui.common import card_body, human_size, md, model_link, query_param, show_error, the_hub
 
 LINEAGE_DEPTH = 8
 
@@ -27,10 +27,10 @@ versions = hub.list_versions(name)
 
 st.title(name)
 badges = [f":blue-badge[v{version.version}]"] + [f":green-badge[@{a}]" for a in version.aliases]
-badges += [f":gray-badge[{t}]" for t in (version.task, version.license, *version.tags) if t]
+badges += [f":gray-badge[{md(t)}]" for t in (version.task, version.license, *version.tags) if t]
 st.markdown(" ".join(badges))
 if version.description:
-    st.write(version.description)
+    st.markdown(md(version.description))
 st.markdown(f"[Try it](/try?ref={version.ref}) · [Fine-tune it](/finetune?ref={version.ref}) · "
             + " · ".join(model_link(v.ref, f"v{v.version}") for v in versions))
 

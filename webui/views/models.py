@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from webui.common import human_size, model_link, the_hub
+from webui.common import human_size, md, model_link, the_hub
 
 PAGE_SIZE = 50
 SORTS = {"name": "Name", "updated": "Recently updated", "size": "Size"}
@@ -38,7 +38,7 @@ st.caption(f"{total:,} model{'s' if total != 1 else ''}" + (f" · page {page} of
 if not models:
     st.info("No model matches. Publish one on the Publish page, or with `hub publish` / `hub.publish()`.")
 rows = [
-    f"| {model_link(m.name)} | {m.latest_version} | {m.num_versions} | {m.task or ''} | {', '.join(m.tags)} | {m.license or ''} "
+    f"| {model_link(m.name)} | {m.latest_version} | {m.num_versions} | {md(m.task or '')} | {md(', '.join(m.tags))} | {md(m.license or '')} "
     f"| {human_size(m.size_bytes)} | {' '.join(f'`@{a}`→{v}' for a, v in sorted(m.aliases.items()))} | {m.updated_at:%Y-%m-%d %H:%M} |"
     for m in models
 ]

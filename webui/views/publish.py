@@ -13,9 +13,8 @@ tests can call it directly; the form runs only when Streamlit runs this file as 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,8 @@ from typing import Any
 import streamlit as st
 
 from hub.errors import HubError, InvalidArgumentError
-from webui.common import MAX_UPLOAD_MB, extract_zip, model_link, show_error, store_upload, the_hub
+from hub.limits import loads
+from webui.common import MAX_UPLOAD_MB, extract_zip, model_link, rename_into_place, show_error, store_upload, the_hub
 
 WEIGHTS_TYPES = (".safetensors",)
 CONFIG_TYPES = (".json",)
@@ -57,8 +57,8 @@ def read_config(path: Path) -> dict[str, Any]:
         InvalidArgumentError: not JSON, not an object, or neither kind of config.
     """
     try:
-        settings = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
+        settings = loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:  # ValueError: not JSON, or nested too deep
         raise InvalidArgumentError(f"{path.name} is not valid JSON ({error}); expected {CONFIG_FORM}") from None
     if not isinstance(settings, dict) or not ({"model_type", "architecture"} & set(settings)):
         raise InvalidArgumentError(f"{path.name} names no architecture; expected {CONFIG_FORM}")
@@ -68,16 +68,17 @@ def read_config(path: Path) -> dict[str, Any]:
 def hugging_face_folder(weights: Path, config: Path) -> Path:
     """The uploaded weights beside the uploaded config as ``config.json``: the folder ``import_hf`` reads.
 
-    Made once per pair, inside the weights' upload folder, through a temporary name and a rename.
+    Made once per pair, inside the weights' upload folder, under a private name then renamed into place.
     """
     folder = weights.parent / f"hf-{hashlib.sha256(config.read_bytes()).hexdigest()[:16]}"
-    if not folder.is_dir():
-        staging = folder.with_name(f".{folder.name}.partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-        shutil.copyfile(weights, staging / weights.name)
-        shutil.copyfile(config, staging / "config.json")
-        os.replace(staging, folder)
+    if not folder.is_dir():  # another session may be making the same folder: each makes one of its own
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+        try:
+            shutil.copyfile(weights, staging / weights.name)
+            shutil.copyfile(config, staging / "config.json")
+            rename_into_place(staging, folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import re
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import streamlit as st
 
 from hub.errors import HubError, InvalidArgumentError
-from webui.common import model_link, query_param, show_error, the_hub
+from webui.common import md, model_link, query_param, show_error, the_hub
 
 TOP_K = 5
 CLASSIFIER_TASKS = ("classification", "text-classification")
@@ -76,7 +77,10 @@ def csv_numbers(name: str, data: bytes) -> list[float]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InvalidArgumentError(f"{name} is not a UTF-8 text CSV file") from None
-    rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+    try:  # the first two rows are all it reads: a header and the input
+        rows = list(itertools.islice((row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)), 2))
+    except csv.Error as error:  # a value longer than the csv module allows, an unclosed quote, a NUL
+        raise InvalidArgumentError(f"{name} is not a CSV file of numbers ({error})") from None
     if not rows:
         raise InvalidArgumentError(f"{name} is empty; put the input's numbers in its first row")
     try:
@@ -193,8 +197,8 @@ except HubError as error:
 kind = input_kind(version)
 st.markdown(f"Model: {model_link(version.ref)}")
 if kind is None:
-    st.info(f"{version.ref} is not a classifier this page can run (architecture {version.architecture or 'none'}, "
-            f"task {version.task or 'none'}). Try it supports mlp and convnet classifiers (with id2label or task "
+    st.info(f"{version.ref} is not a classifier this page can run (architecture {md(version.architecture or 'none')}, "
+            f"task {md(version.task or 'none')}). Try it supports mlp and convnet classifiers (with id2label or task "
             f"'classification') and transformers models with {SEQUENCE_CLASSIFIER}.")
     st.markdown(f"Back to {model_link(version.ref, 'the model page')}.")
     st.stop()
@@ -245,7 +249,7 @@ if submitted:
         show_error(error)
         st.stop()
     best = predictions.iloc[0]
-    st.subheader(f"{best['label']} ({best['probability']:.1%})")
+    st.subheader(f"{md(best['label'])} ({best['probability']:.1%})")
     st.dataframe(predictions, hide_index=True, column_config={
         "probability": st.column_config.ProgressColumn("probability", format="percent", min_value=0.0, max_value=1.0)})
     st.bar_chart(predictions, x="label", y="probability", sort=False, horizontal=True)
