@@ -16,6 +16,7 @@ Two directions, each one-sided so that neither can lose an acknowledged version:
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["Repair", "store_repairs", "unindexed_digests", "write_history", "check_related", "plan_reindex"]
 
 SHOWN = 5  # how many disagreements an error message names
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ def store_repairs(hub: Hub, min_age_seconds: float) -> tuple[list[Repair], list[
     for name in refs.names():
         for number, digest in refs.versions(name):
             if (name, number) not in known:
-                state = "deleted" if digest is None else f"manifest {digest}"
+                state = "deleted" if digest is None else f"manifest {digest[:80]}"
                 problems.append(f"the store has {name}:{number} ({state}) but the registry does not; `hub reindex` adds it")
         for number, _ in refs.pending(name):
             path = refs.version_path(name, number, pending=True)
@@ -154,11 +156,11 @@ def unindexed_digests(hub: Hub) -> set[str]:
         for number, digest in hub.refs.versions(name):
             if digest is None or (name, number, digest) in known or (name, number) in deleted:
                 continue
-            digests.add(digest)
             try:
-                digests.update(f.sha256 for f in Manifest.from_json(hub.blobs.read_bytes(digest), source=digest).files)
+                digests.update(f.sha256 for f in _read_manifest(hub, name, number, digest).files)
+                digests.add(digest)
             except HubError:
-                pass  # damaged or missing: nothing more to keep
+                digests.add(digest)  # damaged, missing or not a sha256: nothing more to keep
     return digests
 
 
@@ -186,6 +188,8 @@ def check_related(hub: Hub) -> None:
 
 
 def _read_manifest(hub: Hub, name: str, number: int, digest: str) -> Manifest:
+    if not SHA256.fullmatch(digest):
+        raise ReindexRefusedError(f"the pointer of {name}:{number} holds {digest[:80]!r}, not a sha256")
     manifest = Manifest.from_json(hub.blobs.read_bytes(digest), source=f"manifest {digest}")
     if (manifest.name, manifest.version) != (name, number):
         raise ReindexRefusedError(f"refs say {name}:{number} is manifest {digest}, which describes {manifest.name}:{manifest.version}")

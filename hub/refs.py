@@ -84,6 +84,12 @@ def read_pointer(path: Path) -> str | None:
         return None
 
 
+def _is_history_entry(entry: Any) -> bool:
+    version = lambda v: v is None or (type(v) is int and v > 0)  # noqa: E731
+    return (isinstance(entry, dict) and set(entry) == {"from", "to", "by", "at_ms"} and version(entry["from"])
+            and version(entry["to"]) and isinstance(entry["by"], str) and type(entry["at_ms"]) is int)
+
+
 def history_entry(from_version: int | None, to_version: int | None, changed_by: str, changed_at_ms: int) -> dict[str, Any]:
     """One alias move as a history file holds it."""
     return {"from": from_version, "to": to_version, "by": changed_by, "at_ms": changed_at_ms}
@@ -244,7 +250,10 @@ class RefStore:
             entries = moves[alias_folder.name] = []
             while (text := read_pointer(alias_folder / str(len(entries) + 1))) is not None:
                 try:
-                    entries.append(json.loads(text))
+                    entry = json.loads(text)
                 except ValueError:
                     break
+                if not _is_history_entry(entry):
+                    break  # a damaged or foreign file ends what the store can vouch for
+                entries.append(entry)
         return moves

@@ -257,3 +257,23 @@ def test_hub_gc_keeps_the_pointers_and_bytes_of_versions_the_registry_lacks(hub_
     assert len([p for p in hub.verify().problems if "but the registry does not" in p]) == 2  # named, for reindex
     assert hub.reindex().added == ("acme/m:1", "acme/m:2")
     assert hub.verify().ok and hub.info("acme/m@production").version == 1
+
+
+def test_reindex_of_a_store_with_hostile_pointer_files_refuses_or_ignores_them(hub_home, tmp_path):
+    """Pointer files are text anyone with write access to the store can put there: a pointer that is not
+    a sha256 (a path out of the store) is refused by name, a history file that is not a move ends the history."""
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"name": "acme/m", "version": 2}')
+    hub.publish(weights(1), "acme/m", aliases=["production"])
+    versions = hub_home / "refs" / "acme+m" / "versions"
+    (versions / "2").write_text(f"../../../{secret.name}")
+    history = hub_home / "refs" / "acme+m" / "history" / "production"
+    (history / "2").write_text('{"from": "1; DROP TABLE", "to": 1, "by": "x", "at_ms": 1}')
+    (history / "3").write_text('{"from": 1, "to": 1, "by": "x", "at_ms": 1}')
+    before = registry_dump()
+    with pytest.raises(hub.ReindexRefusedError, match="not a sha256"):
+        hub.reindex()
+    assert registry_dump() == before
+    (versions / "2").unlink()
+    assert not hub.reindex().changed  # the damaged history file ends what the store vouches for
+    assert [(c.from_version, c.to_version) for c in hub.alias_history("acme/m", "production")] == [(None, 1)]
