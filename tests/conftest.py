@@ -157,3 +157,15 @@ def registry_dump() -> dict[str, list[tuple]]:
 def state(home: Path) -> tuple[dict[str, bytes], dict[str, list]]:
     """Files and registry rows together."""
     return snapshot(home), registry_dump()
+
+
+def live_links(app) -> list[str]:
+    """Every link a Streamlit page (an AppTest, after a run) would render that the UI did not make
+    itself: ``[text](url)`` not escaped and not to one of its own pages (``/...``), ``<https://...>``,
+    and bare ``https://`` or ``www.`` (GitHub-flavoured Markdown makes those links too)."""
+    import re
+
+    kinds = ("title", "header", "subheader", "markdown", "caption", "error", "warning", "info", "success")
+    texts = [element.value for kind in kinds for element in getattr(app, kind)]
+    patterns = (r"(?<!\\)\]\((?!/)[^)]*\)", r"(?<!\\)<(?:https?|mailto):[^>]*>", r"(?<![\\\w])(?:https?:|www\.)")
+    return [match for text in texts for pattern in patterns for match in re.findall(pattern, str(text))]

@@ -15,6 +15,7 @@ and each runs against a hub with something in it to damage.
 from __future__ import annotations
 
 import csv
+import json
 import struct
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 
 import finetune
@@ -138,10 +140,13 @@ class Exit:
     code: int
 
 
-def cli(program: str, *args: str) -> Callable[[Ctx], subprocess.CompletedProcess]:
-    """Run ``python -m PROGRAM ARGS``; ``{data}``, ``{tmp}``, ``{job}`` in ARGS are filled in from the case's Ctx."""
+def cli(program: str, *args: str, files: dict[str, bytes | str] | None = None) -> Callable[[Ctx], subprocess.CompletedProcess]:
+    """Run ``python -m PROGRAM ARGS``; ``{data}``, ``{tmp}``, ``{job}`` in ARGS are filled in from the case's Ctx.
+    ``files``: written into the case's folder first (outside HUB_HOME), by name."""
 
     def run(c: Ctx) -> subprocess.CompletedProcess:
+        for name, content in (files or {}).items():
+            c.file(name, content)
         filled = [a.format(data=c.data, tmp=c.tmp, job=c.job, queued=c.queued) for a in args]
         return subprocess.run([sys.executable, "-m", program, *filled], capture_output=True, text=True, timeout=120, cwd=ROOT)
 
@@ -267,6 +272,17 @@ def encrypt_flags(data: bytearray) -> None:
             at = data.find(signature, at + 4)
 
 
+def a_key_per_row(rows: int) -> str:
+    """JSONL whose rows each name a feature of their own: a table of rows x rows cells from a small file."""
+    return "".join(f'{{"feature_{i}": 1, "label": {i % 2}}}\n' for i in range(rows))
+
+
+WEIGHTS = safetensors.torch.save({"w": torch.zeros(2)})
+NO_TENSORS = safetensors.torch.save({})
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+FOUR_HUNDRED_DIGITS = "1" * 400
+
+
 def many_files(count: int) -> Callable[[zipfile.ZipFile], None]:
     def add(archive: zipfile.ZipFile) -> None:
         for i in range(count):
@@ -325,6 +341,18 @@ CASES = [
     S(cli("hub", "publish", "{tmp}/digits.csv", "acme/x", "--config", "{{bad"), Exit(1), "--config must be JSON", id="hub-publish-bad-config-json"),
     S(cli("hub", "publish", "{tmp}/digits.csv", "acme/x", "--metadata", "@{tmp}/missing.json"), Exit(1), "--metadata must be JSON", id="hub-publish-missing-metadata-file"),
     S(cli("hub", "verify", "acme/digits-mlp:3"), Exit(1), "no version 3", id="hub-verify-deleted-version"),
+    S(cli("hub", "publish", "{tmp}/w.safetensors", "acme/x", "--metrics", f'{{{{"accuracy": {FOUR_HUNDRED_DIGITS}}}}}', files={"w.safetensors": WEIGHTS}),
+      Exit(1), "metric 'accuracy' is a whole number of about 400 digits, too large for a float", id="hub-publish-metric-of-400-digits"),
+    S(cli("hub", "publish", "{tmp}/w.safetensors", "acme/x", "--metrics", "@{tmp}/deep.json", files={"w.safetensors": WEIGHTS, "deep.json": DEEP_JSON}),
+      Exit(1), "--metrics must be JSON (or @file.json): it nests arrays or objects more than 100 deep", id="hub-publish-metrics-nested-100000-deep"),
+    S(cli("hub", "publish", "{tmp}/w.safetensors", "acme/x", "--metadata", "@{tmp}/deep.json", files={"w.safetensors": WEIGHTS, "deep.json": DEEP_JSON}),
+      Exit(1), "nests arrays or objects more than 100 deep", id="hub-publish-metadata-nested-100000-deep"),
+    S(cli("hub", "publish", "{tmp}/empty.safetensors", "acme/x", files={"empty.safetensors": NO_TENSORS}), Exit(1),
+      "empty.safetensors holds no tensors; there is nothing to publish", id="hub-publish-no-tensors"),
+    S(lambda c: hub.publish(c.file("w.safetensors", WEIGHTS), "acme/x", metrics={"accuracy": 10**400}), InvalidArgumentError,
+      "too large for a float", id="publish-metric-beyond-float"),
+    S(lambda c: hub.publish(c.file("w.safetensors", WEIGHTS), "acme/x", metadata={"a": json.loads("[" * 500 + "]" * 500)}),
+      InvalidArgumentError, "metadata nests lists and dicts more than 100 deep", id="publish-metadata-500-deep"),
     # the finetune command line
     S(lambda c: finetune.get_job("job-that-is-not-there"), JobNotFoundError, "`finetune list` shows the jobs", id="job-unknown"),
     S(lambda c: finetune.cancel(c.job), JobStateError, "only queued or running jobs can be cancelled", id="job-cancel-finished"),
@@ -362,6 +390,16 @@ CASES = [
     S(submit(lambda c: c.file("digits.pkl", b"\x80\x04K\x01.")), UnreadableDataError, "can't read .pkl", id="data-pickle-suffix"),
     S(submit(npz_with_objects), UnreadableDataError, "Python objects", id="data-npz-object-array"),
     S(submit(lambda c: c.tmp / "missing.csv"), UnreadableDataError, "does not exist", id="data-missing-file"),
+    S(submit(lambda c: c.spoiled("long-name.csv", lambda rows: None, ["p" * 131_073, *HEADER[1:]])), UnreadableDataError,
+      "column 1 is a name of 131,073 characters, more than the 1,024", id="data-csv-header-cell-over-131072-characters"),
+    S(submit(lambda c: c.file("wide.csv", b"c," * 10_000_000 + b"label\n" + b"0," * 10_000_000 + b"1\n")), UnreadableDataError,
+      "more than the 100,000 a table may have", id="data-csv-ten-million-columns"),
+    S(submit(lambda c: c.file("unclosed.csv", c.data.read_bytes() + b'1,"' + b"2," * (8 * 1024 * 1024 + 1) + b"\n")),
+      UnreadableDataError, "longer than 16,777,216 characters", id="data-csv-unclosed-quote-over-the-field-limit"),
+    S(submit(lambda c: c.file("deep.jsonl", '{"pixel_0": ' + DEEP_JSON + ', "label": 1}\n')), UnreadableDataError,
+      "deep.jsonl, row 1: nests arrays or objects more than 100 deep", id="data-jsonl-nested-100000-deep"),
+    S(submit(lambda c: c.file("sparse.jsonl", a_key_per_row(4_000))), UnreadableDataError, "give every row the same keys",
+      id="data-jsonl-a-key-per-row"),
     S(submit(lambda c: c.data, task="clasification"), ConfigError, "task 'clasification' is unknown", id="data-unknown-task"),
     S(lambda c: finetune.submit(BASE, c.data, output="me/digits-ft", config={"batch_size": 32},
                                 validation_data=c.spoiled("held-out.csv", set_row(3, 0, "nan"))),
@@ -385,6 +423,10 @@ CASES = [
       "can't read fine-tune config", id="config-yaml-python-tag"),
     S(with_config("latin1.yaml", b"label_column: \xe9tiquette\n"), ConfigError, "can't read fine-tune config", id="config-not-utf8"),
     S(lambda c: finetune.submit(BASE, c.data, output="me/x", config=c.tmp / "missing.yaml"), ConfigError, "missing.yaml", id="config-missing-file"),
+    S(with_config("deep.json", DEEP_JSON), ConfigError, "nests arrays or objects more than 100 deep", id="config-json-nested-100000-deep"),
+    S(with_config("deep.yaml", f"epochs: {DEEP_JSON}\n"), ConfigError, "nests lists or mappings too deep", id="config-yaml-nested-100000-deep"),
+    S(with_config("huge.yaml", f"learning_rate: {FOUR_HUNDRED_DIGITS}\n"), ConfigError,
+      "learning_rate is a whole number of about 400 digits, too large for a float", id="config-rate-of-400-digits"),
     S(lambda c: finetune.submit(BASE, c.data, output="me/x", config=42), ConfigError, "not int", id="config-wrong-type"),
     # web UI uploads
     S(lambda c: (c.monkeypatch.setattr("webui.common.MAX_UPLOAD_MB", 1), store(Upload("digits.csv", b"0," * 500_001), (".csv",)))[1],
@@ -402,6 +444,8 @@ CASES = [
       id="zip-bomb-lying-about-its-size"),
     S(upload_zip(entry("images/1/0002.png"), patch=encrypt_flags), UnsafeFormatError, "encrypted, password required", id="zip-encrypted-entry"),
     S(upload_zip(many_files(11), max_files=10), UnsafeFormatError, "over the limit", id="zip-too-many-files"),
+    S(upload_zip(zeros("images/0/bomb.png", 50_000_000)), UnsafeFormatError, "that is over the limit of 100 times",
+      id="zip-bomb-under-the-total-limit"),
     S(upload_zip(lambda a: None, patch=lambda data: data.__setitem__(slice(None), b"PK\x03\x04 not a zip")),
       UnsafeFormatError, "images.zip is not a zip file", id="zip-not-a-zip"),
 ]
@@ -432,3 +476,129 @@ def test_bad_input_is_refused_and_changes_nothing(ctx, hub_home, call, error, fr
 
 def test_the_catalogue_is_big_enough():
     assert len(CASES) >= 40
+
+
+# --- limits checked before the work they bound ---------------------------------------------------
+# Inputs that used to cost a minute and gigabytes before they were refused; each limit is now
+# checked first, so the refusal costs a small multiple of what it reads (bounds are generous
+# for a busy 2-core machine: the work they stand in for took a minute).
+
+
+def refused_quickly(call: Callable[[], Any], error: type[Exception], fragment: str, *, seconds: float = 2.0,
+                    peak_bytes: int = 64 * 1024 * 1024) -> None:
+    import time
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        started = time.perf_counter()
+        with pytest.raises(error, match=fragment):
+            call()
+        elapsed, peak = time.perf_counter() - started, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert elapsed < seconds and peak < peak_bytes, (elapsed, peak)
+
+
+def distinct_names(count: int) -> bytes:
+    """``count`` distinct four-letter column names and a comma after each, built in C (50 MB for ten million)."""
+    letters = np.frombuffer(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", dtype=np.uint8)
+    numbers, cells = np.arange(count), np.full((count, 5), ord(","), dtype=np.uint8)
+    for place in range(4):
+        cells[:, 3 - place] = letters[(numbers // len(letters) ** place) % len(letters)]
+    return cells.tobytes()
+
+
+@pytest.mark.one_backend
+@pytest.mark.parametrize("data_row", [False, True], ids=["header-only", "with-a-row"])
+def test_a_ten_million_column_csv_is_refused_before_it_is_parsed(tmp_path, data_row):
+    from finetune.data import MAX_COLUMNS, load_dataset
+
+    path = tmp_path / "wide.csv"
+    path.write_bytes(distinct_names(10_000_000) + b"label\n" + (b"0," * 10_000_000 + b"1\n" if data_row else b""))  # 50-70 MB
+    refused_quickly(lambda: load_dataset(path, task="classification"), UnreadableDataError, f"more than the {MAX_COLUMNS:,}",
+                    peak_bytes=4 * 1024 * 1024)  # a chunk of the first line, never the file
+
+
+@pytest.mark.one_backend
+def test_a_header_with_a_quoted_line_break_is_counted_once_parsed(tmp_path):
+    from finetune.data import load_dataset
+
+    path = tmp_path / "wide.csv"
+    path.write_bytes(b'"first\nname",' + b"c," * 200_000 + b"label\n")  # the first line holds one column
+    refused_quickly(lambda: load_dataset(path, task="classification"), UnreadableDataError, "200,002 columns")
+
+
+@pytest.mark.one_backend
+def test_jsonl_rows_that_each_name_their_own_key_are_refused_before_the_table_is_built(tmp_path):
+    from finetune.data import load_dataset
+
+    path = tmp_path / "sparse.jsonl"
+    path.write_text(a_key_per_row(20_000))  # 0.6 MB; the table it names has 400 million cells
+    refused_quickly(lambda: load_dataset(path, task="classification"), UnreadableDataError, "give every row the same keys")
+
+
+@pytest.mark.one_backend
+def test_a_csv_text_longer_than_the_csv_modules_default_limit_is_read(tmp_path):
+    from finetune.data import load_dataset
+
+    text = "word " * 40_000  # 200,000 characters, over the csv module's 131,072
+    path = tmp_path / "long.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([["text", "label"], [text, "long"], ["short", "short"]])
+    dataset = load_dataset(path, task="text-classification")
+    assert dataset.inputs == (text, "short") and dataset.label_names == ("long", "short")
+
+
+@pytest.mark.one_backend
+@pytest.mark.parametrize("text", [DEEP_JSON, '{"a": ' + "[" * 101 + "]" * 101 + "}"], ids=["100000-deep", "101-deep"])
+def test_jsonl_nested_too_deep_is_refused_without_recursing(tmp_path, text):
+    import sys
+
+    from finetune.data import load_dataset
+
+    path = tmp_path / "deep.jsonl"
+    path.write_text('{"text": "fine", "label": 0}\n' + text + "\n")
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(200)  # deep in a call stack: the check itself does not recurse
+    try:
+        with pytest.raises(UnreadableDataError, match="deep.jsonl, row 2: nests arrays or objects more than 100 deep"):
+            load_dataset(path, task="text-classification")
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+@pytest.mark.one_backend
+def test_two_sessions_unpacking_the_same_zip_at_once_both_get_the_folder(hub_home):
+    """Two browser sessions upload the same zip at once: both store it and unpack it into the one
+    folder its hash names, neither fails, and no half-made file or folder is left."""
+    import io
+    import threading
+
+    from webui.common import extract_zip
+
+    for round_ in range(3):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for i in range(300):
+                archive.writestr(f"images/{i % 2}/{i:04d}.png", bytes([round_, i % 256]) * 1000)
+        data = buffer.getvalue()
+        start, results = threading.Barrier(4), []
+
+        def session() -> None:
+            start.wait()
+            try:
+                results.append(extract_zip(store(Upload("images.zip", data), (".zip",))))
+            except Exception as exc:  # noqa: BLE001 - the test reports whatever a session hit
+                results.append(exc)
+
+        sessions = [threading.Thread(target=session) for _ in range(4)]
+        for thread in sessions:
+            thread.start()
+        for thread in sessions:
+            thread.join()
+        assert all(isinstance(result, Path) for result in results) and len(set(results)) == 1, results
+        folder = results[0]
+        assert sorted(p.name for p in folder.iterdir()) == ["0", "1"] and len(list(folder.rglob("*.png"))) == 300
+        leftovers = [p for p in (hub_home / "uploads").rglob("*") if p.name.startswith(".")]
+        assert leftovers == []

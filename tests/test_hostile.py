@@ -396,6 +396,113 @@ def test_a_child_of_a_version_whose_blob_was_replaced_does_not_share_it(hub_home
     assert torch.equal(hub.load_state_dict(child.ref, verify=True)["layers.0.weight"], make_mlp().state_dict()["layers.0.weight"])
 
 
+# A header within safetensors' 100 MB can still carry a huge __metadata__ (a map of strings, a few KB
+# in real checkpoints): the hub reads at most MAX_METADATA_BYTES of it, measured before it is decoded.
+
+
+def metadata_file(shape: str, size: int) -> bytes:
+    """One tensor and a ``__metadata__`` of about ``size`` bytes, built without a dict of that size."""
+    tensor = b'"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}'
+    if shape == "many-small-entries":  # the costly kind to parse: two strings, a tuple and a slot per 15 bytes
+        entries = b",".join(b'"k%07d":"v"' % i for i in range(size // 15))
+        header = b'{"__metadata__": {' + entries + b"}, " + tensor + b"}"
+    elif shape == "one-long-value":
+        header = b'{"__metadata__": {"notes": "' + b"x" * size + b'"}, ' + tensor + b"}"
+    else:  # the key spelled with escapes, after the tensor: it is still the metadata
+        header = b"{" + tensor + b', "\\u005f_metadata\\u005f_": {"notes": "' + b"x" * size + b'"}}'
+    return st_file(header, b"\0" * 8)
+
+
+METADATA_SHAPES = ["many-small-entries", "one-long-value", "escaped-key-last"]
+
+
+@pytest.mark.parametrize("shape", METADATA_SHAPES)
+def test_metadata_over_the_hub_limit_is_refused_before_it_is_parsed(tmp_path, shape):
+    from hub.safetensors_io import MAX_METADATA_BYTES
+
+    path = tmp_path / "meta.safetensors"
+    path.write_bytes(metadata_file(shape, 20_000_000))  # 20 MB: parsed, the small entries cost 370 MB and a second
+    tracemalloc.start()
+    try:
+        started = time.perf_counter()
+        with pytest.raises(UnsafeFormatError, match=f"its __metadata__ is over {MAX_METADATA_BYTES:,} bytes, the most the hub reads"):
+            read_header(path)
+        elapsed, peak = time.perf_counter() - started, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert elapsed < 2.0 and peak < 4 * 1024 * 1024 + 3 * path.stat().st_size, (elapsed, peak)  # the bytes and their text
+
+
+@pytest.mark.parametrize("shape", METADATA_SHAPES)
+def test_metadata_up_to_the_hub_limit_is_read(tmp_path, shape):
+    from hub.safetensors_io import MAX_METADATA_BYTES
+
+    path = tmp_path / "meta.safetensors"
+    path.write_bytes(metadata_file(shape, MAX_METADATA_BYTES - 100))
+    header = read_header(path)
+    assert list(header.tensors) == ["w"] and 0.9 * MAX_METADATA_BYTES < len(json.dumps(header.metadata, separators=(",", ":"))) <= MAX_METADATA_BYTES
+
+
+@pytest.mark.parametrize("entry_point", ENTRY_POINTS)
+def test_metadata_over_the_hub_limit_is_refused_by_every_publishing_entry_point(hub_home, tmp_path, entry_point):
+    hub.publish({"w": torch.zeros(2)}, "acme/existing")
+    folder = tmp_path / "meta-model"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(metadata_file("many-small-entries", 2_000_000))
+    before = state(hub_home)
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnsafeFormatError, match="__metadata__ is over"):
+            ENTRY_POINTS[entry_point](folder)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 1024 * 1024, peak  # parsed, the 2 MB of metadata cost 37 MB
+    assert state(hub_home) == before
+
+
+def test_loading_a_blob_replaced_by_one_with_huge_metadata_is_refused(hub_home):
+    version = hub.publish(make_mlp(in_features=1024, hidden=[1024]), "acme/big")  # 4 MB of weights
+    path = blob(hub_home, version.files[0].sha256)
+    path.write_bytes(st_file(b'{"__metadata__": {"notes": "' + b"x" * 3_000_000 + b'"}}', size=path.stat().st_size))
+    with pytest.raises(UnsafeFormatError, match="acme/big:1: 'model.safetensors' is not valid safetensors .*__metadata__ is over"):
+        hub.load_state_dict("acme/big")
+
+
+def test_a_header_costs_a_small_multiple_of_its_size(tmp_path):
+    """Many tensors (the header's real bulk): time and memory in proportion to the header, no more."""
+    count = 10_000
+    header = {f"layers.{i}.weight": entry(shape=(0,), offsets=(0, 0)) for i in range(count)} | {"w": TENSOR}
+    path = tmp_path / "many.safetensors"
+    path.write_bytes(st_file(header, b"\0" * 8))  # 0.7 MB
+    started = time.perf_counter()
+    assert len(read_header(path).tensors) == count + 1
+    elapsed = time.perf_counter() - started
+    tracemalloc.start()
+    try:
+        read_header(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert elapsed < 2.0 and peak < 20 * path.stat().st_size, (elapsed, peak / path.stat().st_size)
+
+
+@pytest.mark.parametrize("entry_point", ENTRY_POINTS)
+def test_a_safetensors_file_without_tensors_is_refused_by_every_publishing_entry_point(hub_home, tmp_path, entry_point):
+    """As a state dict without tensors is: there is nothing to publish."""
+    from safetensors.torch import save_file
+
+    hub.publish({"w": torch.zeros(2)}, "acme/existing")
+    folder = tmp_path / "empty-model"
+    folder.mkdir()
+    save_file({}, folder / "model.safetensors")
+    (folder / "notes.txt").write_text("no weights here\n")
+    before = state(hub_home)
+    with pytest.raises(InvalidSourceError, match="model.safetensors holds no tensors; there is nothing to publish"):
+        ENTRY_POINTS[entry_point](folder)
+    assert state(hub_home) == before
+
+
 # --- 2. paths that would leave a folder --------------------------------------------------
 
 ESCAPING = ["../x", "/abs", "/etc/passwd", "a/../../b", "a/..", "..", ".", "./a", "a/./b", "a//b", "a/", "",
@@ -806,3 +913,50 @@ def test_the_source_check_catches(snippet):
 @pytest.mark.parametrize("snippet", SAFE_SNIPPETS)
 def test_the_source_check_allows(snippet):
     assert unsafe_loading(snippet, "somewhere.py") == []
+
+
+# --- 4. the web UI listens on this machine only unless asked ------------------------------
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses of the sockets listening on ``port`` (Linux: /proc/net/tcp and tcp6)."""
+    found = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        lines = Path(table).read_text().splitlines()[1:] if Path(table).exists() else []
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            address, local_port = local.split(":")
+            if state == "0A" and int(local_port, 16) == port:  # 0A: LISTEN
+                raw = bytes.fromhex(address)
+                words = [raw[i : i + 4][::-1] for i in range(0, len(raw), 4)]  # each 32-bit word is little-endian
+                found.add(str(__import__("ipaddress").ip_address(b"".join(words))) if width == 32 else ".".join(map(str, words[0])))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's socket table")
+def test_the_documented_streamlit_command_listens_on_loopback_only(tmp_path):
+    """``streamlit run webui/app.py`` (the command webui/__init__.py names) started in the project
+    root binds 127.0.0.1, not every interface: the UI publishes and deletes without asking who you are."""
+    import socket
+    import urllib.request
+
+    import webui
+
+    assert "streamlit run webui/app.py --server.address 127.0.0.1" in " ".join(webui.__doc__.split())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "webui/app.py", "--server.port", str(port),
+                               "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not listening_addresses(port):
+            assert server.poll() is None and time.monotonic() < deadline, server.stdout.read() if server.poll() is not None else "not serving"
+            time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=10) as response:
+            assert response.status == 200
+        assert listening_addresses(port) == {"127.0.0.1"}
+    finally:
+        server.terminate()
+        server.wait(30)

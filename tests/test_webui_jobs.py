@@ -19,6 +19,7 @@ import hub
 from conftest import ROOT, registry_dump
 from finetune.config import FinetuneConfig
 from hub.errors import DataError
+from webui.common import md
 
 sklearn = pytest.importorskip("sklearn.datasets")
 PIXELS = [f"pixel_{i}" for i in range(64)]
@@ -126,7 +127,7 @@ def test_bad_data_shows_the_data_error_on_the_page_and_queues_nothing(problem, t
     [stored] = hub_home.glob("uploads/*/bad.csv")
     with pytest.raises(DataError) as expected:
         finetune.validate("acme/digits-cnn:1", stored)
-    assert [error.value for error in app.error] == [str(expected.value)]
+    assert [error.value for error in app.error] == [md(str(expected.value))]  # as raised, escaped for Markdown
     assert ("'lable'" if problem == "misspelled label column" else "row 7") in str(expected.value)
     assert not app.success and finetune.list_jobs() == []
     assert registry_dump()["finetune_jobs"] == [] and registry_dump()["finetune_job_events"] == []
@@ -205,3 +206,61 @@ def test_gc_removes_old_uploads_but_not_those_a_waiting_job_reads(digits, tmp_pa
     finetune.cancel(job.id)  # a finished job reads nothing more: its data record keeps the sha256
     assert hub.gc(min_age_seconds=0).removed == (str(read_by_job.parent),)
     assert list((hub_home / "uploads").iterdir()) == [] and hub.verify().ok
+
+
+LINK = "[click me](https://evil.example/{})"
+
+
+def test_text_from_the_data_and_the_user_is_escaped_on_the_fine_tune_and_job_pages(digits, tmp_path, monkeypatch):
+    """A class label and a cell holding Markdown link syntax, and a user name holding one, show as
+    typed (in the summary, in the error, on the job page): no link but the UI's own."""
+    from conftest import live_links
+
+    rows = list(csv.reader(digits.open()))
+    for row in rows[1:]:
+        row[-1] = LINK.format("label") if int(row[-1]) % 2 else "even"
+    labelled_csv = tmp_path / "labelled.csv"
+    spoiled_csv = tmp_path / "spoiled.csv"
+    with open(labelled_csv, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    rows[3][5] = LINK.format("cell")
+    with open(spoiled_csv, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+
+    app = page("finetune", ref="acme/digits-cnn")
+    app.file_uploader(key="data").set_value(("labelled.csv", labelled_csv.read_bytes(), "text/csv")).run()
+    app.button(key="validate").click().run()
+    assert not app.exception and not app.error and live_links(app) == []
+    assert r"2 classes: \[click me\](https\://evil.example/label), even" in app.success[0].value
+
+    app.file_uploader(key="data").set_value(("spoiled.csv", spoiled_csv.read_bytes(), "text/csv")).run()
+    app.button(key="validate").click().run()
+    assert not app.exception and live_links(app) == []
+    assert r"'\[click me\](https\://evil.example/cell)' is not a number" in app.error[0].value
+
+    monkeypatch.setenv("HUB_USER", LINK.format("user"))
+    job = finetune.submit("acme/digits-cnn", labelled_csv, output="me/digits-ft", config={"epochs": 1})
+    job_page = page("job", id=job.id)
+    assert not job_page.exception and live_links(job_page) == []
+    assert r"by \[click me\](https\://evil.example/user)" in markdown_of(job_page)
+
+
+def test_the_preview_refuses_a_ten_million_column_csv_before_parsing_it():
+    import time
+
+    app = page("finetune", ref="acme/digits-cnn")
+    started = time.perf_counter()
+    app.file_uploader(key="data").set_value(("wide.csv", b"c," * 10_000_000 + b"label\n", "text/csv")).run()
+    assert time.perf_counter() - started < 20  # the page run, upload and all; parsing the header took a minute and 2 GB
+    assert not app.exception
+    assert "Can't preview wide.csv" in app.warning[0].value and "more than the 100,000 a table may have" in app.warning[0].value
+    assert "label" not in [widget.key for widget in app.selectbox]  # no column pickers for ten million columns
+
+
+def test_the_preview_refuses_jsonl_nested_too_deep_without_a_traceback():
+    app = page("finetune", ref="acme/digits-cnn")
+    deep = b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b', "label": 0}\n'
+    app.file_uploader(key="data").set_value(("deep.jsonl", deep, "application/json")).run()
+    assert not app.exception and "nests arrays or objects more than 100 deep" in app.warning[0].value
+    app.button(key="validate").click().run()
+    assert not app.exception and "deep.jsonl, row 1: nests arrays or objects more than 100 deep" in app.error[0].value

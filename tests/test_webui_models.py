@@ -77,3 +77,26 @@ def test_moving_an_alias_on_the_page_moves_it_in_the_hub(models):
 def test_an_unknown_model_is_an_error_not_a_traceback(models):
     app = page("model", ref="acme/nothing")
     assert not app.exception and "acme/nothing" in app.error[0].value
+
+
+LINK = "[click me](https://evil.example/{})"
+
+
+def test_user_text_is_escaped_where_markdown_renders_it(hub_home):
+    """Tags, task, license and description hold Markdown link syntax: every page shows them as
+    typed text, and no link but the UI's own comes out of them."""
+    hub.publish({"w": torch.zeros(2)}, "acme/evil", tags=[LINK.format("tag"), "plain"], task=LINK.format("task"),
+                license="<https://evil.example/license>", description="see www.evil.example or https://evil.example/d | x")
+    from conftest import live_links
+
+    listing = page("models")
+    assert not listing.exception and live_links(listing) == []
+    table = markdown(listing)
+    assert r"\[click me\](https\://evil.example/tag), plain" in table and r"\<https\://evil.example/license\>" in table
+    assert r"\[click me\](https\://evil.example/task)" in table
+    assert table.count("\n") == 2  # header, rule, one row: no text broke out of its cell
+
+    model = page("model", ref="acme/evil")
+    assert not model.exception and live_links(model) == []
+    assert r":gray-badge[\[click me\](https\://evil.example/tag)]" in markdown(model)
+    assert r"see www\.evil.example or https\://evil.example/d \| x" in markdown(model)

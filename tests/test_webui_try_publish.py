@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest
 
 import hub
 from conftest import Upload
+from webui.common import md
 
 ROOT = Path(__file__).resolve().parent.parent
 TRY_IT = str(ROOT / "webui/views/try_it.py")
@@ -270,7 +271,7 @@ def test_publish_refuses_a_bad_name_and_publishes_nothing(digits_mlp):
     at = publish_form(files=mlp_files(digits_mlp, MLP_CONFIG), name="Acme/My Model")
     with pytest.raises(hub.InvalidReferenceError) as caught:
         hub.publish({"w": torch.zeros(1)}, "Acme/My Model")
-    assert at.error[0].value == str(caught.value)
+    assert at.error[0].value == md(str(caught.value))  # as given, escaped for Markdown
     assert not at.success and hub.list_models() == []
 
 
@@ -281,7 +282,7 @@ def test_publish_refuses_weights_that_do_not_fit_the_architecture(digits_mlp, tm
     (tmp_path / "model.safetensors").write_bytes(files["weights"][1])
     with pytest.raises(hub.WeightsMismatchError) as caught:
         hub.publish(tmp_path / "model.safetensors", "acme/digits", architecture="mlp", config=wrong)
-    assert at.error[0].value == str(caught.value)
+    assert at.error[0].value == md(str(caught.value))  # as given, escaped for Markdown
     assert not at.success and hub.list_models() == []
 
 
