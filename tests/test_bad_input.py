@@ -602,3 +602,9 @@ def test_two_sessions_unpacking_the_same_zip_at_once_both_get_the_folder(hub_hom
         assert sorted(p.name for p in folder.iterdir()) == ["0", "1"] and len(list(folder.rglob("*.png"))) == 300
         leftovers = [p for p in (hub_home / "uploads").rglob("*") if p.name.startswith(".")]
         assert leftovers == []
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    stored = next((hub_home / "uploads").glob("*/images.zip"))  # readable by a worker of another user, as before
+    assert (stored.stat().st_mode & 0o777, folder.stat().st_mode & 0o777) == (0o666 & ~mask, 0o777 & ~mask)

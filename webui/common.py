@@ -11,7 +11,7 @@ import hashlib
 import os
 import re
 import shutil
-import tempfile
+import uuid
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -26,7 +26,7 @@ from hub.settings import current_user
 
 __all__ = [
     "MAX_UPLOAD_MB", "the_hub", "human_size", "md", "model_link", "job_link", "status_badge", "card_body",
-    "store_upload", "extract_zip", "rename_into_place", "show_error", "query_param", "current_user",
+    "store_upload", "extract_zip", "private_folder", "rename_into_place", "show_error", "query_param", "current_user",
 ]
 
 MAX_UPLOAD_MB = int(os.environ.get("HUB_UI_MAX_UPLOAD_MB", "200"))
@@ -131,10 +131,18 @@ def store_upload(uploaded: Any, *, allowed: tuple[str, ...]) -> Path:
     target = folder / name
     if not target.is_file():  # another session may be writing the same upload: each writes a file of its own
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{name}.", suffix=".partial", delete=False) as partial:
-            partial.write(data)
-        os.replace(partial.name, target)
+        partial = folder / f".{name}.{uuid.uuid4().hex}.partial"
+        partial.write_bytes(data)
+        os.replace(partial, target)
     return target
+
+
+def private_folder(target: Path) -> Path:
+    """A new, empty folder beside ``target`` that no other session uses (made with the usual
+    permissions, unlike ``tempfile.mkdtemp``'s owner-only ones), to be renamed to ``target``."""
+    staging = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex}")
+    staging.mkdir()
+    return staging
 
 
 def max_unzipped_bytes() -> int:
@@ -170,7 +178,7 @@ def extract_zip(path: Path) -> Path:
         entries = [e for e in archive.infolist() if not e.is_dir() and not e.filename.startswith("__MACOSX/")]
         _check_zip_entries(path, entries)
         if not target.is_dir():
-            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+            staging = private_folder(target)
             try:
                 _unpack(path, archive, entries, staging)
                 rename_into_place(staging, target)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import streamlit as st
 
 from hub.errors import HubError, InvalidArgumentError
 from hub.limits import loads
-from webui.common import MAX_UPLOAD_MB, extract_zip, model_link, rename_into_place, show_error, store_upload, the_hub
+from webui.common import MAX_UPLOAD_MB, extract_zip, model_link, private_folder, rename_into_place, show_error, store_upload, the_hub
 
 WEIGHTS_TYPES = (".safetensors",)
 CONFIG_TYPES = (".json",)
@@ -72,7 +71,7 @@ def hugging_face_folder(weights: Path, config: Path) -> Path:
     """
     folder = weights.parent / f"hf-{hashlib.sha256(config.read_bytes()).hexdigest()[:16]}"
     if not folder.is_dir():  # another session may be making the same folder: each makes one of its own
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+        staging = private_folder(folder)
         try:
             shutil.copyfile(weights, staging / weights.name)
             shutil.copyfile(config, staging / "config.json")
