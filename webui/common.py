@@ -132,8 +132,11 @@ def store_upload(uploaded: Any, *, allowed: tuple[str, ...]) -> Path:
     if not target.is_file():  # another session may be writing the same upload: each writes a file of its own
         folder.mkdir(parents=True, exist_ok=True)
         partial = folder / f".{name}.{uuid.uuid4().hex}.partial"
-        partial.write_bytes(data)
-        os.replace(partial, target)
+        try:
+            partial.write_bytes(data)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)  # gone already when the rename happened; a full disk leaves nothing
     return target
 
 
