@@ -194,7 +194,7 @@ class Hub:
         aliases: Sequence[str] = (),
         description: str | None = None,
         card: str | Mapping[str, Any] | None = None,
-        tags: Iterable[str] = (),
+        tags: Iterable[str] | None = None,
         task: str | None = None,
         license: str | None = None,
         metrics: Mapping[str, float] | None = None,
@@ -217,7 +217,8 @@ class Hub:
             aliases: aliases to point at the new version (e.g. ``["production"]``).
             description: one paragraph about the model.
             card: model card text (Markdown), or a dict of card fields (``text`` is the body).
-            tags, task, license: how people find it.
+            tags, task, license: how people find it. A new version of the same model as its
+                parent (say, a module loaded from it) keeps the parent's where they are not given.
             metrics: ``{name: number}``, e.g. held-out accuracy.
             metadata: any JSON-serializable facts.
             parent: the reference this version was derived from.
@@ -254,7 +255,7 @@ class Hub:
         alias_list = [validate_alias(a) for a in ([aliases] if isinstance(aliases, str) else aliases)]
         if version is not None:
             version = validate_version(version)
-        tag_tuple = p.check_tags(tags)
+        tag_tuple = p.check_tags(tags) if tags is not None else None
         task, license = p.check_text(task, "task"), p.check_text(license, "license")
         description = p.check_text(description, "description", limit=None)
         metric_values, metadata_values = p.check_metrics(metrics), p.check_metadata(metadata)
@@ -271,6 +272,10 @@ class Hub:
         dtype, num_parameters = p.describe_weights(prepared, architecture, config)
         parent_version = self.info(parent) if parent is not None else self._existing_parent(prepared.parent)
         parent_ref = parent_version.ref if parent_version is not None else None
+        if parent_version is not None and parent_version.name == name:  # the model's next version: the same kind of model
+            task, license = task or parent_version.task, license or parent_version.license
+            tag_tuple = parent_version.tags if tag_tuple is None else tag_tuple
+        tag_tuple = tag_tuple or ()
         card_bytes = p.render_card(
             card, license=license, tags=tag_tuple, pipeline_tag=task, base_model=parent_ref, metrics=metric_values or None
         )

@@ -357,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--config", help="architecture config as JSON, or @file.json")
     sub.add_argument("--version", type=int, help="explicit version number (default: next)")
     sub.add_argument("--alias", action="append", default=[], help="alias to point at the new version (repeatable)")
-    sub.add_argument("--tag", action="append", default=[], help="tag (repeatable)")
+    sub.add_argument("--tag", action="append", help="tag (repeatable; default: the parent's, for a new version of its model)")
     sub.add_argument("--task")
     sub.add_argument("--license")
     sub.add_argument("--description")

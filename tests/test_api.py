@@ -105,6 +105,18 @@ def test_loaded_module_republished_records_its_parent():
     assert explicit.parent == "acme/iris-tuned:1"
 
 
+def test_a_new_version_from_a_loaded_module_keeps_its_task_license_and_tags():
+    hub.publish(make_mlp(), "acme/iris", task="classification", license="mit", tags=["iris", "tabular"])
+    model = hub.load("acme/iris:1", device="cpu")
+    again = hub.publish(model, "acme/iris", metrics={"accuracy": 0.9})
+    assert (again.task, again.license, again.tags, again.parent) == ("classification", "mit", ("iris", "tabular"), "acme/iris:1")
+    assert [m.name for m in hub.list_models("iris", task="classification")] == ["acme/iris"]
+    changed = hub.publish(model, "acme/iris", task="regression", tags=[], license="apache-2.0")  # given: given wins
+    assert (changed.task, changed.license, changed.tags) == ("regression", "apache-2.0", ())
+    other = hub.publish(model, "acme/iris-copy")  # another model is not the same kind of model: nothing inherited
+    assert (other.task, other.license, other.tags) == (None, None, ())
+
+
 def test_state_dict_file_and_folder_sources(tmp_path):
     weights = make_mlp().state_dict()
     save_file(weights, tmp_path / "weights.safetensors")
