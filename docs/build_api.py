@@ -59,7 +59,7 @@ def render() -> str:
     lines += _class("Hub", hub.Hub)
     for name in ("create", "register_architecture", "list_architectures", "parse_reference"):
         lines += _entry(f"hub.{name}", getattr(hub, name))
-    for name in ("ModelVersion", "ModelSummary", "FileEntry", "AliasChange", "VerifyReport", "GcReport", "Reference"):
+    for name in ("ModelVersion", "ModelSummary", "FileEntry", "AliasChange", "VerifyReport", "GcReport", "InputSpec", "Reference"):
         lines += _class(name, getattr(hub, name))
     lines += ["## Errors (`hub.errors`)", "", _doc(errors), ""]
     for name in errors.__all__:

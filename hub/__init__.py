@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from hub.api import Hub
     from hub.architectures import create, list_architectures, register_architecture
     from hub.entities import AliasChange, FileEntry, GcReport, ModelSummary, ModelVersion, VerifyReport
+    from hub.inputs import InputSpec
     from hub.reference import Reference, parse_reference
 
 __version__ = "0.1.0"
@@ -32,12 +33,12 @@ __version__ = "0.1.0"
 _DELEGATED = (
     "publish", "load", "load_state_dict", "info", "list_models", "list_versions", "set_alias", "delete_alias",
     "alias_history", "delete_version", "download", "verify", "gc", "reindex", "import_hf", "load_tokenizer",
-    "count_models", "model_facets", "list_children", "read_card",
+    "count_models", "model_facets", "list_children", "read_card", "input_spec",
 )
 _LAZY = {
     "Hub": "hub.api", "GcReport": "hub.entities",
     "ModelVersion": "hub.entities", "ModelSummary": "hub.entities", "FileEntry": "hub.entities",
-    "AliasChange": "hub.entities", "VerifyReport": "hub.entities",
+    "AliasChange": "hub.entities", "VerifyReport": "hub.entities", "InputSpec": "hub.inputs",
     "Reference": "hub.reference", "parse_reference": "hub.reference",
     "register_architecture": "hub.architectures", "create": "hub.architectures", "list_architectures": "hub.architectures",
 }

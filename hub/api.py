@@ -32,6 +32,8 @@ from hub.errors import (
     UnsafeFormatError,
     VersionExistsError,
 )
+from hub.inputs import METADATA_KEY as INPUT_KEY
+from hub.inputs import InputSpec, check_input, input_spec_of
 from hub.manifest import Manifest, check_relative_path
 from hub.reference import folder_name, parse_reference, validate_alias, validate_name, validate_version
 from hub.refs import RefStore
@@ -157,6 +159,24 @@ class Hub:
             raise IntegrityError(f"{version.ref}: file 'README.md': {problem}; run `hub verify`")
         return data.decode("utf-8", errors="replace")
 
+    def input_spec(self, ref: str | ModelVersion) -> InputSpec:
+        """What the version takes as input: kind, shape, value range, feature names, ...
+
+        The facts the version recorded when it was published (see :meth:`publish`'s ``input``);
+        for a version that recorded none, what its architecture and config imply
+        (``recorded`` False). A later ``model_spec`` will hold this beside the output facts.
+
+        Args:
+            ref: a reference (see :meth:`info`), or a :class:`ModelVersion` already read.
+
+        Returns:
+            An :class:`InputSpec`.
+
+        Raises:
+            ModelNotFoundError: see :meth:`info`.
+        """
+        return input_spec_of(ref if isinstance(ref, ModelVersion) else self.info(ref))
+
     def list_children(self, ref: str) -> list[ModelVersion]:
         """Versions derived from ``ref`` (their ``parent`` is it): fine-tunes, distillations, ...
 
@@ -199,6 +219,7 @@ class Hub:
         license: str | None = None,
         metrics: Mapping[str, float] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        input: InputSpec | Mapping[str, Any] | None = None,
         parent: str | None = None,
         share_weights: bool = True,
         files: Mapping[str, str | os.PathLike[str]] | None = None,
@@ -221,6 +242,13 @@ class Hub:
                 parent (say, a module loaded from it) keeps the parent's where they are not given.
             metrics: ``{name: number}``, e.g. held-out accuracy.
             metadata: any JSON-serializable facts.
+            input: what the model takes (an :class:`InputSpec` or a dict of its fields:
+                ``kind``, ``shape``, ``value_range``, ``background``, ``feature_names``,
+                ``standardizes``), recorded as ``metadata["input"]`` (also accepted there);
+                what is left out is filled in from the architecture's config. Default: the
+                input facts of the version the source came from (a module from :func:`hub.load`,
+                a folder from :meth:`download`) when its architecture and config are unchanged.
+                :meth:`input_spec` reads them back.
             parent: the reference this version was derived from.
             share_weights: for a module or state dict with a parent (``parent``, or the
                 version a module was loaded from), reuse each of the parent's weight files
@@ -243,7 +271,7 @@ class Hub:
                 don't fit the architecture.
             VersionExistsError: ``version`` is taken.
             ModelNotFoundError: ``parent`` does not exist.
-            InvalidArgumentError: bad tags, metrics, metadata or card.
+            InvalidArgumentError: bad tags, metrics, metadata, input facts or card.
             NoSpaceError, ReadOnlyError: the disk is full, or the home is read-only or not this
                 user's (the message names the path). A failed publish leaves no blob, pointer
                 or registry row behind; where it can't check, it says so and ``hub gc`` removes them.
@@ -269,6 +297,15 @@ class Hub:
             from hub.architectures import check_config
 
             config = check_config(architecture, config or {})
+        if input is not None and INPUT_KEY in metadata_values:
+            raise InvalidArgumentError(f"the input facts are given twice, as input= and as metadata[{INPUT_KEY!r}]; give them once")
+        if input is None:
+            input = metadata_values.get(INPUT_KEY)
+        if input is None and (architecture, config) == (prepared.architecture, prepared.config):
+            input = prepared.input
+        input_record = check_input(input, architecture=architecture, config=config)
+        if input_record is not None:
+            metadata_values[INPUT_KEY] = input_record
         dtype, num_parameters = p.describe_weights(prepared, architecture, config)
         parent_version = self.info(parent) if parent is not None else self._existing_parent(prepared.parent)
         parent_ref = parent_version.ref if parent_version is not None else None

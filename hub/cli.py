@@ -172,7 +172,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
                 Path(args.source), args.name, architecture=args.architecture, config=_json_arg(args.config, "config"),
                 version=args.version, aliases=args.alias, description=args.description, card=card, tags=args.tag,
                 task=args.task, license=args.license, metrics=_json_arg(args.metrics, "metrics"),
-                metadata=_json_arg(args.metadata, "metadata"), parent=args.parent,
+                metadata=_json_arg(args.metadata, "metadata"), input=_json_arg(args.input, "input"), parent=args.parent,
             )
         finally:
             hub.blobs.on_bytes = None
@@ -364,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--card", help="model card file (Markdown)")
     sub.add_argument("--metrics", help='JSON, e.g. \'{"accuracy": 0.98}\', or @file.json')
     sub.add_argument("--metadata", help="JSON object, or @file.json")
+    sub.add_argument("--input", help='what the model takes, as JSON (or @file.json), e.g. '
+                                     '\'{"kind": "image", "value_range": [0, 16], "background": 0}\' or '
+                                     '\'{"feature_names": ["sepal length (cm)", ...]}\'')
     sub.add_argument("--parent", help="reference this version was derived from")
 
     sub = command("import-hf", cmd_import_hf, "Import a model in the Hugging Face layout (a folder or a repo id).")

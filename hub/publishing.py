@@ -50,6 +50,7 @@ class PreparedSource:
     config: dict[str, Any] | None = None
     parent: str | None = None
     num_parameters: int | None = None
+    input: dict[str, Any] | None = None  # the input facts of the version it came from (kept when the config is)
 
 
 def _tensor_info(tensor: torch.Tensor) -> TensorInfo:
@@ -163,6 +164,7 @@ def _apply_manifest_defaults(prepared: PreparedSource, path: Path) -> None:
     prepared.architecture, prepared.config = manifest.architecture, manifest.config
     prepared.parent = f"{manifest.name}:{manifest.version}"
     prepared.tied = dict(manifest.tied)
+    prepared.input = manifest.metadata.get("input")
 
 
 def prepare_source(source: Any) -> PreparedSource:
@@ -184,6 +186,8 @@ def prepare_source(source: Any) -> PreparedSource:
             prepared.parent = loaded_from.ref
             if spec is None and loaded_from.architecture:
                 prepared.architecture, prepared.config = loaded_from.architecture, dict(loaded_from.config)
+            if (prepared.architecture, prepared.config) == (loaded_from.architecture, loaded_from.config):
+                prepared.input = loaded_from.metadata.get("input")
         prepared.num_parameters = sum(p.numel() for p in {id(p): p for p in source.parameters()}.values())
         return prepared
     if isinstance(source, Mapping):
