@@ -24,11 +24,14 @@ from hub.safetensors_io import FLOATING, SafetensorsHeader, TensorInfo, dedupe_s
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["LocalFiles", "list_folder", "PreparedSource", "prepare_source", "describe_weights", "stored_as_checked", "share_with_parent", "new_weights_path", "check_text", "check_tags", "check_metrics", "check_metadata", "check_extra_files", "render_card"]
+__all__ = ["LocalFiles", "list_folder", "PreparedSource", "prepare_source", "describe_weights", "count_parameters",
+           "count_stored_parameters", "stored_as_checked", "share_with_parent", "new_weights_path", "check_text", "check_tags", "check_metrics", "check_metadata", "check_extra_files", "render_card"]
 
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "modelhub.json"
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
+# Buffers every PyTorch normalization layer names so (BatchNorm, InstanceNorm, SyncBatchNorm): statistics, not parameters.
+NORM_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
 MAX_TEXT = 128
 
 
@@ -51,6 +54,28 @@ class PreparedSource:
     parent: str | None = None
     num_parameters: int | None = None
     input: dict[str, Any] | None = None  # the input facts of the version it came from (kept when the config is)
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    """How many parameters ``module`` has: what every path that knows the module records.
+
+    Its ``parameters()``, each once (tied weights are one parameter); buffers (BatchNorm's
+    running statistics, ``num_batches_tracked``, the mlp's standardization) are not parameters.
+    A module on the meta device counts the same as a real one.
+    """
+    return sum(p.numel() for p in module.parameters())
+
+
+def count_stored_parameters(infos: Mapping[str, TensorInfo]) -> int:
+    """How many parameters weights with no architecture hold, as far as the weights alone tell.
+
+    Without a module, a parameter can't be told from a buffer in general (a buffer is whatever a
+    module registers as one), so the rule is: every stored tensor (each once: tied names are stored
+    once) except those named as PyTorch's normalization layers name their statistics
+    (``*.running_mean``, ``*.running_var``, ``*.num_batches_tracked``). Other buffers (an mlp's
+    ``input_mean``) count; publish with an architecture to count exactly.
+    """
+    return sum(info.numel for name, info in infos.items() if name.rpartition(".")[2] not in NORM_STATISTICS)
 
 
 def _tensor_info(tensor: torch.Tensor) -> TensorInfo:
@@ -188,7 +213,7 @@ def prepare_source(source: Any) -> PreparedSource:
                 prepared.architecture, prepared.config = loaded_from.architecture, dict(loaded_from.config)
             if (prepared.architecture, prepared.config) == (loaded_from.architecture, loaded_from.config):
                 prepared.input = loaded_from.metadata.get("input")
-        prepared.num_parameters = sum(p.numel() for p in {id(p): p for p in source.parameters()}.values())
+        prepared.num_parameters = count_parameters(source)
         return prepared
     if isinstance(source, Mapping):
         return _from_state_dict(source, "state dict")
@@ -218,6 +243,8 @@ def describe_weights(prepared: PreparedSource, architecture: str | None, config:
 
     The architecture is built on the meta device and its state dict compared
     with the stored tensors, so a version that can't be loaded is never published.
+    ``num_parameters`` is :func:`count_parameters` of that module, or of the module published;
+    for weights alone, :func:`count_stored_parameters`.
 
     Raises:
         ArchitectureNotFoundError, ArchitectureError: bad architecture or config.
@@ -230,7 +257,7 @@ def describe_weights(prepared: PreparedSource, architecture: str | None, config:
     floating = {d: n for d, n in by_dtype.items() if d in FLOATING}
     pool = floating or by_dtype
     dtype = max(sorted(pool), key=pool.__getitem__) if pool else None
-    num_parameters = prepared.num_parameters or sum(i.numel for i in prepared.infos.values())
+    num_parameters = prepared.num_parameters if prepared.num_parameters is not None else count_stored_parameters(prepared.infos)
     if architecture is None:
         return dtype, num_parameters
     from hub.loader import computed_buffers
@@ -254,7 +281,7 @@ def describe_weights(prepared: PreparedSource, architecture: str | None, config:
             f"the weights don't fit architecture {architecture!r} with config {config}: "
             f"{', '.join(p for p in parts if p)}; fix the config or publish with architecture=None"
         )
-    return dtype, sum(p.numel() for p in module.parameters())
+    return dtype, count_parameters(module)
 
 
 def _best_prefix(stored: Iterable[str], names: Iterable[str]) -> str:
