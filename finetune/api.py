@@ -92,7 +92,7 @@ def _queue(hub: Any, base: str, data: PathLike, output: str, task: str, config: 
     settings = _config(config)
     checked = check_job(hub, base, task, data, validation_data, settings)
     job = jobs_of(hub).create(
-        base=checked.base.ref, output=output, task=task, data=data_record(data, validation_data, checked),
+        base=checked.base.ref, output=output, task=task, data=data_record(data, validation_data, checked, hub.home),
         config=settings.to_dict(), created_by=current_user(),
         message=f"queued: fine-tune {checked.base.ref} on {Path(data).name} ({task}) into {output}",
     )
@@ -121,11 +121,13 @@ def validate(base: str, data: PathLike, *, task: str = "classification",
 
 def run(base: str, data: PathLike, *, output: str, task: str = "classification",
         config: FinetuneConfig | Mapping[str, Any] | PathLike | None = None,
-        validation_data: PathLike | None = None, hub: Any = None, progress: Any = None) -> ModelVersion:
+        validation_data: PathLike | None = None, hub: Any = None, progress: Any = None,
+        worker: str | None = None) -> ModelVersion:
     """Fine-tune in this process, as a job that is queued and run at once; see :func:`submit`.
 
     Args:
         progress: a ``tqdm``-like bar to update (the CLI passes one), or None.
+        worker: the name the job records for who ran it (default ``host:pid``, as a worker's).
 
     Returns:
         The published :class:`~hub.ModelVersion`.
@@ -143,7 +145,7 @@ def run(base: str, data: PathLike, *, output: str, task: str = "classification",
     hub = _hub(hub)
     job, checked = _queue(hub, base, data, output, task, config, validation_data)
     jobs = jobs_of(hub)
-    worker = worker_name()
+    worker = worker or worker_name()
     claimed = jobs.claim(worker, job.id)
     if claimed is None:
         raise JobStateError(f"job {job.id} was taken by a worker before this process could run it; follow it with `finetune logs {job.id}`")

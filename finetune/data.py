@@ -150,6 +150,7 @@ class _Request:
     label_names: tuple[str, ...] | None
     num_labels: int | None
     min_rows: int
+    pixel_range: tuple[float, float] = (0.0, 1.0)
 
     @property
     def is_classification(self) -> bool:
@@ -211,6 +212,7 @@ def load_dataset(
     label_names: Sequence[str] | None = None,
     num_labels: int | None = None,
     min_rows: int = 1,
+    pixel_range: tuple[float, float] = (0.0, 1.0),
 ) -> Dataset:
     """Read a data file or image folder and check it for training.
 
@@ -226,6 +228,8 @@ def load_dataset(
             reading a validation file); labels outside it are refused. None: taken from the data.
         num_labels: the size of an output head that is kept; class indices must be below it.
         min_rows: the fewest rows accepted (the batch size).
+        pixel_range: for an image folder, the values a black and a white pixel become: the
+            range the model was trained on (the base's recorded input range, e.g. ``(0, 16)``).
 
     Returns:
         The checked :class:`Dataset`.
@@ -242,7 +246,8 @@ def load_dataset(
     """
     source = os.fspath(path)
     request = _Request(source, _checked_task(task), spec, _checked_input_shape(input_shape),
-                       tuple(label_names) if label_names is not None else None, num_labels, min_rows)
+                       tuple(label_names) if label_names is not None else None, num_labels, min_rows,
+                       (float(pixel_range[0]), float(pixel_range[1])))
     location = Path(source)
     if not location.exists():
         raise UnreadableDataError(f"does not exist; check the path (relative paths start at {os.getcwd()})", file=source)
@@ -883,6 +888,9 @@ def _dataset_from_image_folder(root: Path, request: _Request) -> Dataset:
     targets, label_names = _class_indices(labels, where, request, names_only=True)
     _check_min_rows(len(files), request)
     pixels, sha256 = _read_images(root, files, _image_shape(request))
+    low, high = request.pixel_range
+    if (low, high) != (0.0, 1.0):
+        pixels = pixels.mul_(high - low).add_(low)
     return Dataset(pixels, targets, label_names, request.source, sha256)
 
 

@@ -35,7 +35,7 @@ from finetune.train import Callbacks, Cancelled, train
 from hub.entities import ModelVersion
 from hub.errors import ConfigError, HubError
 
-__all__ = ["CheckedJob", "check_job", "run_job", "run_rank", "worker_name"]
+__all__ = ["CheckedJob", "check_job", "data_record", "data_path", "run_job", "run_rank", "worker_name"]
 
 CANCEL_POLL_SECONDS = 0.2
 FLUSH_SECONDS = 1.0
@@ -72,7 +72,8 @@ def check_job(hub: Any, base: str, task: str, data: str | os.PathLike[str], vali
     plan = plan_task(task, version)
     spec = DataSpec(label_column=config.label_column, text_column=config.text_column,
                     feature_columns=tuple(config.feature_columns) if config.feature_columns else None)
-    common = {"task": plan.data_task, "spec": spec, "input_shape": plan.input_shape, "num_labels": plan.num_outputs}
+    common = {"task": plan.data_task, "spec": spec, "input_shape": plan.input_shape, "num_labels": plan.num_outputs,
+              "pixel_range": plan.pixel_range}
     train_set = load_dataset(data, label_names=plan.label_names, min_rows=config.batch_size, **common)
     if validation_data is not None:
         validation_set = load_dataset(validation_data, label_names=train_set.label_names, **common)
@@ -83,14 +84,32 @@ def check_job(hub: Any, base: str, task: str, data: str | os.PathLike[str], vali
     return CheckedJob(version, plan, config, train_set, validation_set, validation_data is not None)
 
 
-def data_record(data: str | os.PathLike[str], validation_data: str | os.PathLike[str] | None, checked: CheckedJob) -> dict[str, Any]:
-    """What a job records of its data: absolute paths, sha256 and row counts."""
-    record = {"train": str(Path(data).absolute()), "train_sha256": checked.train_set.sha256,
+def data_record(data: str | os.PathLike[str], validation_data: str | os.PathLike[str] | None, checked: CheckedJob,
+                home: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """What a job records of its data: paths, sha256 and row counts.
+
+    A file inside the hub's ``home`` (an upload, the demo's sample data) is recorded relative to it,
+    so the hub reads the same when its folder moves or is mounted elsewhere; any other as an absolute
+    path. :func:`data_path` turns a recorded path back into a file.
+    """
+    record = {"train": _recorded_path(data, home), "train_sha256": checked.train_set.sha256,
               "train_rows": len(checked.train_set) + (0 if checked.validation_file else len(checked.validation_set))}
     if validation_data is not None:
-        record.update(validation=str(Path(validation_data).absolute()), validation_sha256=checked.validation_set.sha256,
+        record.update(validation=_recorded_path(validation_data, home), validation_sha256=checked.validation_set.sha256,
                       validation_rows=len(checked.validation_set))
     return record
+
+
+def _recorded_path(path: str | os.PathLike[str], home: str | os.PathLike[str] | None) -> str:
+    absolute = Path(path).absolute()
+    if home is not None and absolute.is_relative_to(Path(home).absolute()):
+        return absolute.relative_to(Path(home).absolute()).as_posix()
+    return str(absolute)
+
+
+def data_path(home: str | os.PathLike[str], recorded: str | None) -> Path | None:
+    """The file a job's data record names: a relative path is inside the hub's ``home``."""
+    return None if recorded is None else Path(home) / recorded
 
 
 class JobReporter(Callbacks):
@@ -246,14 +265,15 @@ def _card(job: Job, checked: CheckedJob, metrics: dict[str, float], seconds: flo
     config["learning_rate"] = learning_rate
     rows = [f"| {key} | `{value}` |" for key, value in config.items() if value is not None]
     metric_rows = [f"| {key} | {value:.4f} |" for key, value in metrics.items()]
-    data = job.data
-    validation = (f"`{data['validation']}` (sha256 `{data['validation_sha256']}`, {data['validation_rows']} rows)"
+    data = {key: f"`{value}`" + ("" if Path(value).is_absolute() else " in the hub's folder") if key in ("train", "validation") else value
+            for key, value in job.data.items()}
+    validation = (f"{data['validation']} (sha256 `{data['validation_sha256']}`, {data['validation_rows']} rows)"
                   if "validation" in data else f"{len(checked.validation_set)} rows held out of the training file (seed {checked.config.seed})")
     text = "\n".join([
         f"# {job.output}", "",
         f"Fine-tuned from `{checked.base.ref}` for **{checked.plan.kind}** by modelhub job `{job.id}`.", "",
         "## Data", "",
-        f"- training: `{data['train']}` (sha256 `{data['train_sha256']}`, {data['train_rows']} rows; {len(checked.train_set)} used for training)",
+        f"- training: {data['train']} (sha256 `{data['train_sha256']}`, {data['train_rows']} rows; {len(checked.train_set)} used for training)",
         f"- validation: {validation}", "",
         "## Validation metrics", "", "| metric | value |", "|---|---|", *metric_rows, "",
         "## Hyperparameters", "", "| setting | value |", "|---|---|", *rows, "",
@@ -336,7 +356,8 @@ def _train(hub: Any, job: Job, reporter: Any, device: torch.device | None = None
     from hub.loader import resolve_device
 
     config = FinetuneConfig.from_dict(job.config)
-    checked = checked or check_job(hub, job.base, job.task, job.data["train"], job.data.get("validation"), config)
+    checked = checked or check_job(hub, job.base, job.task, data_path(hub.home, job.data["train"]),
+                                   data_path(hub.home, job.data.get("validation")), config)
     if checked.train_set.sha256 != job.data["train_sha256"]:
         reporter.log(f"{job.data['train']} changed since the job was submitted (sha256 now {checked.train_set.sha256})", "warning")
     reporter.log(f"data: {len(checked.train_set)} training rows, {len(checked.validation_set)} validation rows"
@@ -380,13 +401,19 @@ def _tokenizer_files(hub: Any, checked: CheckedJob) -> dict[str, Path]:
     return {f.path: hub.blobs.path(f.sha256) for f in checked.base.files if f.path in TOKENIZER_FILES}
 
 
+def _output_input(checked: CheckedJob) -> dict[str, Any] | None:
+    """The input facts the job's version records: the base's, with the training table's feature names."""
+    spec = checked.plan.output_input(checked.train_set.feature_names)
+    return spec.to_metadata() if spec.kind is not None else None
+
+
 def _publish(hub: Any, job: Job, checked: CheckedJob, model: nn.Module, result: Any, learning_rate: float, reporter: JobReporter) -> ModelVersion:
     metrics = {("val_loss" if key == "loss" else key): value for key, value in result.metrics.items()}
     metadata = {"finetune_job": job.id, "data": job.data, "steps": result.steps, "train_seconds": round(result.seconds, 3),
                 "lora": None if checked.config.lora_rank is None else {"rank": checked.config.lora_rank, "merged": checked.config.lora_merge}}
     publish = partial(hub.publish, name=job.output, parent=checked.base.ref, files=_tokenizer_files(hub, checked), _fence=reporter.fence(),
                       task=checked.plan.kind, metrics=metrics, metadata=metadata, tags=["fine-tuned"], license=checked.base.license,
-                      card=_card(job, checked, metrics, result.seconds, result.steps, learning_rate))
+                      input=_output_input(checked), card=_card(job, checked, metrics, result.seconds, result.steps, learning_rate))
     if checked.config.lora_rank is not None and not checked.config.lora_merge:
         with tempfile.TemporaryDirectory(prefix="finetune-adapter-") as staging:
             model.cpu().save_pretrained(staging)  # PEFT's own layout: adapter_config.json + adapter_model.safetensors

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from torch import nn
 
 from hub.entities import ModelVersion
 from hub.errors import ConfigError, ShapeMismatchError
+from hub.inputs import InputSpec, input_spec_of
 
 __all__ = ["TaskPlan", "plan_task", "build_model", "head_parameter_names", "evaluate", "Batches"]
 
@@ -37,10 +39,25 @@ class TaskPlan:
     label_names: tuple[str, ...] | None = None   # fixed by the base (``continue``)
     num_outputs: int | None = None               # the base head's size, kept (``continue``)
     hf_config: dict[str, Any] = field(default_factory=dict)
+    base_input: InputSpec = InputSpec()          # what the base takes (recorded or inferred): image range, ...
 
     @property
     def data_task(self) -> str:
         return self.kind
+
+    @property
+    def pixel_range(self) -> tuple[float, float]:
+        """The values black and white pixels of an image folder become: the base's input range (default 0 to 1)."""
+        return self.base_input.value_range if self.base_input.kind == "image" and self.base_input.value_range else (0.0, 1.0)
+
+    def output_input(self, feature_names: Sequence[str] = ()) -> InputSpec:
+        """The input facts of the version a job publishes: the base's (the job keeps its input layer),
+        with the training table's feature columns as names for a numbers input."""
+        spec = self.base_input
+        if spec.kind is None:
+            return spec
+        names = tuple(feature_names) if spec.kind == "numbers" and spec.shape == (len(feature_names),) else spec.feature_names
+        return dataclasses.replace(spec, feature_names=names, recorded=True)
 
 
 def _input_shape(version: ModelVersion) -> tuple[int, ...] | None:
@@ -73,22 +90,23 @@ def plan_task(task: str, base: ModelVersion) -> TaskPlan:
     if task == "text-classification":
         if not transformers_base:
             raise ConfigError(f"text-classification needs a transformers base model; {base.ref} is {base.architecture!r}")
-        return TaskPlan(task, "text-classification", None, hf_config=base.config["hf_config"])
+        return TaskPlan(task, "text-classification", None, hf_config=base.config["hf_config"], base_input=input_spec_of(base))
     if transformers_base and task != "continue":
         raise ConfigError(f"{base.ref} is a transformers model: fine-tune it with task 'text-classification' (or 'continue')")
     if base.architecture not in HEAD_SIZE_KEYS and not transformers_base:
         raise ConfigError(
             f"{base.ref} has architecture {base.architecture!r}; fine-tuning supports {', '.join(HEAD_SIZE_KEYS)} and transformers models"
         )
+    base_input = input_spec_of(base)
     if task != "continue":
-        return TaskPlan(task, task, _input_shape(base))
+        return TaskPlan(task, task, _input_shape(base), base_input=base_input)
     labels = _base_labels(base)
     if transformers_base:
         hf = base.config["hf_config"]
-        return TaskPlan(task, "text-classification", None, labels, len(labels) if labels else hf.get("num_labels"), hf)
+        return TaskPlan(task, "text-classification", None, labels, len(labels) if labels else hf.get("num_labels"), hf, base_input)
     kind = "regression" if (base.task or "").endswith("regression") else "classification"
     size = int(base.config[HEAD_SIZE_KEYS[base.architecture]])
-    return TaskPlan(task, kind, _input_shape(base), labels if kind == "classification" else None, size)
+    return TaskPlan(task, kind, _input_shape(base), labels if kind == "classification" else None, size, base_input=base_input)
 
 
 def _head_module(model: nn.Module) -> str:

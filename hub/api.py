@@ -791,7 +791,7 @@ class Hub:
         uploads = self.home / "uploads"
         if not uploads.is_dir():
             return []
-        needed = [Path(os.path.realpath(path)) for path in self.registry.pending_job_files()]
+        needed = [Path(os.path.realpath(self.home / path)) for path in self.registry.pending_job_files()]  # relative: in the home
         now, stale = time.time(), []
         for folder in sorted(uploads.iterdir()):
             real = Path(os.path.realpath(folder))

@@ -325,7 +325,7 @@ class RegistryStore:
         return digests
 
     def pending_job_files(self) -> set[str]:
-        """The data files (absolute paths) that queued or running fine-tuning jobs will read."""
+        """The data files that queued or running fine-tuning jobs will read, as recorded (absolute, or relative to the hub's home)."""
         files = set()
         for (data,) in self.db.query("SELECT data_json FROM finetune_jobs WHERE status IN ('queued', 'running')"):
             record = json.loads(data)
