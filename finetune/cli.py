@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -42,6 +43,17 @@ def _config(args: argparse.Namespace) -> Any:
     from finetune.api import _config
 
     return _config(args.config, _overrides(args))
+
+
+def _seconds(text: str) -> float:
+    """A number of seconds, 0 or more (an argument type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
 
 
 def _status_line(job: Any) -> str:
@@ -89,6 +101,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from finetune.jobs import timing
 
+    if args.wait and not args.once:  # a usage mistake: one line, exit 2, as the parser's own
+        print("finetune: error: --wait goes with --once (without it a worker waits for jobs until stopped) "
+              "(see `finetune worker --help`)", file=sys.stderr)
+        return 2
     timing()  # a bad FINETUNE_STALE_SECONDS is refused before torch loads
     from finetune.worker import work
 
@@ -97,16 +113,24 @@ def cmd_worker(args: argparse.Namespace) -> int:
     ran: list[str] = []
 
     def announce(job: Any) -> None:
-        print(f"running {job.id}: {job.base} -> {job.output}", file=sys.stderr, flush=True)
         if ran:
             print(_status_line(finetune.get_job(ran[-1])), flush=True)
         ran.append(job.id)
 
-    work(once=args.once, max_jobs=args.max_jobs, poll_seconds=args.poll, on_job=announce)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s  %(levelname)-7s  %(message)s", "%Y-%m-%d %H:%M:%S"))
+    logger = logging.getLogger("finetune.worker")
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # one line each, whatever the root logger holds
+    try:
+        work(once=args.once, max_jobs=args.max_jobs, poll_seconds=args.poll, on_job=announce, wait=args.wait)
+    finally:
+        logger.removeHandler(handler)
+        logger.level, logger.propagate = saved
     if ran:
         print(_status_line(finetune.get_job(ran[-1])))
-    elif args.once:
-        print("no job waiting", file=sys.stderr)
     return 0
 
 
@@ -189,7 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--torchrun", default="", help="more torchrun arguments, e.g. '--nnodes 2 --node-rank 0 --master-addr HOST'")
     sub.set_defaults(argv=None)
     sub = command("worker", cmd_worker, "Run queued jobs, one at a time.")
-    sub.add_argument("--once", action="store_true", help="run at most one job, and exit when none is waiting")
+    sub.description = (
+        "Run queued jobs, one at a time, logging on stderr when it starts, claims a job, and the job ends. "
+        "With --once it runs the next job and exits; when there is none (after --wait SECONDS) it says why "
+        "and exits 0: the jobs other workers run (a worker started by `hub demo` or `hub ui` takes queued "
+        "jobs too: `finetune status JOB` shows which worker runs yours), or how the newest job ended.")
+    sub.add_argument("--once", action="store_true",
+                     help="run at most one job; when none is waiting, say why (e.g. another worker runs it) and exit 0")
+    sub.add_argument("--wait", type=_seconds, default=0.0, metavar="SECONDS",
+                     help="with --once: look for a job for up to SECONDS (default 0: look once)")
     sub.add_argument("--max-jobs", type=int, help="exit after this many jobs")
     sub.add_argument("--poll", type=float, default=2.0, help="seconds between looks at an empty queue")
     sub = command("status", cmd_status, "Show one job.")
