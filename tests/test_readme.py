@@ -70,6 +70,10 @@ def serve_then_stop(command: str, env: dict, cwd: Path) -> str:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             output, _ = process.communicate()
+        try:  # whatever is left of its process group (its server and worker), pass or fail
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     return output
 
 

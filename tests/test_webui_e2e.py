@@ -10,6 +10,7 @@ new version. Every page is saved as a screenshot under ``tests/output/e2e/``
 from __future__ import annotations
 
 import csv
+import os
 import re
 import shutil
 import signal
@@ -62,18 +63,23 @@ def ui(tmp_path, registry_url):
     hub.publish(hub.create("convnet", in_channels=1, image_size=8, num_classes=10), "acme/digits-cnn", task="classification",
                 tags=["images", "digits"], license="mit", card={"text": "# Digits CNN\n\nA small convnet for 8x8 digits."})
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "hub", "ui", "--port", str(port)], cwd=ROOT,
+    server = subprocess.Popen([sys.executable, "-m", "hub", "ui", "--port", str(port)], cwd=ROOT, start_new_session=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_serving(url, server)
         yield url
     finally:
-        server.send_signal(signal.SIGINT)  # hub ui stops its server and worker on Ctrl-C
         try:
+            os.killpg(server.pid, signal.SIGINT)  # Ctrl-C: hub ui stops its server and worker
             server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        try:  # whatever is left of its process group, pass or fail
+            os.killpg(server.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        server.wait()
 
 
 @pytest.fixture
