@@ -2,7 +2,10 @@
 
 The sample (``registry.db.sample`` and ``samples/`` at the repository's top level,
 built by ``samples/build_sample.py``) holds real models trained on scikit-learn's
-bundled data sets, their weights, a lineage and a finished fine-tune job.
+bundled data sets, their weights, a lineage and a finished fine-tune job. A wheel
+carries the same files as ``hub/_sample/`` (``setup.py`` copies them in), so ``hub demo``
+works from an installed package as from a clone. The demo hub gets the sample's
+training data too, under ``samples/data/`` in its folder, where its job says it read it.
 """
 
 from __future__ import annotations
@@ -15,10 +18,19 @@ from hub.errors import InvalidArgumentError, InvalidSourceError
 __all__ = ["SAMPLE_DB", "SAMPLES", "make_demo", "TRY_THIS"]
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_DB = ROOT / "registry.db.sample"
-SAMPLES = ROOT / "samples"
+PACKAGED = Path(__file__).resolve().parent / "_sample"  # in a wheel: registry.db.sample, blobs, refs, data
+
+
+def _sample_location() -> tuple[Path, Path]:
+    """``(sample database, folder of blobs, refs and data)``: the installed package's copy, else the clone's."""
+    if (PACKAGED / "registry.db.sample").is_file():
+        return PACKAGED / "registry.db.sample", PACKAGED
+    return ROOT / "registry.db.sample", ROOT / "samples"
+
+
+SAMPLE_DB, SAMPLES = _sample_location()
 MINILM = "sentence-transformers/all-minilm-l6-v2"
-_HUB_ENTRIES = ("registry.db", "registry.db-wal", "registry.db-shm", "blobs", "refs", "snapshots", "uploads")
+_HUB_ENTRIES = ("registry.db", "registry.db-wal", "registry.db-shm", "blobs", "refs", "snapshots", "uploads", "samples")
 
 TRY_THIS = """\
 Try:
@@ -46,12 +58,13 @@ def make_demo(hub_home: Path, registry_url: str | None = None, *, force: bool = 
 
     Raises:
         InvalidArgumentError: ``hub_home`` already holds a hub and ``force`` is not set.
-        InvalidSourceError: the sample is missing (``hub demo`` runs from a clone of the repository).
+        InvalidSourceError: the sample is missing (neither installed with the package nor in a clone).
     """
     from hub.api import Hub
 
-    if not SAMPLE_DB.is_file() or not (SAMPLES / "blobs").is_dir():
-        raise InvalidSourceError(f"the sample registry is not at {SAMPLE_DB}; `hub demo` runs from a clone of the modelhub repository")
+    if not SAMPLE_DB.is_file() or not all((SAMPLES / part).is_dir() for part in ("blobs", "refs", "data")):
+        raise InvalidSourceError(f"the sample registry is not at {SAMPLE_DB}; reinstall modelhub (its wheel carries the sample) "
+                                 "or run `hub demo` from a clone of the repository")
     existing = [name for name in _HUB_ENTRIES if (hub_home / name).exists()]
     if existing and not force:
         raise InvalidArgumentError(f"{hub_home} already holds a hub ({', '.join(existing)}); "
@@ -62,6 +75,7 @@ def make_demo(hub_home: Path, registry_url: str | None = None, *, force: bool = 
     hub_home.mkdir(parents=True, exist_ok=True)
     shutil.copytree(SAMPLES / "blobs", hub_home / "blobs")
     shutil.copytree(SAMPLES / "refs", hub_home / "refs")
+    shutil.copytree(SAMPLES / "data", hub_home / "samples" / "data")  # the fine-tune job's data, where it says it read it
     default_url = f"sqlite:///{hub_home / 'registry.db'}"
     if registry_url in (None, default_url):
         shutil.copyfile(SAMPLE_DB, hub_home / "registry.db")

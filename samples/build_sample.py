@@ -14,6 +14,12 @@ What it makes (held-out metrics in every version, a model card saying how it was
   ``demo/digits-5to9``        fine-tuned from it on the digits 5-9 by ``finetune.run`` (a new head;
                               parent recorded; its job, loss curve and events are in the sample).
 
+Every version records its input facts (``hub.input_spec``): the digits are 8x8 images of one
+channel, pixels 0 (background) to 16; the tabular models name their features as scikit-learn
+does. The sample reads as made on the user's machine: the job's data paths are relative to the
+hub's folder (``samples/data/...``, where ``hub demo`` puts the data), its worker is
+``modelhub-sample``, and no card names a path or host of the machine that built it.
+
 Every split is ``train_test_split(test_size=0.25, stratify=y, random_state=0)``; training runs on
 one CPU thread with fixed seeds, so the same torch, numpy and scikit-learn on the same platform
 give the same weights. ``samples/BUILD.json`` records those versions: the promise is bitwise
@@ -43,6 +49,8 @@ METRIC_TOLERANCE = 0.05  # how far a rebuild's held-out accuracy and macro F1 ma
 DATASETS = {
     "digits": "load_digits", "wine": "load_wine", "breast-cancer": "load_breast_cancer", "iris": "load_iris",
 }
+DIGITS_INPUT = {"kind": "image", "shape": [1, 8, 8], "value_range": [0, 16], "background": 0}  # 8x8, ink 16 on 0
+WORKER = "modelhub-sample"  # who ran the sample's job, instead of this machine's host:pid
 
 
 def library_versions() -> dict[str, str]:
@@ -70,6 +78,15 @@ def dataset(name: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     bunch = getattr(sklearn.datasets, DATASETS[name])()
     names = [str(n) for n in bunch.target_names]
     return torch.tensor(bunch.data, dtype=torch.float32), torch.tensor(bunch.target, dtype=torch.int64), names
+
+
+def input_facts(name: str) -> dict:
+    """What a model of data set ``name`` takes: the digits' image facts, or the table's feature names."""
+    import sklearn.datasets
+
+    if name == "digits":
+        return DIGITS_INPUT
+    return {"kind": "numbers", "feature_names": [str(n) for n in getattr(sklearn.datasets, DATASETS[name])().feature_names]}
 
 
 def split(name: str) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
@@ -144,7 +161,7 @@ def publish_classifier(hub, name: str, architecture: str, config: dict, data: st
     how = (f"A `{architecture}` ({', '.join(f'{k}={v}' for k, v in config.items())}) trained from scratch for {epochs} epochs "
            f"with AdamW (learning rate {learning_rate}, weight decay 0.01, batch 32).")
     hub.publish(model, name, task="classification", license="bsd-3-clause", tags=["demo", "scikit-learn", data],
-                description=description, metrics=metrics, card=card(name, how, f"scikit-learn's `{DATASETS[data]}()`: "
+                input=input_facts(data), description=description, metrics=metrics, card=card(name, how, f"scikit-learn's `{DATASETS[data]}()`: "
                 f"{len(y)} training rows; metrics on the other 25% (stratified, random_state=0).", metrics), **publish)
 
 
@@ -175,10 +192,10 @@ def build(home: Path) -> None:
     train(model, x[low].reshape(-1, 1, 8, 8), y[low], 12, 3e-3)
     metrics = accuracy(model, *held_out("demo/digits-0to4"))
     hub.publish(model, "demo/digits-0to4", task="classification", license="bsd-3-clause", tags=["demo", "scikit-learn", "digits"],
-                description="Digits 0-4 only: the parent of demo/digits-5to9.", metrics=metrics,
+                input=DIGITS_INPUT, description="Digits 0-4 only: the parent of demo/digits-5to9.", metrics=metrics,
                 card=card("demo/digits-0to4", "A `convnet` trained from scratch on the digits 0-4 for 12 epochs.",
                           "scikit-learn's `load_digits()`, digits 0-4 of the training split.", metrics))
-    data = SAMPLES / "data"
+    data = home / "samples" / "data"  # in the hub's folder: the job records it relative to that, as `hub demo` lays it out
     data.mkdir(parents=True, exist_ok=True)
     header = [f"pixel_{i}" for i in range(64)] + ["label"]
     for path, rows, labels in ((data / "digits-5to9.csv", x[~low], y[~low]), (data / "digits-5to9-validation.csv", x_test[y_test >= 5], y_test[y_test >= 5])):
@@ -187,7 +204,8 @@ def build(home: Path) -> None:
             writer.writerow(header)
             writer.writerows([[int(v) for v in row.tolist()] + [int(label)] for row, label in zip(rows, labels)])
     finetune.run("demo/digits-0to4:1", data / "digits-5to9.csv", output="demo/digits-5to9", hub=hub,
-                 validation_data=data / "digits-5to9-validation.csv", config={"epochs": 8, "learning_rate": 3e-3, "train": "all"})
+                 validation_data=data / "digits-5to9-validation.csv", config={"epochs": 8, "learning_rate": 3e-3, "train": "all"},
+                 worker=WORKER)
     hub.set_alias("demo/digits-5to9", "production", 1)
     hub.close()
 
@@ -203,9 +221,9 @@ def main() -> None:
             connection.execute("PRAGMA journal_mode=DELETE")
         connection.close()
         shutil.copyfile(home / "registry.db", SAMPLE_DB)
-        for part in ("blobs", "refs"):
+        for source, part in ((home / "blobs", "blobs"), (home / "refs", "refs"), (home / "samples" / "data", "data")):
             shutil.rmtree(SAMPLES / part, ignore_errors=True)
-            shutil.copytree(home / part, SAMPLES / part)
+            shutil.copytree(source, SAMPLES / part)
     import json
 
     BUILD_RECORD.write_text(json.dumps(library_versions(), indent=2, sort_keys=True) + "\n")

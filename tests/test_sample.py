@@ -93,3 +93,78 @@ def test_hub_demo_adds_all_minilm_when_its_package_is_installed(hub_home):
     models = make_demo(hub_home, os.environ["HUB_REGISTRY_URL"])
     assert "sentence-transformers/all-minilm-l6-v2" in models
     assert hub.info("sentence-transformers/all-minilm-l6-v2").architecture == "transformers"
+
+
+def test_every_sample_model_records_its_input_facts(demo_hub):
+    import sklearn.datasets
+
+    digits = hub.InputSpec("image", (1, 8, 8), (0.0, 16.0), 0.0, recorded=True)  # 8x8, one channel, ink 16 on 0
+    for name in ("demo/digits-cnn", "demo/digits-0to4", "demo/digits-5to9"):
+        assert [hub.input_spec(v) for v in hub.list_versions(name)] == [digits] * len(hub.list_versions(name)), name
+    for name, load in (("demo/wine-mlp", "load_wine"), ("demo/breast-cancer-mlp", "load_breast_cancer"), ("demo/iris-mlp", "load_iris")):
+        names = tuple(getattr(sklearn.datasets, load)().feature_names)
+        assert hub.input_spec(name) == hub.InputSpec("numbers", (len(names),), feature_names=names, standardizes=True, recorded=True)
+
+
+def test_the_sample_reads_as_made_on_the_users_machine(demo_hub):
+    """No card, job or metadata names a path or host of the machine that built it: data paths are relative to
+    the hub's folder (where `hub demo` puts the data), the worker has a neutral name."""
+    import json
+    import re
+
+    import finetune
+
+    absolute = re.compile(r"(?<![\w.~-])(/[\w.-]+){2,}|[A-Za-z]:\\")  # /home/x/..., /work/main/..., C:\...
+    for version in [v for m in hub.list_models(limit=None) for v in hub.list_versions(m.name)]:
+        card = hub.read_card(version.ref) or ""
+        assert not absolute.search(card), (version.ref, absolute.search(card))
+        assert not absolute.search(json.dumps(version.metadata)), version.ref
+    [job] = finetune.list_jobs()
+    assert job.worker == "modelhub-sample" and job.created_by == "modelhub-sample"
+    assert job.data["train"] == "samples/data/digits-5to9.csv" and job.data["validation"] == "samples/data/digits-5to9-validation.csv"
+    for key in ("train", "validation"):
+        assert (demo_hub / job.data[key]).is_file()  # where the job says it read its data, in this hub's folder
+    events = " ".join(e.message for e in finetune.job_events(job.id))
+    assert "claimed by worker modelhub-sample" in events and not absolute.search(events) and not re.search(r"\w:\d{2,}\b", events)
+    card = hub.read_card("demo/digits-5to9")
+    assert "`samples/data/digits-5to9.csv` in the hub's folder" in card
+
+
+@pytest.mark.one_backend
+def test_hub_demo_works_from_an_installed_wheel(tmp_path):
+    """The wheel carries the sample (hub/_sample): installed outside the clone, `hub demo` makes the demo hub."""
+    import shutil
+    import subprocess
+
+    pytest.importorskip("setuptools.command.bdist_wheel", reason="building a wheel needs setuptools 70.1 or later")
+    source = tmp_path / "source"  # a copy: building writes build/ and *.egg-info beside the sources
+    source.mkdir()
+    for part in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "registry.db.sample"):
+        shutil.copy(ROOT / part, source / part)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for part in ("hub", "finetune", "webui", "samples/blobs", "samples/refs", "samples/data"):
+        shutil.copytree(ROOT / part, source / part, ignore=ignore)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(tmp_path / "dist"), str(source)],
+                   check=True, capture_output=True, timeout=120)
+    [wheel] = (tmp_path / "dist").glob("modelhub-*.whl")
+    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", str(tmp_path / "site"), str(wheel)],
+                   check=True, capture_output=True, timeout=120)
+    shutil.rmtree(source)  # nothing of the clone is left to find: only the installed package and its dependencies
+    home, elsewhere = tmp_path / "demo-home", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "HUB_HOME": str(home), "PYTHONPATH": str(tmp_path / "site")}
+    env.pop("HUB_REGISTRY_URL")
+    where = subprocess.run([sys.executable, "-c", "import hub.demo; print(hub.demo.__file__, hub.demo.SAMPLE_DB)"], env=env,
+                           cwd=elsewhere, capture_output=True, text=True, check=True).stdout
+    assert where.startswith(str(tmp_path / "site" / "hub")) and "_sample/registry.db.sample" in where, where
+    made = subprocess.run([sys.executable, "-m", "hub", "demo", "--no-ui", "--no-minilm"], env=env, cwd=elsewhere,
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    assert "6 models" in made.stdout
+    demo = hub.Hub(home=home, registry_url=f"sqlite:///{home / 'registry.db'}")
+    try:
+        assert demo.info("demo/digits-cnn@production").version == 2 and demo.verify().ok
+        assert (home / "samples" / "data" / "digits-5to9.csv").is_file()
+    finally:
+        demo.close()
