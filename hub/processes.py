@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -53,7 +54,8 @@ def dying_with_parent(command: Sequence[str]) -> list[str]:
 
 
 class Children:
-    """Child processes that stop with this one; a context manager, for the main thread.
+    """Child processes that stop with this one; a context manager, for the main thread
+    (elsewhere the signals are left alone: the children still stop when the block ends).
 
     Inside the ``with`` block a stop signal (:data:`STOP_SIGNALS`) no longer stops this
     process: :attr:`stop_signal` records the first, and :meth:`wait` returns. On leaving
@@ -72,8 +74,9 @@ class Children:
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> Children:
-        for signum in STOP_SIGNALS:
-            self._previous[signum] = signal.signal(signum, self._on_signal)
+        if threading.current_thread() is threading.main_thread():  # only there can Python handle signals
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._on_signal)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None) -> None:
