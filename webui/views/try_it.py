@@ -1,8 +1,10 @@
-"""Try it: run a published classifier on one input of your own and see its top predictions.
+"""Try it: run a published model on an input of your own.
 
-Supported: ``mlp`` classifiers (numbers), ``convnet`` classifiers (an image, or its pixel
-numbers) and ``transformers`` sequence classifiers (text). The helpers below only turn
-what the browser sends into a tensor and the model's scores into a table.
+What it offers comes from the version's input facts (:meth:`hub.Hub.input_spec`): a
+classifier of numbers (one field per named feature) or of images (an upload mapped into
+the model's pixel range and colours), a transformers sequence classifier (text), or a
+sentence-embedding model (sentences in, their cosine similarities out). The helpers
+below only turn what the browser sends into a tensor and the model's outputs into a table.
 """
 
 from __future__ import annotations
@@ -17,31 +19,13 @@ from typing import Any
 import streamlit as st
 
 from hub.errors import HubError, InvalidArgumentError
+from webui import tryout
 from webui.common import md, model_link, query_param, show_error, the_hub
 
 TOP_K = 5
-CLASSIFIER_TASKS = ("classification", "text-classification")
-SEQUENCE_CLASSIFIER = "AutoModelForSequenceClassification"
 NUMBERS, CSV_FILE, IMAGE = "Numbers", "CSV file", "Image"
 IMAGE_TYPES = (".png", ".jpg", ".jpeg")
-
-
-def input_kind(version: Any) -> str | None:
-    """What the page feeds ``version``: ``"numbers"`` (mlp), ``"image"`` (convnet), ``"text"``, or None (not a classifier)."""
-    config = version.config
-    if version.architecture == "transformers":
-        return "text" if config.get("auto_class") == SEQUENCE_CLASSIFIER else None
-    if version.architecture in ("mlp", "convnet") and (config.get("id2label") or version.task in CLASSIFIER_TASKS):
-        return "numbers" if version.architecture == "mlp" else "image"
-    return None
-
-
-def input_shape(version: Any) -> tuple[int, ...]:
-    """The shape of one input: ``(in_features,)`` or ``(in_channels, image_size, image_size)``."""
-    config = version.config
-    if version.architecture == "mlp":
-        return (config["in_features"],)
-    return (config["in_channels"], config["image_size"], config["image_size"])
+MAX_NAMED_FIELDS = 64  # a model with more named features gets one text box, not a field each
 
 
 def parse_numbers(cells: list[str], where: str) -> list[float]:
@@ -67,8 +51,9 @@ def text_numbers(text: str) -> list[float]:
     return parse_numbers([cell for cell in re.split(r"[,\s]+", text.strip()) if cell], "the numbers")
 
 
-def csv_numbers(name: str, data: bytes) -> list[float]:
+def csv_numbers(name: str, data: bytes, feature_names: tuple[str, ...] = ()) -> list[float]:
     """The numbers in a CSV's first row; a non-numeric first row is a header, and its ``label`` column is dropped.
+    A header that names every one of ``feature_names`` gives those columns, in the model's order.
 
     Raises:
         InvalidArgumentError: not UTF-8 text, empty, a header without a row, or a cell that is not a number.
@@ -91,6 +76,10 @@ def csv_numbers(name: str, data: bytes) -> list[float]:
         raise InvalidArgumentError(f"{name} has a header but no row of numbers")
     if len(rows[1]) != len(header):
         raise InvalidArgumentError(f"{name}: row 1 has {len(rows[1])} values but the header names {len(header)} columns")
+    wanted = [feature.strip().lower() for feature in feature_names]
+    if wanted and set(wanted) <= set(header):
+        cells = dict(zip(header, rows[1]))
+        return parse_numbers([cells[feature] for feature in wanted], f"{name}, row 1")
     return parse_numbers([cell for column, cell in zip(header, rows[1]) if column != "label"], f"{name}, row 1")
 
 
@@ -109,26 +98,17 @@ def numbers_tensor(values: list[float], shape: tuple[int, ...]) -> Any:
     return torch.tensor(values, dtype=torch.float32).reshape(1, *shape)
 
 
-def image_tensor(name: str, data: bytes, shape: tuple[int, ...], pixel_scale: float) -> Any:
-    """An image as a batch of one ``[channels, size, size]`` input: greyscale or RGB, resized, pixels in [0, pixel_scale].
+def named_numbers(values: list[float | None], names: tuple[str, ...]) -> list[float]:
+    """The values of the named fields, all of them filled in.
 
     Raises:
-        InvalidArgumentError: not a readable image, or a model that takes neither 1 nor 3 channels.
+        InvalidArgumentError: a field is empty.
     """
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    channels, height, width = shape
-    if channels not in (1, 3):
-        raise InvalidArgumentError(f"the model takes {channels} channels, not a greyscale or RGB image; enter its numbers instead")
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            resized = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.Resampling.BILINEAR)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise InvalidArgumentError(f"{name} is not a readable PNG or JPEG image ({error})") from None
-    pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255 * pixel_scale)
-    return (pixels.unsqueeze(0) if channels == 1 else pixels.permute(2, 0, 1)).unsqueeze(0)
+    missing = [name for name, value in zip(names, values) if value is None]
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise InvalidArgumentError(f"enter a value for {shown}")
+    return [float(value) for value in values]
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model...")
@@ -183,73 +163,123 @@ def chosen_ref(hub: Any) -> str | None:
 
 
 st.title("Try it")
-st.caption("Run a classifier on one input: numbers for mlp models, an image or its pixel numbers for convnets, "
-           "text for transformers sequence classifiers. The page shows the five likeliest classes.")
+st.caption("Run a model on an input of your own: a classifier of numbers, images or text shows its five likeliest "
+           "classes; a sentence-embedding model shows how alike your sentences are.")
 hub = the_hub()
 ref = chosen_ref(hub)
 if ref is None:
     st.stop()
 try:
     version = hub.info(ref)
+    spec = hub.input_spec(version)
 except HubError as error:
     show_error(error)
     st.stop()
-kind = input_kind(version)
+mode = tryout.try_mode(version, spec)
 st.markdown(f"Model: {model_link(version.ref)}")
-if kind is None:
+if mode is None:
     st.info(f"{version.ref} is not a classifier this page can run (architecture {md(version.architecture or 'none')}, "
-            f"task {md(version.task or 'none')}). Try it supports mlp and convnet classifiers (with id2label or task "
-            f"'classification') and transformers models with {SEQUENCE_CLASSIFIER}.")
+            f"task {md(version.task or 'none')}, input {md(spec.kind or 'unknown')}). Try it runs classifiers (with id2label "
+            f"or task 'classification') of numbers and images, transformers models with {tryout.SEQUENCE_CLASSIFIER}, "
+            "and sentence-embedding models (transformers AutoModel with a tokenizer).")
     st.markdown(f"Back to {model_link(version.ref, 'the model page')}.")
     st.stop()
 
-if kind == "text":
+shape = spec.shape
+names = spec.feature_names if mode == tryout.NUMBERS and 0 < len(spec.feature_names) <= MAX_NAMED_FIELDS else ()
+if mode in (tryout.TEXT_CLASSIFIER, tryout.EMBEDDING):
     choice = "Text"
 else:
-    shape = input_shape(version)
-    choices = [IMAGE, NUMBERS, CSV_FILE] if kind == "image" else [NUMBERS, CSV_FILE]
+    choices = [IMAGE, NUMBERS, CSV_FILE] if mode == tryout.IMAGE else [NUMBERS, CSV_FILE]
     choice = st.radio("Input", choices, horizontal=True, key=f"input:{version.ref}")
 
 with st.form(f"try:{version.ref}"):
-    if choice == "Text":
+    if mode == tryout.EMBEDDING:
+        text = st.text_area("Sentences, one per line", key=f"sentences:{version.ref}",
+                            placeholder="A man is playing a guitar.\nSomeone plays an instrument.\nThe market fell today.",
+                            help=f"Two to {tryout.MAX_SENTENCES} sentences: each is embedded, and every pair compared by cosine similarity.")
+    elif choice == "Text":
         text = st.text_area("Text", placeholder="A sentence to classify")
+    elif choice == NUMBERS and names:
+        values = []
+        for row in range(0, len(names), 3):  # three fields a row, in the model's order
+            for column, i in zip(st.columns(3), range(row, min(row + 3, len(names)))):
+                values.append(column.number_input(names[i], value=None, format="%g", key=f"feature:{version.ref}:{i}"))
+        if spec.standardizes:
+            st.caption("Raw values: the model standardises them itself.")
     elif choice == NUMBERS:
         numbers = st.text_area(f"{math.prod(shape)} numbers, separated by commas or spaces",
                                value=", ".join(["0"] * math.prod(shape)),
-                               help="For a convnet: the pixels channel by channel, each row by row.")
+                               help="For an image model: the pixels channel by channel, each row by row"
+                                    + (f", from {spec.value_range[0]:g} (black) to {spec.value_range[1]:g} (white)." if spec.value_range else "."))
     elif choice == CSV_FILE:
         table = st.file_uploader("CSV file", type=[".csv"],
-                                 help="The first row of numbers is the input; a header row is fine, "
-                                      "and a 'label' column is left out.")
+                                 help="The first row of numbers is the input; a header row is fine (columns named as the "
+                                      "model's features are taken in its order), and a 'label' column is left out.")
     else:
         picture = st.file_uploader("Image", type=list(IMAGE_TYPES))
-        pixel_scale = st.number_input(
-            "Pixel scale", min_value=0.0, value=1.0, step=1.0,
-            help="Pixels are scaled to [0, 1] and multiplied by this. Use the scale the model was trained on: "
-                 "16 for models trained on the scikit-learn digits CSV (pixels 0..16).")
-    submitted = st.form_submit_button("Predict", type="primary")
+        low, high = spec.value_range or (0.0, 1.0)
+        black_column, white_column = st.columns(2)
+        black = black_column.number_input("Black pixels become", value=float(low), step=1.0, format="%g", key=f"black:{version.ref}")
+        white = white_column.number_input("White pixels become", value=float(high), step=1.0, format="%g", key=f"white:{version.ref}",
+                                          help="The pixel range the model was trained on" + (" (as it records)." if spec.recorded
+                                               else "; this version records none, so 0 to 1 is assumed."))
+        colour_choices = list(tryout.COLOURS) if spec.background is not None else [tryout.AS_IS, tryout.INVERTED]
+        colours = st.radio("Colours", colour_choices, horizontal=True, key=f"colours:{version.ref}",
+                           help="'Match the model' inverts a drawing whose background is the opposite of the model's "
+                                "(dark strokes on white for a model trained on light strokes on black).")
+        crop = st.checkbox("Crop to the drawing", value=spec.background is not None, key=f"crop:{version.ref}",
+                           help="Cut the picture to the square around its strokes, as digit data sets frame their digits.")
+    submitted = st.form_submit_button("Compare" if mode == tryout.EMBEDDING else "Predict", type="primary")
 
 if submitted:
     try:
         model = loaded_model(version.ref, version.digest)
-        if choice == "Text":
+        if mode == tryout.EMBEDDING:
+            sentences = [line.strip() for line in text.splitlines() if line.strip()]
+            embeddings = tryout.sentence_embeddings(model, loaded_tokenizer(version.ref, version.digest), sentences)
+        elif choice == "Text":
             inputs = text_inputs(version.ref, version.digest, model, text)
+        elif choice == NUMBERS and names:
+            inputs = numbers_tensor(named_numbers(values, names), shape)
         elif choice == NUMBERS:
             inputs = numbers_tensor(text_numbers(numbers), shape)
         elif choice == CSV_FILE:
             if table is None:
                 raise InvalidArgumentError("upload a CSV file first")
-            inputs = numbers_tensor(csv_numbers(table.name, table.getvalue()), shape)
+            inputs = numbers_tensor(csv_numbers(table.name, table.getvalue(), spec.feature_names), shape)
         else:
             if picture is None:
                 raise InvalidArgumentError("upload a PNG or JPEG image first")
-            inputs = image_tensor(picture.name, picture.getvalue(), shape, pixel_scale)
-        predictions = top_predictions(model, inputs)
+            if black == white:
+                raise InvalidArgumentError("black and white pixels must become different values")
+            inputs = tryout.image_tensor(picture.name, picture.getvalue(), shape, (black, white), colours=colours,
+                                         background=spec.background, crop=crop)
+        if mode != tryout.EMBEDDING:
+            predictions = top_predictions(model, inputs)
     except HubError as error:
         show_error(error)
+        st.stop()
+    if mode == tryout.EMBEDDING:
+        import pandas as pd
+
+        similarity = tryout.cosine_similarities(embeddings)
+        shown = [sentence if len(sentence) <= 60 else sentence[:57] + "..." for sentence in sentences]
+        pairs = [(float(similarity[i, j]), i, j) for i in range(len(sentences)) for j in range(i + 1, len(sentences))]
+        best, i, j = max(pairs)
+        st.subheader(f"Most alike: {md(shown[i])} and {md(shown[j])} ({best:.2f})")
+        st.dataframe(pd.DataFrame(similarity.tolist(), index=shown, columns=shown), column_config={
+            name: st.column_config.NumberColumn(format="%.3f") for name in shown})
+        st.caption(f"Cosine similarity of the {embeddings.shape[1]}-dimensional sentence embeddings (the mean of the "
+                   "token embeddings): 1 is the same meaning, 0 unrelated.")
         st.stop()
     best = predictions.iloc[0]
     st.subheader(f"{md(best['label'])} ({best['probability']:.1%})")
     st.dataframe(predictions, hide_index=True, column_config={
         "probability": st.column_config.ProgressColumn("probability", format="percent", min_value=0.0, max_value=1.0)})
     st.bar_chart(predictions, x="label", y="probability", sort=False, horizontal=True)
+    if choice == IMAGE and inputs.shape[1] in (1, 3):
+        low, high = min(black, white), max(black, white)
+        seen = ((inputs[0].permute(1, 2, 0) - low) / (high - low)).clamp(0, 1).squeeze(-1).numpy()
+        st.image(seen, caption=f"What the model was given ({inputs.shape[2]} x {inputs.shape[3]}), scaled up", width=160,
+                 clamp=True)
