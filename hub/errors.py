@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import errno as _errno
 import os as _os
+from collections.abc import Callable as _Callable
 
 __all__ = [
     "HubError",
+    "HubNotFoundError",
     "InvalidReferenceError",
     "InvalidArgumentError",
     "InvalidSourceError",
@@ -50,7 +52,41 @@ __all__ = [
 
 
 class HubError(Exception):
-    """Base class of every error raised by modelhub."""
+    """Base class of every error raised by modelhub.
+
+    ``settings`` names the settings the message tells its reader to change, ``{setting: how the
+    message spells it}`` (``{"label_column": "DataSpec(label_column=...)"}``): the message is in the
+    Python API's terms, and :meth:`worded` puts it in another's, such as the command line's flags.
+    """
+
+    settings: dict[str, str] = {}
+
+    def about(self, *names: str, **spelled: str) -> HubError:
+        """Record the settings the message names, and return the error (to raise).
+
+        Args:
+            names: settings spelled in the message as they are named (``about("epochs")``).
+            spelled: settings spelled otherwise, ``setting="text in the message"``
+                (``about(label_column="DataSpec(label_column=...)")``).
+        """
+        self.settings = {**self.settings, **{name: name for name in names}, **spelled}
+        return self
+
+    def worded(self, name: _Callable[[str], str | None]) -> str:
+        """The message with each setting it names spelled ``name(setting)`` (left as it is where that
+        is None): the command line's ``--label-column`` for the Python API's ``label_column``.
+        The first place the message spells a setting is the one replaced."""
+        text = str(self)
+        for setting, spelled in self.settings.items():
+            other = name(setting)
+            if other is not None:
+                text = text.replace(spelled, other, 1)
+        return text
+
+
+class HubNotFoundError(HubError, LookupError):
+    """There is no hub where ``HUB_HOME`` (and ``HUB_REGISTRY_URL``) point: a command that reads
+    one says so, and creates nothing (see :meth:`hub.Hub.check_exists`)."""
 
 
 # --- input -----------------------------------------------------------------
