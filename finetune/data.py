@@ -565,15 +565,17 @@ def _feature_names(table: _Table, spec: DataSpec) -> tuple[str, ...]:
         names = tuple(name for name in table.columns if name not in (spec.label_column, spec.text_column))
     else:
         if isinstance(spec.feature_columns, str):
-            raise ConfigError(f"feature_columns must be a tuple of column names, e.g. ({spec.feature_columns!r},)")
+            raise ConfigError(f"feature_columns must be a tuple of column names, e.g. ({spec.feature_columns!r},)").about(
+                "feature_columns")
         names = tuple(spec.feature_columns)
         if spec.label_column in names:
-            raise ConfigError(f"feature_columns includes the label column {spec.label_column!r}; leave it out")
+            raise ConfigError(f"feature_columns includes the label column {spec.label_column!r}; leave it out").about(
+                "feature_columns")
         for name in names:
             _require_column(table, name, "feature_columns")
     if not names:
         raise ColumnNotFoundError(f"has no feature columns besides {spec.label_column!r}; add feature columns "
-                                  "or name them in DataSpec(feature_columns=...)", file=table.source)
+                                  "or name them in DataSpec(feature_columns=...)", file=table.source).about(**_FEATURES)
     return names
 
 
@@ -584,7 +586,8 @@ def _require_column(table: _Table, name: str, setting: str) -> None:
     match = _closest(name, existing)
     hint = f" (did you mean {match!r}?)" if match else ""
     raise ColumnNotFoundError(f"there is no such column{hint}; the columns are {_quoted(existing)}. "
-                              f"Rename the column or set DataSpec({setting}=...)", file=table.source, column=name)
+                              f"Rename the column or set DataSpec({setting}=...)", file=table.source, column=name).about(
+        **{setting: f"DataSpec({setting}=...)"})
 
 
 def _closest(name: str, candidates: Sequence[str]) -> str | None:
@@ -613,7 +616,7 @@ def _numeric_column_slowly(values: Sequence[Any], where: _Where) -> torch.Tensor
         return torch.tensor([float(value) for value in values], dtype=torch.float32)
     except (TypeError, ValueError, OverflowError):
         index = next(i for i, value in enumerate(values) if not _is_float(value))
-        raise InvalidValueError(_not_a_number(values[index]), **where.at(index)) from None
+        raise InvalidValueError(_not_a_number(values[index]), **where.at(index)).about(**_FEATURES) from None
 
 
 def _is_float(value: Any) -> bool:
@@ -622,6 +625,9 @@ def _is_float(value: Any) -> bool:
     except (TypeError, ValueError, OverflowError):
         return False
     return True
+
+
+_FEATURES = {"feature_columns": "DataSpec(feature_columns=...)"}  # how messages here name the setting (HubError.about)
 
 
 def _not_a_number(value: Any) -> str:
@@ -636,7 +642,7 @@ def _check_finite(column: torch.Tensor, values: Sequence[Any], where: _Where) ->
         return
     index = int((~finite).nonzero()[0])
     if not _is_float(values[index]):  # numpy reads a missing value (None) as NaN
-        raise InvalidValueError(_not_a_number(values[index]), **where.at(index))
+        raise InvalidValueError(_not_a_number(values[index]), **where.at(index)).about(**_FEATURES)
     number = float(values[index])
     problem = "is NaN" if math.isnan(number) else "is infinite" if math.isinf(number) else "is too large for float32"
     raise InvalidValueError(f"the value {values[index]!r} {problem}; replace it with a finite number or drop the row",
@@ -966,7 +972,7 @@ def _lines_sha256(lines: list[str]) -> str:
 def _check_min_rows(count: int, request: _Request) -> None:
     if count < request.min_rows:
         raise TooFewRowsError(f"has {count} rows, fewer than one batch of {request.min_rows}; lower the batch size "
-                              f"to {count} or less, or add rows", file=request.source)
+                              f"to {count} or less, or add rows", file=request.source).about(batch_size="the batch size")
 
 
 def _fit_input_shape(inputs: torch.Tensor, request: _Request, what: str) -> torch.Tensor:
@@ -977,7 +983,7 @@ def _fit_input_shape(inputs: torch.Tensor, request: _Request, what: str) -> torc
     if math.prod(inputs.shape[1:]) != needed:
         raise ShapeMismatchError(f"{what}, but the model's input_shape {request.input_shape} needs {needed} values "
                                  "per row; pick the features that fit (DataSpec(feature_columns=...)) or check the "
-                                 "model's input size", file=request.source)
+                                 "model's input size", file=request.source).about(**_FEATURES)
     return inputs.reshape(len(inputs), *request.input_shape)
 
 

@@ -92,6 +92,42 @@ class Hub:
         """Close database connections."""
         self.db.close()
 
+    def check_exists(self, *, registry: bool = True, store: bool = False) -> None:
+        """Make sure there is a hub here to read, creating nothing.
+
+        A read finds nothing in a hub that is not there, and would leave an empty one behind (a
+        SQLite registry, folders) where ``HUB_HOME`` points by mistake; the command line's reads
+        (``list``, ``info``, ``verify``, ``download``, ...) ask this first. Writes that make a hub
+        (:meth:`publish`, :meth:`import_hf`, ``hub demo``, :meth:`upgrade_db`) don't.
+
+        Args:
+            registry: the registry must be there with modelhub's tables (a SQLite registry: its file).
+                A registry outside ``home`` (PostgreSQL) is enough for reads of the registry alone.
+            store: the home folder (blobs, pointers) must be there too.
+
+        Raises:
+            HubNotFoundError: saying what is missing, and how to make a hub or where to point ``HUB_HOME``.
+            RegistryError: the registry can't be reached or read (``DamagedRegistryError``: see :meth:`reindex`).
+        """
+        from hub.errors import HubNotFoundError
+
+        path = self.db.sqlite_path
+        inside = path is not None and path.parent == self.home  # the default: the hub is its folder, registry and all
+        there = self.home.is_dir()
+        where = self.home if inside else f"{self.home} with the registry at {self.db.shown_url}"
+        none_here = HubNotFoundError(f"no hub at {where}: `hub demo` makes one with sample models, or `hub publish` "
+                                     "creates it; set HUB_HOME to use another")
+        if registry and ((path is not None and not path.is_file()) or self.db.schema_revision() is None):
+            if there and next(self.refs.names(), None) is not None:
+                raise HubNotFoundError(f"no registry at {self.db.shown_url}, though the store at {self.home} holds models: "
+                                       "`hub reindex` rebuilds the registry from it")
+            raise none_here
+        if store and not there:
+            if inside:
+                raise none_here
+            raise HubNotFoundError(f"no hub at {self.home}: the folder does not exist, so the files of the registry's versions "
+                                   f"({self.db.shown_url}) are not here; set HUB_HOME to the hub's folder")
+
     # --- reading --------------------------------------------------------------
 
     def info(self, ref: str) -> ModelVersion:
@@ -128,7 +164,7 @@ class Hub:
         if sort not in SORTS:
             raise InvalidArgumentError(f"sort {sort!r} is unknown; use one of {', '.join(SORTS)}")
         if (limit is not None and (not isinstance(limit, int) or limit < 0)) or not isinstance(offset, int) or offset < 0:
-            raise InvalidArgumentError(f"limit and offset must be non-negative integers, got limit={limit!r}, offset={offset!r}")
+            raise InvalidArgumentError(f"limit and offset must be non-negative whole numbers, got {limit!r} and {offset!r}").about("limit", "offset")
         return self.registry.list_models(search, task=task, tag=tag, license=license, sort=sort, limit=limit, offset=offset)
 
     def count_models(self, search: str | None = None, *, task: str | None = None, tag: str | None = None,
@@ -194,10 +230,12 @@ class Hub:
         return self.registry.list_versions(validate_name(name))
 
     def alias_history(self, name: str, alias: str) -> list[AliasChange]:
-        """Every move of ``alias`` on ``name`` (who, when, from, to), oldest first.
+        """Every move of ``alias`` on ``name`` (who, when, from, to), oldest first; an alias since
+        removed keeps its history.
 
         Raises:
             InvalidReferenceError, ModelNotFoundError.
+            AliasNotFoundError: ``name`` has no such alias and never had (the message names those it has).
         """
         return self.registry.alias_history(validate_name(name), validate_alias(alias))
 
@@ -291,7 +329,7 @@ class Hub:
         prepared.extra_files.update(p.check_extra_files(files, prepared))
         architecture = architecture if architecture is not None else prepared.architecture
         if config is not None and not isinstance(config, Mapping):
-            raise InvalidArgumentError(f"config must be a dict, not {type(config).__name__}")
+            raise InvalidArgumentError(f"config must be a dict, not {type(config).__name__}").about("config")
         config = dict(config) if config is not None else (prepared.config if architecture == prepared.architecture else None)
         if architecture is not None:
             from hub.architectures import check_config
@@ -317,7 +355,8 @@ class Hub:
             card, license=license, tags=tag_tuple, pipeline_tag=task, base_model=parent_ref, metrics=metric_values or None
         )
         if version is not None and self.registry.version_exists(name, version):
-            raise VersionExistsError(f"{name}:{version} already exists and versions are immutable; publish without version=")
+            raise VersionExistsError(f"{name}:{version} already exists and versions are immutable; publish without version=").about(
+                version="version=")
 
         # 2-3. gc must not collect a blob this version needs before the registry records it:
         # hold the store from the first blob written (or reused) to the commit; if it fails, nothing is left.
@@ -344,7 +383,8 @@ class Hub:
                 try:
                     self.refs.reserve_version(name, manifest.version, digest)
                 except FileExistsError as exc:
-                    raise VersionExistsError(f"{exc}; versions are immutable, so publish without version=") from None
+                    raise VersionExistsError(f"{exc}; versions are immutable, so publish without version=").about(
+                        version="version=") from None
                 reserved.append(manifest.version)
 
             try:
@@ -732,7 +772,7 @@ class Hub:
             return [self.info(ref)]
         return [v for m in self.list_models(limit=None) for v in self.list_versions(m.name)]
 
-    def verify(self, ref: str | None = None) -> VerifyReport:
+    def verify(self, ref: str | None = None, *, min_age_seconds: float = settings.GC_MIN_AGE_S) -> VerifyReport:
         """Check stored bytes against manifests: every live version, or just ``ref``.
 
         Each file's size and sha256 are checked, each weight file's safetensors header,
@@ -741,9 +781,18 @@ class Hub:
         :meth:`gc`; they are not problems. Versions or alias moves only the store knows
         of, and pointers that disagree with the registry, are problems for :meth:`reindex`.
 
+        Args:
+            ref: one version to check (no leftovers are listed then); None for all.
+            min_age_seconds: list only leftovers older than this (as :meth:`gc` removes only
+                those): a younger temporary file, unreferenced blob or pointer may be a publish or
+                alias move still in flight, not a leftover. 0 lists all.
+
         Raises:
             InvalidReferenceError, ModelNotFoundError: for a bad ``ref``.
+            InvalidArgumentError: a negative ``min_age_seconds``.
         """
+        if not min_age_seconds >= 0:
+            raise InvalidArgumentError(f"min_age_seconds must be >= 0, got {min_age_seconds}").about("min_age_seconds")
         checked, problems = [], []
         for version in self._all_versions(ref):
             checked.append(version.ref)
@@ -770,8 +819,10 @@ class Hub:
         if ref is None:
             from hub.reconcile import store_repairs
 
-            repairs, disagreements = store_repairs(self, min_age_seconds=0)
-            leftovers = [str(p) for p in self._garbage(min_age_seconds=0)] + [str(r.path) for r in repairs]
+            repairs, disagreements = store_repairs(self, min_age_seconds=0)  # every disagreement, however recent
+            if min_age_seconds > 0:
+                repairs = store_repairs(self, min_age_seconds)[0]
+            leftovers = [str(p) for p in self._garbage(min_age_seconds)] + [str(r.path) for r in repairs]
             problems += disagreements
         return VerifyReport(tuple(checked), tuple(problems), tuple(leftovers))
 
@@ -806,7 +857,7 @@ class Hub:
                 stale.append((folder, sum(entry.st_size for entry in entries if stat.S_ISREG(entry.st_mode))))
         return stale
 
-    def gc(self, *, min_age_seconds: float = 3600.0, dry_run: bool = False) -> GcReport:
+    def gc(self, *, min_age_seconds: float = settings.GC_MIN_AGE_S, dry_run: bool = False) -> GcReport:
         """Remove blobs that no live version needs, files left by interrupted writes, and
         uploads (``HUB_HOME/uploads``, where the web UI keeps what it was given) that no
         queued or running fine-tuning job reads.
@@ -826,8 +877,8 @@ class Hub:
         Raises:
             ReadOnlyError: the home is read-only (or not this user's): it can't be collected there.
         """
-        if min_age_seconds < 0:
-            raise InvalidArgumentError(f"min_age_seconds must be >= 0, got {min_age_seconds}")
+        if not min_age_seconds >= 0:
+            raise InvalidArgumentError(f"min_age_seconds must be >= 0, got {min_age_seconds}").about("min_age_seconds")
         from hub.reconcile import check_related, store_repairs
 
         removed, freed = [], 0

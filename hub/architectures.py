@@ -114,16 +114,18 @@ def check_config(name: str, config: dict[str, Any]) -> dict[str, Any]:
     """
     builder = get_architecture(name)
     if not isinstance(config, dict):
-        raise ArchitectureError(f"config for {name!r} must be a dict, not {type(config).__name__}")
+        raise ArchitectureError(f"config for {name!r} must be a dict, not {type(config).__name__}").about("config")
     try:
         json.dumps(config, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise ArchitectureError(f"config for {name!r} must hold only JSON values (numbers, strings, lists, dicts): {exc}") from None
+        raise ArchitectureError(f"config for {name!r} must hold only JSON values (numbers, strings, lists, dicts): {exc}").about(
+            "config") from None
     try:
         bound = inspect.signature(builder).bind(**config)
     except TypeError as exc:
         params = ", ".join(inspect.signature(builder).parameters)
-        raise ArchitectureError(f"config does not fit architecture {name!r}: {exc}; its parameters are: {params}") from None
+        raise ArchitectureError(f"config does not fit architecture {name!r}: {exc}; its parameters are: {params}").about(
+            "config") from None
     bound.apply_defaults()
     return json.loads(json.dumps(bound.arguments))  # defaults filled in, tuples as lists: what is stored
 

@@ -1,8 +1,11 @@
 """The ``hub`` command line.
 
 Read-only commands (``list``, ``info``, ``versions``, ``history``) import
-neither torch nor SQLAlchemy. Errors print one line and exit 1; usage
-mistakes exit 2.
+neither torch nor SQLAlchemy. Errors print one line and exit 1, naming
+flags (``--min-age``) where the Python API names its parameters; usage
+mistakes exit 2. Output cut short by its reader (``hub list | head -1``)
+ends the command quietly with exit 0. Commands that read a hub check that
+there is one first, and create nothing where there is none.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from hub.errors import HubError, InvalidArgumentError, storage_error
+from hub.settings import GC_MIN_AGE_S
 
-__all__ = ["main", "build_parser", "OneLineParser", "add_command", "run_parser", "format_table", "print_json"]
+__all__ = ["main", "build_parser", "OneLineParser", "add_command", "flag_of", "run_parser", "format_table", "print_json"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -26,20 +30,67 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog.split()[0]}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def add_command(commands: Any, name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
-    """Add subcommand ``name`` that runs ``handler(args)``; return its parser for its arguments."""
+def add_command(commands: Any, name: str, handler: Any, help_text: str, *, needs: str | None = None) -> argparse.ArgumentParser:
+    """Add subcommand ``name`` that runs ``handler(args)``; return its parser for its arguments.
+
+    Args:
+        needs: what must be there before it runs, checked first (creating nothing, see
+            :meth:`hub.Hub.check_exists`): ``"registry"``, ``"store"`` (the ``HUB_HOME`` folder) or
+            ``"hub"`` (both); None for a command that makes what it needs (``publish``).
+    """
+    if needs not in (None, "registry", "store", "hub"):
+        raise ValueError(f"needs={needs!r}: use 'registry', 'store', 'hub' or None")
     sub = commands.add_parser(name, help=help_text, description=help_text)
-    sub.set_defaults(handler=handler)
+    sub.set_defaults(handler=handler, _needs=needs, _command=sub)
     return sub
 
 
-def run_parser(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
-    """Parse ``argv`` and run the chosen handler; errors print one line (exit 1), Ctrl-C exits 130."""
+def flag_of(args: argparse.Namespace, setting: str) -> str | None:
+    """The flag of the command that ``args`` are for whose value is ``setting`` (its ``dest``):
+    ``--label-column`` for ``label_column``; None when it has none."""
+    command = getattr(args, "_command", None)
+    for action in command._actions if command is not None else ():
+        if action.dest == setting and action.option_strings:
+            return max(action.option_strings, key=len)
+    return None
+
+
+def _quiet_stdout() -> None:
+    """After the reader of stdout went away (``| head``): send what is left to /dev/null, so that
+    neither this process nor its exit complains (the idiom of Python's ``signal`` docs)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is no file (a test's StringIO)
+        pass
+
+
+def run_parser(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+               setting_name: Any = flag_of) -> int:
+    """Parse ``argv`` and run the chosen handler, as a Unix tool runs.
+
+    Errors print one line (exit 1), with the settings they name spelled ``setting_name(args,
+    setting)`` (default :func:`flag_of`: the command's flags, not the Python API's names);
+    Ctrl-C exits 130; when the reader of the output goes (``hub list | head -1``), it stops quietly
+    with exit 0. What the command ``needs`` (:func:`add_command`) is checked first.
+    """
     args = parser.parse_args(argv)
     try:
-        return args.handler(args)
+        needs = getattr(args, "_needs", None)
+        if needs is not None:
+            _hub().check_exists(registry=needs != "store", store=needs != "registry")
+        status = args.handler(args)
+        sys.stdout.flush()  # here, where a closed pipe is told from other failures
+        return status
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 0
     except (HubError, OSError) as exc:
-        print(f"{parser.prog}: error: {storage_error(exc) or exc}", file=sys.stderr)  # a full disk, a read-only home: by cause
+        problem = storage_error(exc) or exc  # a full disk, a read-only home: by cause
+        text = problem.worded(lambda setting: setting_name(args, setting)) if isinstance(problem, HubError) else problem
+        print(f"{parser.prog}: error: {text}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
@@ -216,20 +267,22 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    report = _hub().verify(args.ref)
+    report = _hub().verify(args.ref, min_age_seconds=args.min_age_seconds)
     if args.json:
         print_json(report.to_dict() | {"ok": report.ok})
         return 0 if report.ok else 1
     for problem in report.problems:
         print(f"PROBLEM  {problem}")
-    for leftover in report.leftovers:
-        print(f"leftover {leftover}  (`hub gc` removes it)")
     print(f"checked {len(report.checked)} version(s): " + ("ok" if report.ok else f"{len(report.problems)} problem(s)"))
+    if report.leftovers:  # not problems: after the verdict, for `hub gc`
+        print(f"{len(report.leftovers)} leftover(s) of interrupted writes or deleted versions, older than "
+              f"{args.min_age_seconds:g} s; `hub gc` removes them:")
+        print("\n".join(f"  {leftover}" for leftover in report.leftovers))
     return 0 if report.ok else 1
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    report = _hub().gc(min_age_seconds=args.min_age, dry_run=args.dry_run)
+    report = _hub().gc(min_age_seconds=args.min_age_seconds, dry_run=args.dry_run)
     for path in report.removed:
         print(("would remove " if args.dry_run else "removed ") + path)
     print(f"{'would free' if args.dry_run else 'freed'} {_human_size(report.freed_bytes)} in {len(report.removed)} file(s)")
@@ -328,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     command = functools.partial(add_command, commands)
 
-    sub = command("list", cmd_list, "List models (latest live version of each).")
+    sub = command("list", cmd_list, "List models (latest live version of each).", needs="registry")
     sub.add_argument("search", nargs="?", help="text to find in names and descriptions")
     sub.add_argument("--task")
     sub.add_argument("--tag")
@@ -339,15 +392,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--all", action="store_true", help="list every model (no limit)")
     sub.add_argument("--json", action="store_true")
 
-    sub = command("info", cmd_info, "Show one version: name, name:VERSION or name@ALIAS.")
+    sub = command("info", cmd_info, "Show one version: name, name:VERSION or name@ALIAS.", needs="registry")
     sub.add_argument("ref")
     sub.add_argument("--json", action="store_true")
 
-    sub = command("versions", cmd_versions, "List the live versions of a model.")
+    sub = command("versions", cmd_versions, "List the live versions of a model.", needs="registry")
     sub.add_argument("name")
     sub.add_argument("--json", action="store_true")
 
-    sub = command("history", cmd_history, "Show every move of an alias.")
+    sub = command("history", cmd_history, "Show every move of an alias.", needs="registry")
     sub.add_argument("name")
     sub.add_argument("alias")
     sub.add_argument("--json", action="store_true")
@@ -382,32 +435,37 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--license", help="replaces the model card's license")
     sub.add_argument("--description")
 
-    sub = command("tag", cmd_tag, "Point an alias at a version: hub tag NAME:VERSION ALIAS.")
+    sub = command("tag", cmd_tag, "Point an alias at a version: hub tag NAME:VERSION ALIAS.", needs="hub")
     sub.add_argument("ref", help="the version: name:VERSION, name@ALIAS or name (latest)")
     sub.add_argument("alias")
 
-    sub = command("untag", cmd_untag, "Remove an alias.")
+    sub = command("untag", cmd_untag, "Remove an alias.", needs="hub")
     sub.add_argument("name")
     sub.add_argument("alias")
 
-    sub = command("download", cmd_download, "Copy a version's files into a folder (hashes checked).")
+    sub = command("download", cmd_download, "Copy a version's files into a folder (hashes checked).", needs="hub")
     sub.add_argument("ref")
     sub.add_argument("--to", help="folder (default: <HUB_HOME>/snapshots/<name>/<version>)")
 
-    sub = command("verify", cmd_verify, "Check stored files against their sha256; exit 1 on any problem.")
+    sub = command("verify", cmd_verify, "Check stored files against their sha256; exit 1 on any problem.", needs="hub")
     sub.add_argument("ref", nargs="?", help="one version (default: all)")
+    sub.add_argument("--min-age", dest="min_age_seconds", type=float, default=GC_MIN_AGE_S,
+                     help=f"list leftovers for `hub gc` older than this many seconds (default {GC_MIN_AGE_S:g}: "
+                          "younger ones may be writes in flight)")
     sub.add_argument("--json", action="store_true")
 
-    sub = command("gc", cmd_gc, "Remove blobs no live version needs, leftovers of interrupted writes and old uploads.")
-    sub.add_argument("--min-age", type=float, default=3600.0, help="spare files younger than this many seconds (default 3600)")
+    sub = command("gc", cmd_gc, "Remove blobs no live version needs, leftovers of interrupted writes and old uploads.", needs="hub")
+    sub.add_argument("--min-age", dest="min_age_seconds", type=float, default=GC_MIN_AGE_S,
+                     help=f"spare files younger than this many seconds (default {GC_MIN_AGE_S:g})")
     sub.add_argument("--dry-run", action="store_true")
 
-    sub = command("reindex", cmd_reindex, "Bring the registry up to date with the store (rebuild a lost or damaged one).")
+    sub = command("reindex", cmd_reindex, "Bring the registry up to date with the store (rebuild a lost or damaged one).",
+                  needs="store")
     sub.add_argument("--dry-run", action="store_true", help="only show what would change")
     sub.add_argument("--force", action="store_true",
                      help="let the store win where it disagrees with the registry, and mark registry versions it lacks deleted")
 
-    sub = command("delete", cmd_delete, "Delete one version (name:VERSION); `hub gc` frees its blobs.")
+    sub = command("delete", cmd_delete, "Delete one version (name:VERSION); `hub gc` frees its blobs.", needs="hub")
     sub.add_argument("ref")
 
     sub = command("architectures", cmd_architectures, "List registered architectures.")

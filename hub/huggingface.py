@@ -77,7 +77,7 @@ def _default_name(source: str, folder: Path, local: bool) -> str:
     try:
         return validate_name(name)
     except InvalidReferenceError:
-        raise InvalidReferenceError(f"{name!r} is not a valid model name; pass one, e.g. import_hf(source, 'acme/model')") from None
+        raise InvalidReferenceError(f"{name!r} is not a valid model name; give the name to import it as, e.g. 'acme/model'") from None
 
 
 def _convert_pickles(pickles: dict[str, Path], staging: Path) -> dict[str, Path]:
@@ -164,8 +164,8 @@ def import_hf(hub: Hub, source: str, name: str | None = None, *, revision: str |
             if not convert_pickle:
                 raise UnsafeFormatError(
                     f"{folder} holds only pickle weights ({', '.join(sorted(pickles))}), which can run code when loaded; "
-                    "pass convert_pickle=True (CLI: --convert-pickle) to convert them with torch.load(weights_only=True)"
-                )
+                    "pass convert_pickle=True to convert them with torch.load(weights_only=True)"
+                ).about(convert_pickle="convert_pickle=True")
             files.update(_convert_pickles(pickles, Path(staging)))
             metadata["converted_from_pickle"] = sorted(pickles)
         elif pickles:

@@ -41,18 +41,19 @@ def resolve_device(device: Any = "auto") -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise DeviceError(f"device {device!r} is not a device ({exc}); use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'") from None
+        raise DeviceError(f"device {device!r} is not a device ({exc}); use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'").about(
+            "device") from None
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"device {device!r}: CUDA is not available on this machine; use device='auto' or 'cpu'")
+            raise DeviceError(f"device {device!r}: CUDA is not available on this machine; use 'auto' or 'cpu'").about("device")
         index = resolved.index if resolved.index is not None else torch.cuda.current_device()
         if index >= torch.cuda.device_count():
-            raise DeviceError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise DeviceError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)").about("device")
         return torch.device("cuda", index)
     if resolved.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise DeviceError(f"device {device!r}: MPS is not available on this machine; use device='auto' or 'cpu'")
+        raise DeviceError(f"device {device!r}: MPS is not available on this machine; use 'auto' or 'cpu'").about("device")
     if resolved.type not in ("cpu", "cuda", "mps"):
-        raise DeviceError(f"device {device!r} is not supported; use 'auto', 'cpu', 'cuda' or 'mps'")
+        raise DeviceError(f"device {device!r} is not supported; use 'auto', 'cpu', 'cuda' or 'mps'").about("device")
     return resolved
 
 

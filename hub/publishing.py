@@ -279,8 +279,8 @@ def describe_weights(prepared: PreparedSource, architecture: str | None, config:
                  f"shapes differ ({'; '.join(misshaped[:5])})" if misshaped else ""]
         raise WeightsMismatchError(
             f"the weights don't fit architecture {architecture!r} with config {config}: "
-            f"{', '.join(p for p in parts if p)}; fix the config or publish with architecture=None"
-        )
+            f"{', '.join(p for p in parts if p)}; fix the config, or publish the weights alone, without an architecture"
+        ).about("architecture", "config")
     return dtype, count_parameters(module)
 
 
@@ -369,7 +369,7 @@ def check_text(value: Any, what: str, *, limit: int | None = MAX_TEXT) -> str | 
     if value is None:
         return None
     if not isinstance(value, str) or (limit is not None and not 0 < len(value) <= limit):
-        raise InvalidArgumentError(f"{what} must be a non-empty string of at most {limit} characters, got {value!r}")
+        raise InvalidArgumentError(f"{what} must be a non-empty string of at most {limit} characters, got {value!r}").about(what)
     return value
 
 
@@ -393,7 +393,7 @@ def check_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
     if metrics is None:
         return {}
     if not isinstance(metrics, Mapping):
-        raise InvalidArgumentError(f"metrics must be a dict of name to number, not {type(metrics).__name__}")
+        raise InvalidArgumentError(f"metrics must be a dict of name to number, not {type(metrics).__name__}").about("metrics")
     checked = {}
     for key, value in metrics.items():
         check_text(key, "a metric name")
@@ -420,13 +420,15 @@ def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     if metadata is None:
         return {}
     if not isinstance(metadata, Mapping) or not all(isinstance(k, str) and k for k in metadata):
-        raise InvalidArgumentError("metadata must be a dict with non-empty string keys")
+        raise InvalidArgumentError("metadata must be a dict with non-empty string keys").about("metadata")
     if too_deep(dict(metadata)):
-        raise InvalidArgumentError(f"metadata nests lists and dicts more than {MAX_JSON_DEPTH} deep; keep it to a few levels")
+        raise InvalidArgumentError(f"metadata nests lists and dicts more than {MAX_JSON_DEPTH} deep; keep it to a few levels").about(
+            "metadata")
     try:
         json.dumps(dict(metadata), allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise InvalidArgumentError(f"metadata must hold only JSON values (numbers, strings, lists, dicts): {exc}") from None
+        raise InvalidArgumentError(f"metadata must hold only JSON values (numbers, strings, lists, dicts): {exc}").about(
+            "metadata") from None
     return dict(metadata)
 
 

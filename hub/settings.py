@@ -14,6 +14,9 @@ import os
 from pathlib import Path
 
 DEFAULT_HOME = Path("~/.cache/modelhub")
+# How old a file must be before ``gc`` removes it and ``verify`` lists it as a leftover (by default):
+# younger ones may belong to a publish or an alias move still in flight.
+GC_MIN_AGE_S = 3600.0
 
 
 def hub_home(home: str | os.PathLike[str] | None = None) -> Path:

@@ -115,8 +115,22 @@ class RegistryStore:
     def _model_id(self, name: str) -> int:
         rows = self._query("SELECT id FROM registered_models WHERE name = :name", {"name": name})
         if not rows:
-            raise ModelNotFoundError(f"model {name!r} is not in the registry; `hub list` shows what is")
+            raise self._not_registered(name)
         return rows[0][0]
+
+    def _not_registered(self, name: str) -> ModelNotFoundError:
+        """The error for a model ``name`` the registry does not have, naming the closest name it has."""
+        import difflib
+
+        names = [row[0] for row in self.db.query("SELECT name FROM registered_models WHERE latest_version IS NOT NULL")]
+        close = difflib.get_close_matches(name, names, n=1)
+        if not close:  # by the model's part alone: 'acme/cnn' for 'cnn'
+            parts: dict[str, str] = {}
+            for known in names:
+                parts.setdefault(known.rpartition("/")[2], known)
+            close = [parts[part] for part in difflib.get_close_matches(name.rpartition("/")[2], list(parts), n=1)]
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return ModelNotFoundError(f"model {name!r} is not in the registry{hint}; `hub list` shows what is")
 
     def resolve(self, ref: Reference) -> ModelVersion:
         """The live version that ``ref`` names.
@@ -282,10 +296,11 @@ class RegistryStore:
         return self._hydrate(rows) if rows else []
 
     def alias_history(self, name: str, alias: str) -> list[AliasChange]:
-        """Every move of ``alias`` on ``name``, oldest first.
+        """Every move of ``alias`` on ``name``, oldest first (also of an alias since removed).
 
         Raises:
             ModelNotFoundError: no such model.
+            AliasNotFoundError: the model has no such alias, and never had (the message names those it has).
         """
         model_id = self._model_id(name)
         rows = self.db.query(
@@ -293,6 +308,13 @@ class RegistryStore:
             "WHERE model_id = :id AND alias = :alias ORDER BY id",
             {"id": model_id, "alias": alias},
         )
+        if not rows and not self.db.query("SELECT 1 FROM model_aliases WHERE model_id = :id AND alias = :alias",
+                                          {"id": model_id, "alias": alias}):
+            aliases = sorted(r[0] for r in self.db.query("SELECT alias FROM model_aliases WHERE model_id = :id", {"id": model_id}))
+            removed = sorted({r[0] for r in self.db.query("SELECT alias FROM model_alias_history WHERE model_id = :id",
+                                                          {"id": model_id})} - set(aliases))
+            before = f", and removed ones with a history {removed}" if removed else ""
+            raise AliasNotFoundError(f"model {name!r} has no alias {alias!r}; its aliases are {aliases or 'none'}{before}")
         return [AliasChange(name, alias, f, t, who, from_millis(when)) for f, t, who, when in rows]
 
     def history_rows(self, name: str | None = None, alias: str | None = None) -> list[tuple[str, str, int | None, int | None, str, int]]:
@@ -399,7 +421,7 @@ class RegistryStore:
         model = session.scalars(select(RegisteredModel).where(RegisteredModel.name == name).with_for_update()).first()
         if model is None:
             if not create:
-                raise ModelNotFoundError(f"model {name!r} is not in the registry; `hub list` shows what is")
+                raise self._not_registered(name)
             stamp = now_ms()
             model = RegisteredModel(name=name, num_versions=0, created_at_ms=stamp, updated_at_ms=stamp)
             session.add(model)
@@ -460,7 +482,7 @@ class RegistryStore:
                 if taken is not None:
                     raise VersionExistsError(
                         f"{name}:{version} already exists and versions are immutable; publish without version= to get {number}"
-                    )
+                    ).about(version="version=")
                 number = version
             manifest, digest = make_manifest(number)
             self._insert_version(session, model, manifest, digest)
