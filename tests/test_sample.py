@@ -119,6 +119,10 @@ def test_the_sample_reads_as_made_on_the_users_machine(demo_hub):
         card = hub.read_card(version.ref) or ""
         assert not absolute.search(card), (version.ref, absolute.search(card))
         assert not absolute.search(json.dumps(version.metadata)), version.ref
+    card = hub.read_card("demo/digits-5to9")
+    assert "`samples/data/digits-5to9.csv` in the hub's folder" in card
+    if not is_sqlite():  # a PostgreSQL demo is rebuilt from the sample's store, which keeps no jobs
+        return
     [job] = finetune.list_jobs()
     assert job.worker == "modelhub-sample" and job.created_by == "modelhub-sample"
     assert job.data["train"] == "samples/data/digits-5to9.csv" and job.data["validation"] == "samples/data/digits-5to9-validation.csv"
@@ -126,8 +130,6 @@ def test_the_sample_reads_as_made_on_the_users_machine(demo_hub):
         assert (demo_hub / job.data[key]).is_file()  # where the job says it read its data, in this hub's folder
     events = " ".join(e.message for e in finetune.job_events(job.id))
     assert "claimed by worker modelhub-sample" in events and not absolute.search(events) and not re.search(r"\w:\d{2,}\b", events)
-    card = hub.read_card("demo/digits-5to9")
-    assert "`samples/data/digits-5to9.csv` in the hub's folder" in card
 
 
 @pytest.mark.one_backend
