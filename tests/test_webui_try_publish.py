@@ -421,7 +421,7 @@ def test_try_it_compares_sentences_with_a_sentence_embedding_model():
     similarity = at.dataframe[0].value
     assert similarity.shape == (3, 3) and similarity.iloc[0, 0] == pytest.approx(1.0, abs=1e-4)
     assert similarity.iloc[0, 1] > similarity.iloc[0, 2] + 0.2 and similarity.iloc[0, 1] > similarity.iloc[1, 2] + 0.2
-    assert at.subheader[0].value.startswith("Most alike: A man is playing a guitar. and Someone is playing an instrument.")
+    assert at.subheader[0].value.startswith("Most alike: “A man is playing a guitar.” and “Someone is playing an instrument.”")
 
     at.text_area[0].set_value("just one sentence")
     at.button[0].click().run()

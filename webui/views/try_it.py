@@ -267,9 +267,10 @@ if submitted:
         shown = [sentence if len(sentence) <= 60 else sentence[:57] + "..." for sentence in sentences]
         pairs = [(float(similarity[i, j]), i, j) for i in range(len(sentences)) for j in range(i + 1, len(sentences))]
         best, i, j = max(pairs)
-        st.subheader(f"Most alike: {md(shown[i])} and {md(shown[j])} ({best:.2f})")
-        st.dataframe(pd.DataFrame(similarity.tolist(), index=shown, columns=shown), column_config={
-            name: st.column_config.NumberColumn(format="%.3f") for name in shown})
+        st.subheader(f"Most alike: “{md(shown[i])}” and “{md(shown[j])}” ({best:.2f})")
+        numbers = [str(n) for n in range(1, len(sentences) + 1)]
+        st.dataframe(pd.DataFrame(similarity.tolist(), index=[f"{n}. {text}" for n, text in zip(numbers, shown)], columns=numbers),
+                     column_config={n: st.column_config.NumberColumn(format="%.3f") for n in numbers})
         st.caption(f"Cosine similarity of the {embeddings.shape[1]}-dimensional sentence embeddings (the mean of the "
                    "token embeddings): 1 is the same meaning, 0 unrelated.")
         st.stop()
@@ -280,6 +281,9 @@ if submitted:
     st.bar_chart(predictions, x="label", y="probability", sort=False, horizontal=True)
     if choice == IMAGE and inputs.shape[1] in (1, 3):
         low, high = min(black, white), max(black, white)
-        seen = ((inputs[0].permute(1, 2, 0) - low) / (high - low)).clamp(0, 1).squeeze(-1).numpy()
-        st.image(seen, caption=f"What the model was given ({inputs.shape[2]} x {inputs.shape[3]}), scaled up", width=160,
-                 clamp=True)
+        from PIL import Image
+
+        seen = ((inputs[0].permute(1, 2, 0) - low) / (high - low) * 255).clamp(0, 255).squeeze(-1).round().byte().numpy()
+        scale = max(1, 160 // max(seen.shape[:2]))
+        st.image(Image.fromarray(seen).resize((seen.shape[1] * scale, seen.shape[0] * scale), Image.Resampling.NEAREST),
+                 caption=f"What the model was given ({inputs.shape[2]} x {inputs.shape[3]}), scaled up")
