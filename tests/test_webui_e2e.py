@@ -4,7 +4,10 @@
 the browser opens the models page, opens a model, launches a fine-tune on a CSV
 of scikit-learn's digits, waits on the job page until it succeeds, and opens the
 new version. Every page is saved as a screenshot under ``tests/output/e2e/``
-(left there, pass or fail). Needs Debian's ``chromium`` (``.ci/run`` installs it).
+(left there, pass or fail). On every page the test fails on what a user would see go
+wrong: an exception or error box, a pop-up ("Page not found"), a toast, a JavaScript
+exception or an error on the browser's console. Needs Debian's ``chromium`` (``.ci/run``
+installs it).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -95,6 +99,50 @@ def digits_csv(tmp_path) -> Path:
     return path
 
 
+# What a page shows when something went wrong: Streamlit's exception and error boxes, any
+# pop-up (the app has no dialog of its own: "Page not found" is one) and any toast.
+VISIBLE_PROBLEMS = """() => {
+  const shown = element => element.getClientRects().length > 0;
+  const found = [];
+  for (const [what, selector] of [["exception", '[data-testid="stException"]'], ["error", '[data-testid="stAlertContentError"]'],
+                                  ["pop-up", '[role="dialog"]'], ["toast", '[data-testid="stToast"]']]) {
+    for (const element of document.querySelectorAll(selector)) {
+      if (shown(element)) found.push(`${what}: ${element.innerText.trim().replace(/\\s+/g, " ").slice(0, 300)}`);
+    }
+  }
+  return found;
+}"""
+
+
+# Streamlit's frontend, opened at a page's own URL, first looks for its server under that path
+# (/models/_stcore/health, then /_stcore/health), so the browser logs a 404 each time a page is
+# opened by its URL (streamlit/streamlit#7074). That probe is the one console error let through.
+STREAMLIT_PROBE = re.compile(r"/[^/]+/_stcore/(health|host-config)")
+
+
+def streamlit_probe(message) -> bool:
+    """Whether a console message is the 404 of Streamlit's own probe for its server's path."""
+    return (message.text.startswith("Failed to load resource: the server responded with a status of 404")
+            and STREAMLIT_PROBE.fullmatch(urllib.parse.urlsplit(message.location.get("url", "")).path) is not None)
+
+
+class Problems:
+    """What went wrong in the browser: JavaScript exceptions and console errors as they happen,
+    and the error boxes, pop-ups and toasts a page shows when :meth:`check` looks."""
+
+    def __init__(self, page) -> None:
+        self.page, self.seen = page, []
+        page.on("pageerror", lambda error: self.seen.append(f"JavaScript exception: {error}"))
+        page.on("console", lambda message: message.type == "error" and not streamlit_probe(message) and self.seen.append(
+            f"console error: {message.text} ({message.location.get('url', '')})"))
+
+    def check(self, where: str) -> None:
+        """Fail, naming ``where`` and every problem, if anything went wrong since the last check."""
+        found = [*self.seen, *self.page.evaluate(VISIBLE_PROBLEMS)]
+        self.seen = []
+        assert not found, f"{where} ({self.page.url}):\n" + "\n".join(found)
+
+
 def test_find_a_model_fine_tune_it_and_open_the_new_version(ui, digits_csv):
     sync_api = pytest.importorskip("playwright.sync_api")
     shutil.rmtree(SHOTS, ignore_errors=True)
@@ -103,7 +151,7 @@ def test_find_a_model_fine_tune_it_and_open_the_new_version(ui, digits_csv):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1440, "height": 1100})
         try:
-            walk_through(page, ui, digits_csv, shot_when_settled(page))
+            walk_through(page, ui, digits_csv, shot_when_settled(page, Problems(page)))
         except Exception:
             page.screenshot(path=str(SHOTS / "failed.png"), full_page=True)  # what the browser showed
             raise
@@ -116,12 +164,14 @@ def test_find_a_model_fine_tune_it_and_open_the_new_version(ui, digits_csv):
         "01-models.png", "02-model.png", "03-finetune.png", "04-job.png", "05-new-version.png", "06-jobs.png", "07-try.png", "08-publish.png"]
 
 
-def shot_when_settled(page):
+def shot_when_settled(page, problems: Problems):
     def shot(name: str) -> None:
-        """A screenshot once the page has settled (no element left over from a previous run)."""
+        """A screenshot once the page has settled (no element left over from a previous run);
+        then fail if the page shows a problem or the browser reported one."""
         page.wait_for_function("document.querySelectorAll('[data-stale=\"true\"]').length === 0")
         page.wait_for_timeout(300)
         page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        problems.check(name)
 
     return shot
 
@@ -134,6 +184,9 @@ def walk_through(page, ui: str, digits_csv: Path, shot) -> None:
         link = page.get_by_role("link", name=name, exact=True).first
         page.goto(ui + link.get_attribute("href"))
 
+    page.goto(ui)  # the root URL opens the Models page at its own path
+    page.wait_for_url(f"{ui}/models")
+    page.get_by_text("1 model", exact=True).wait_for()
     page.goto(f"{ui}/models")
     page.get_by_text("1 model", exact=True).wait_for()
     shot("01-models")
