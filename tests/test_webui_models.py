@@ -74,6 +74,21 @@ def test_moving_an_alias_on_the_page_moves_it_in_the_hub(models):
     assert [(c.from_version, c.to_version) for c in hub.alias_history("acme/iris-mlp", "production")] == [(None, 1), (1, 2)]
 
 
+def test_after_setting_an_alias_the_page_shows_it_everywhere(models):
+    hub.publish(hub.create("mlp", in_features=4, hidden=[8], out_features=3), "acme/iris-mlp")
+    app = page("model", ref="acme/iris-mlp")
+    assert "`@staging`" not in markdown(app)
+    app.text_input[0].input("staging")
+    app = app.button[0].click().run()  # the version picker's first choice: v2, the latest
+    assert not app.exception and "@staging now points at acme/iris-mlp:2" in app.success[0].value
+    text = markdown(app)
+    assert "- `@staging` → [v2](/model?ref=acme%2Firis-mlp%3A2)" in text  # the alias list above the form
+    assert ":green-badge[@staging]" in text  # the badges of v2, the version shown
+    assert "History of @staging" in [caption.value for caption in app.caption]
+    assert app.dataframe[0].value["aliases"].tolist() == ["staging", "production"]  # the versions table, newest first
+    assert not page("model", ref="acme/iris-mlp").success  # said once
+
+
 def test_an_unknown_model_is_an_error_not_a_traceback(models):
     app = page("model", ref="acme/nothing")
     assert not app.exception and "acme/nothing" in app.error[0].value

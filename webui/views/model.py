@@ -9,6 +9,7 @@ from webui.common import card_body, human_size, md, model_link, query_param, sho
 from webui.tryout import try_mode
 
 LINEAGE_DEPTH = 8
+ALIAS_SET = "alias-set"  # session state: what the last "Set alias" did, shown once after the page is redrawn
 
 hub = the_hub()
 ref = query_param("ref")
@@ -57,6 +58,8 @@ with versions_tab:
 with aliases_tab:
     aliases = {a: v.version for v in versions for a in v.aliases}
     st.markdown("\n".join(f"- `@{a}` → {model_link(f'{name}:{n}', f'v{n}')}" for a, n in sorted(aliases.items())) or "_No aliases._")
+    if done := st.session_state.pop(ALIAS_SET, None):  # the page as it is after the move, drawn again
+        st.success(done)
     with st.form("set-alias"):
         alias_column, version_column = st.columns(2)
         alias = alias_column.text_input("Alias", value="production")
@@ -64,10 +67,11 @@ with aliases_tab:
         if st.form_submit_button("Set alias"):
             try:
                 hub.set_alias(name, alias, int(target))
-                st.success(f"@{alias} now points at {name}:{target}")
-                aliases[alias] = int(target)
             except HubError as error:
                 show_error(error)
+            else:  # the badges, the list above, the versions and the histories all show the old state: draw them again
+                st.session_state[ALIAS_SET] = f"@{alias} now points at {name}:{target}"
+                st.rerun()
     for alias in sorted(aliases):
         st.caption(f"History of @{alias}")
         st.dataframe([{"from": c.from_version, "to": c.to_version, "by": c.changed_by, "when": c.changed_at.strftime("%Y-%m-%d %H:%M:%S")}
