@@ -30,7 +30,7 @@ from finetune.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from finetune.config import FinetuneConfig
 from finetune.data import DataSpec, Dataset, load_dataset, split_dataset
 from finetune.jobs import ClaimLostError, Job, JobStore, timing
-from finetune.tasks import Batches, TaskPlan, build_model, check_targets, head_parameter_names, plan_task
+from finetune.tasks import Batches, TaskPlan, build_model, check_targets, head_parameter_names, lora_targets, plan_task
 from finetune.train import Callbacks, Cancelled, train
 from hub.entities import ModelVersion
 from hub.errors import ConfigError, HubError
@@ -230,8 +230,8 @@ def _choose_trainable(model: nn.Module, config: FinetuneConfig, fresh: list[str]
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(name in keep or name.startswith(prefixes))
     if not any(p.requires_grad for p in model.parameters()):
-        raise ConfigError(f"train={config.train!r} matches no parameter; parameter names start with e.g. "
-                          f"{sorted({n.split('.')[0] for n, _ in model.named_parameters()})}")
+        raise ConfigError(f"train {config.train!r} matches no parameter; parameter names start with e.g. "
+                          f"{sorted({n.split('.')[0] for n, _ in model.named_parameters()})}").about("train")
     return model
 
 
@@ -241,11 +241,7 @@ def _with_lora(model: nn.Module, config: FinetuneConfig, head: list[str]) -> nn.
     except ImportError:
         raise ConfigError("LoRA needs the peft package: pip install 'modelhub[lora]'") from None
     head_module = head[0].rsplit(".", 1)[0]
-    targets = config.lora_targets or sorted({
-        name for name, module in model.named_modules() if isinstance(module, nn.Linear) and name != head_module
-    })
-    if not targets:
-        raise ConfigError("LoRA found no linear layer to adapt besides the head; set lora_targets")
+    targets = lora_targets(model, config.lora_targets)
     lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=targets, modules_to_save=[head_module])
     return get_peft_model(model, lora)
@@ -372,7 +368,8 @@ def _train(hub: Any, job: Job, reporter: Any, device: torch.device | None = None
                  + (f", new: {', '.join(fresh[:4])}" if fresh else ""))
     tokenizer = hub.load_tokenizer(checked.base.ref) if checked.plan.kind == "text-classification" else None
     batches = Batches(checked.plan, device, tokenizer, config.max_length)
-    learning_rate = config.learning_rate or (5e-5 if checked.base.architecture == "transformers" else 1e-3)
+    learning_rate, why = config.chosen_learning_rate(checked.base.architecture)
+    reporter.log(why)
     resume = None
     if job.checkpoint:
         reporter.log(f"resuming from the checkpoint at step {job.checkpoint['step']}")
@@ -410,7 +407,8 @@ def _output_input(checked: CheckedJob) -> dict[str, Any] | None:
 def _publish(hub: Any, job: Job, checked: CheckedJob, model: nn.Module, result: Any, learning_rate: float, reporter: JobReporter) -> ModelVersion:
     metrics = {("val_loss" if key == "loss" else key): value for key, value in result.metrics.items()}
     metadata = {"finetune_job": job.id, "data": job.data, "steps": result.steps, "train_seconds": round(result.seconds, 3),
-                "lora": None if checked.config.lora_rank is None else {"rank": checked.config.lora_rank, "merged": checked.config.lora_merge}}
+                "lora": None if checked.config.lora_rank is None else {"rank": checked.config.lora_rank, "merged": checked.config.lora_merge},
+                "learning_rate": {"value": learning_rate, "why": checked.config.chosen_learning_rate(checked.base.architecture)[1]}}
     publish = partial(hub.publish, name=job.output, parent=checked.base.ref, files=_tokenizer_files(hub, checked), _fence=reporter.fence(),
                       task=checked.plan.kind, metrics=metrics, metadata=metadata, tags=["fine-tuned"], license=checked.base.license,
                       input=_output_input(checked), card=_card(job, checked, metrics, result.seconds, result.steps, learning_rate))

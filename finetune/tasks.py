@@ -23,10 +23,14 @@ from hub.entities import ModelVersion
 from hub.errors import ConfigError, ShapeMismatchError
 from hub.inputs import InputSpec, input_spec_of
 
-__all__ = ["TaskPlan", "plan_task", "build_model", "head_parameter_names", "evaluate", "Batches"]
+__all__ = ["TaskPlan", "plan_task", "build_model", "head_parameter_names", "base_classes", "adaptable_layers", "lora_targets",
+           "evaluate", "Batches"]
 
 # The config key that sets the size of each built-in architecture's output layer.
 HEAD_SIZE_KEYS = {"mlp": "out_features", "convnet": "num_classes"}
+# The layers peft's LoRA adapts that carry most of a model's weights (peft also adapts
+# embeddings and multi-head attention, named explicitly in ``lora_targets``).
+LORA_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,56 @@ def head_parameter_names(model: nn.Module) -> list[str]:
     """Parameters of the output layer."""
     head = _head_module(model)
     return [name for name, _ in model.named_parameters() if name.startswith(head + ".")]
+
+
+def adaptable_layers(model: nn.Module) -> dict[str, str]:
+    """The layers LoRA adapts by default: module name -> layer type, in the model's order, the head included."""
+    return {name: type(module).__name__ for name, module in model.named_modules() if isinstance(module, LORA_LAYERS)}
+
+
+def lora_targets(model: nn.Module, targets: Sequence[str] | None) -> list[str]:
+    """The module names to put LoRA adapters on: ``targets`` as given (each checked), or every
+    linear and convolution layer but the head (which is trained in full).
+
+    Args:
+        model: the model to adapt, its new head included.
+        targets: module names (``lora_targets``), whole or their last parts as peft matches them
+            (``query`` names every ``...attention.self.query``), or None for the default.
+
+    Returns:
+        Module names for ``peft.LoraConfig(target_modules=...)``.
+
+    Raises:
+        ConfigError: a name that is no module of the model, or no layer to adapt besides the head;
+            the message lists the layers that can be adapted and how to name them.
+    """
+    head = _head_module(model)
+    layers = adaptable_layers(model)
+    others = [name for name in layers if name != head]
+    shown = ", ".join(f"{name} ({kind})" for name, kind in list(layers.items())[:12]) + (" ..." if len(layers) > 12 else "")
+    how = (f"the layers LoRA can adapt are {shown or 'none'} ({head} is the head, trained in full); "
+           "name the ones to adapt with lora_targets (--lora-targets NAME,NAME)")
+    if targets is None:
+        if not others:
+            raise ConfigError(f"LoRA found no linear or convolution layer to adapt besides the head in {type(model).__name__}; {how}, "
+                              "or train without LoRA (train: all or head)")
+        return others
+    modules = [name for name, _ in model.named_modules()]
+    unknown = [target for target in targets if not any(name == target or name.endswith(f".{target}") for name in modules)]
+    if unknown:
+        raise ConfigError(f"lora_targets names {', '.join(map(repr, unknown))}, which {type(model).__name__} does not have; {how}")
+    return list(targets)
+
+
+def base_classes(base: ModelVersion) -> tuple[str, ...] | None:
+    """The classes the base model predicts: its ``id2label`` names, or the indices of its output
+    layer's outputs (a built-in classifier without names); None for a regressor or when unknown."""
+    if (base.task or "").endswith("regression"):
+        return None
+    if labels := _base_labels(base):
+        return labels
+    size = base.config.get(HEAD_SIZE_KEYS.get(base.architecture or "", ""))
+    return tuple(str(i) for i in range(int(size))) if isinstance(size, int) else None
 
 
 def _copy_matching(model: nn.Module, base_state: dict[str, torch.Tensor], prefix: str = "") -> list[str]:
