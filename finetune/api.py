@@ -105,18 +105,26 @@ def validate(base: str, data: PathLike, *, task: str = "classification",
     """Check a job as :func:`submit` would, without queueing it (the web UI's "validate").
 
     Returns:
-        ``{"base", "task", "train_rows", "validation_rows", "label_names", "features"}``.
+        ``{"base", "task", "train_rows", "validation_rows", "label_names", "data_classes",
+        "base_classes", "features"}``: ``label_names`` are the fine-tuned model's classes (numbers
+        as labels are class indices, so labels 5..9 make classes 0..9), ``data_classes`` those
+        the rows hold, ``base_classes`` those the base predicts (None when it names none and has
+        no output layer of a known size, and for regression, where the lists are empty).
 
     Raises:
         As :func:`submit`.
     """
     from finetune.runner import check_job
+    from finetune.tasks import base_classes
 
     checked = check_job(_hub(hub), base, task, data, validation_data, _config(config))
-    train = checked.train_set
+    train, validation = checked.train_set, checked.validation_set
+    names = list(train.label_names or [])
+    present = sorted({*train.targets.tolist(), *validation.targets.tolist()}) if names else []
+    predicted = base_classes(checked.base) if names else None
     return {"base": checked.base.ref, "task": checked.plan.kind, "train_rows": len(train),
-            "validation_rows": len(checked.validation_set), "label_names": list(train.label_names or []),
-            "features": list(train.feature_names)}
+            "validation_rows": len(validation), "label_names": names, "data_classes": [names[i] for i in present],
+            "base_classes": list(predicted) if predicted is not None else None, "features": list(train.feature_names)}
 
 
 def run(base: str, data: PathLike, *, output: str, task: str = "classification",

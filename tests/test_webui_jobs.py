@@ -42,10 +42,11 @@ def markdown_of(app: AppTest) -> str:
 
 
 def chart_rows(chart) -> list[dict]:
-    """The rows a ``st.line_chart`` plots (several series come melted, each row naming its series)."""
+    """The rows a chart plots (a ``st.line_chart``'s several series come melted, each row naming its series)."""
     import pyarrow
 
-    return pyarrow.ipc.open_stream(chart.proto.datasets[0].data.data).read_all().to_pylist()
+    data = chart.proto.datasets[0].data if chart.proto.datasets else chart.proto.data
+    return pyarrow.ipc.open_stream(data.data).read_all().to_pylist()
 
 
 def write_digits(path: Path, header: list[str], *, spoil_row: int | None = None) -> Path:
@@ -86,7 +87,7 @@ def test_the_fine_tune_form_validates_and_queues_a_job_with_exactly_its_settings
     labelled(app.text_input, "Output model").set_value("me/digits-ft")
     app.button(key="validate").click().run()
     assert not app.exception and not app.error
-    assert "320 training rows, 80 validation rows; 10 classes" in app.success[0].value
+    assert "320 training rows, 80 validation rows; data: 10 classes (0..9); base: 10 classes (0..9)." in app.success[0].value
     assert finetune.list_jobs() == []
 
     app.button(key="submit").click().run()
@@ -95,6 +96,23 @@ def test_the_fine_tune_form_validates_and_queues_a_job_with_exactly_its_settings
     assert job.status == "queued" and job.base == "acme/digits-cnn:1" and job.output == "me/digits-ft"
     assert job.config == FinetuneConfig(epochs=2, batch_size=16, learning_rate=0.003).to_dict()
     assert f"/job?id={job.id}" in app.success[0].value
+
+
+def test_validation_names_the_classes_of_the_data_of_the_base_and_of_the_fine_tuned_model():
+    """The demo's case: a convnet of digits 0-4, fine-tuned on the sample's digits 5-9 (labels
+    are class indices, so the fine-tuned model has classes 0..9)."""
+    torch.manual_seed(0)
+    hub.publish(hub.create("convnet", num_classes=5, id2label={str(i): str(i) for i in range(5)}), "acme/digits-0to4")
+    data = ROOT / "samples" / "data" / "digits-5to9.csv"
+    app = page("finetune", ref="acme/digits-0to4")
+    app.file_uploader(key="data").set_value(("digits-5to9.csv", data.read_bytes(), "text/csv")).run()
+    app.button(key="validate").click().run()
+    assert not app.exception and not app.error
+    assert ("; data: 5 classes (5, 6, 7, 8, 9); base: 5 classes (0, 1, 2, 3, 4); fine-tuned model: 10 classes (0..9)."
+            in app.success[0].value)
+    summary = finetune.validate("acme/digits-0to4", data)
+    assert summary["data_classes"] == ["5", "6", "7", "8", "9"] and summary["base_classes"] == ["0", "1", "2", "3", "4"]
+    assert summary["label_names"] == [str(i) for i in range(10)]
 
 
 def test_a_zip_of_class_folders_is_unpacked_previewed_by_class_and_validated():
@@ -113,7 +131,7 @@ def test_a_zip_of_class_folders_is_unpacked_previewed_by_class_and_validated():
 
     app.button(key="validate").click().run()
     assert not app.exception and not app.error
-    assert "320 training rows, 80 validation rows; 10 classes" in app.success[0].value
+    assert "320 training rows, 80 validation rows; data: 10 classes (0..9); base: 10 classes (0..9)." in app.success[0].value
 
 
 @pytest.mark.parametrize("problem", ["misspelled label column", "NaN pixel"])
@@ -167,12 +185,38 @@ def test_the_job_page_of_a_finished_job_shows_its_curves_events_and_published_ve
     assert ":green-badge[succeeded]" in text and "[me/digits-ft:1](/model?ref=me%2Fdigits-ft%3A1)" in text
     assert app.progress[0].value == 100 and app.progress[0].text == f"step {done.total_steps} of {done.total_steps}"
     loss_chart, eval_chart = app.get("vega_lite_chart")
-    assert [row["step"] for row in chart_rows(loss_chart)] == list(range(1, done.total_steps + 1))
-    assert {"loss", "accuracy", "macro_f1"} <= {value for row in chart_rows(eval_chart) for value in row.values() if isinstance(value, str)}
+    losses = chart_rows(loss_chart)
+    assert [row["step"] for row in losses if row["series"] == "training loss"] == list(range(1, done.total_steps + 1))
+    assert [row["step"] for row in losses if row["series"] == "validation loss"] == [done.total_steps]
     events = app.dataframe[0].value
     assert any("published me/digits-ft:1" in message for message in events["message"])
     assert 'hub.load("me/digits-ft:1")' in app.code[0].value
     assert not app.button  # no Cancel for a finished job
+
+
+def test_the_evaluation_chart_shows_accuracy_and_macro_f1_apart_on_a_0_to_1_axis_and_loss_on_its_own(digits):
+    import json
+
+    job = finetune.submit("acme/digits-cnn", digits, output="me/digits-ft", config={"epochs": 2})
+    assert finetune.work(once=True) == 1
+    app = page("job", id=job.id)
+    assert not app.exception
+    loss_chart, eval_chart = app.get("vega_lite_chart")
+    assert {row["series"] for row in chart_rows(loss_chart)} == {"training loss", "validation loss"}
+    scores = chart_rows(eval_chart)
+    assert {row["series"] for row in scores} == {"accuracy", "macro_f1"}  # the loss is not on the [0, 1] axis
+    evaluations = finetune.job_metrics(job.id, split="eval")
+    assert sorted((row["step"], row["series"], row["value"]) for row in scores) == sorted(
+        (m.step, name, m.values[name]) for m in evaluations for name in ("accuracy", "macro_f1"))
+    spec = json.loads(eval_chart.proto.spec)
+    encoding = spec["encoding"]
+    assert encoding["y"]["scale"]["domain"] == [0, 1] and "legend" in encoding["color"]
+    assert len(set(map(str, encoding["color"]["scale"]["range"]))) == 2  # a colour each
+    assert len(set(map(str, encoding["strokeDash"]["scale"]["range"]))) == 2  # and a dash pattern: one line can't hide the other
+    [points] = [layer for layer in spec["layer"] if layer["mark"]["type"] == "point"]
+    assert points["mark"]["filled"] is False and len(set(points["encoding"]["shape"]["scale"]["range"])) == 2
+    assert all(layer["mark"]["type"] in ("line", "point") for layer in spec["layer"])  # no area fills
+    assert "domain" not in json.loads(loss_chart.proto.spec)["encoding"]["y"]["scale"]
 
 
 def test_the_job_page_without_an_id_offers_the_recent_jobs_and_names_an_unknown_one(digits):
@@ -231,7 +275,7 @@ def test_text_from_the_data_and_the_user_is_escaped_on_the_fine_tune_and_job_pag
     app.file_uploader(key="data").set_value(("labelled.csv", labelled_csv.read_bytes(), "text/csv")).run()
     app.button(key="validate").click().run()
     assert not app.exception and not app.error and live_links(app) == []
-    assert r"2 classes: \[click me\](https\://evil.example/label), even" in app.success[0].value
+    assert r"data: 2 classes (\[click me\](https\://evil.example/label), even); base: 10 classes (0..9)." in app.success[0].value
 
     app.file_uploader(key="data").set_value(("spoiled.csv", spoiled_csv.read_bytes(), "text/csv")).run()
     app.button(key="validate").click().run()

@@ -17,6 +17,7 @@ import streamlit as st
 import finetune
 import hub
 from finetune import SCHEDULERS, TASKS, FinetuneConfig
+from finetune.config import DEFAULT_LEARNING_RATES
 from finetune.data import MAX_CSV_FIELD_CHARS, check_csv_header
 from hub.errors import DataError, HubError
 from hub.limits import loads
@@ -151,8 +152,10 @@ def hyperparameters(*, validation_file: bool) -> dict[str, Any]:
     left, middle, right = st.columns(3)
     epochs = left.number_input("Epochs", min_value=1, value=DEFAULTS.epochs, key="epochs")
     batch_size = middle.number_input("Batch size", min_value=1, value=DEFAULTS.batch_size, key="batch_size")
-    learning_rate = right.text_input("Learning rate", key="learning_rate", placeholder="default: 1e-3, or 5e-5 for transformers",
-                                     help="Blank picks the default for the model.")
+    learning_rate = right.text_input("Learning rate", key="learning_rate", placeholder="default: by what is trained",
+                                     help="Blank picks the default for what is trained: " + "; ".join(
+                                         f"{rate:g} for {why.removeprefix('the default for ')}" for rate, why in DEFAULT_LEARNING_RATES.values())
+                                     + ". The job's events say which one it used.")
     scheduler = left.selectbox("Scheduler", SCHEDULERS, index=SCHEDULERS.index(DEFAULTS.scheduler), key="scheduler")
     warmup_ratio = middle.number_input("Warmup ratio", min_value=0.0, max_value=0.99, value=DEFAULTS.warmup_ratio, step=0.05,
                                        key="warmup_ratio")
@@ -163,18 +166,32 @@ def hyperparameters(*, validation_file: bool) -> dict[str, Any]:
         "Validation fraction", min_value=0.01, max_value=0.99, value=DEFAULTS.validation_fraction, step=0.05,
         key="validation_fraction", disabled=validation_file, help="Share of rows held out when no validation file is given.",
     )
-    lora_rank = right.number_input("LoRA rank", min_value=0, value=DEFAULTS.lora_rank or 0, key="lora_rank", help="0 is off.")
+    lora_rank = right.number_input("LoRA rank", min_value=0, value=DEFAULTS.lora_rank or 0, key="lora_rank",
+                                   help="0 is off. Adapters go on every linear and convolution layer but the head, which is trained in full.")
     return {"epochs": int(epochs), "batch_size": int(batch_size), "learning_rate": learning_rate.strip() or None,
             "scheduler": scheduler, "warmup_ratio": float(warmup_ratio), "train": train, "seed": int(seed),
             "validation_fraction": float(validation_fraction), "lora_rank": int(lora_rank) or None}
 
 
+def class_list(names: list[str]) -> str:
+    """``"5 classes (5, 6, 7, 8, 9)"``: how many, and which (the first 20; a run of more than five
+    whole numbers as ``0..9``), escaped for Markdown."""
+    whole = all(name.isdigit() for name in names) and [int(n) for n in names] == list(range(int(names[0]), int(names[0]) + len(names)))
+    shown = f"{names[0]}..{names[-1]}" if whole and len(names) > 5 else ", ".join(names[:20]) + (" ..." if len(names) > 20 else "")
+    return md(f"{len(names)} class{'es' if len(names) != 1 else ''} ({shown})")
+
+
 def show_summary(summary: dict[str, Any]) -> None:
-    """What ``finetune.validate`` found: the exact base, the rows on each side and the classes."""
-    classes = summary["label_names"]
-    described = f"; {len(classes)} classes: {md(', '.join(map(str, classes[:20])))}{' ...' if len(classes) > 20 else ''}" if classes else ""
+    """What ``finetune.validate`` found: the exact base, the rows on each side, and the classes
+    of the data, of the base and of the model the job makes (numbers as labels are class indices,
+    so data labelled 5..9 makes a model of classes 0..9)."""
+    classes = [f"data: {class_list(summary['data_classes'])}"] if summary["data_classes"] else []
+    if summary["base_classes"]:
+        classes.append(f"base: {class_list(summary['base_classes'])}")
+    if summary["label_names"] and summary["label_names"] != summary["data_classes"]:
+        classes.append(f"fine-tuned model: {class_list(summary['label_names'])}")
     st.success(f"{summary['base']} ({summary['task']}): {summary['train_rows']:,} training rows, "
-               f"{summary['validation_rows']:,} validation rows{described}.", icon=":material/check:")
+               f"{summary['validation_rows']:,} validation rows" + "".join(f"; {part}" for part in classes) + ".", icon=":material/check:")
 
 
 st.title("Fine-tune")

@@ -6,6 +6,8 @@ stops once the job has finished.
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 import finetune
@@ -15,6 +17,10 @@ from webui.common import md, model_link, query_param, show_error, status_badge
 
 RECENT = 50
 REFRESH_SECONDS = 2.0
+SCORES = ("accuracy", "macro_f1")  # evaluation metrics in [0, 1], charted on an axis of exactly that span
+SERIES_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]  # distinct, in a chart's order
+DASHES = [[1, 0], [6, 4], [2, 3], [8, 3, 2, 3], [4, 2], [1, 3]]  # solid first; lines that coincide stay apart
+SHAPES = ["circle", "square", "diamond", "triangle-up", "cross", "triangle-down"]
 
 
 def chosen_job_id() -> str | None:
@@ -47,23 +53,56 @@ def show_cancel(job: Job) -> Job:
     return job
 
 
+def line_chart(rows: list[dict[str, Any]], y_title: str, *, points: list[str], unit_interval: bool) -> None:
+    """Lines of ``rows`` (``step``, ``series``, ``value``), a colour and a dash pattern each, with a
+    legend; the series in ``points`` also get a hollow mark of their own shape at each value, so a
+    single evaluation shows and two series that coincide both stay visible.
+
+    Args:
+        unit_interval: the values are scores in [0, 1]: the axis spans exactly that.
+    """
+    names = list(dict.fromkeys(row["series"] for row in rows))
+    series = {"field": "series", "type": "nominal", "sort": names}
+    encoding = {
+        "x": {"field": "step", "type": "quantitative", "title": "step", "axis": {"tickMinStep": 1}, "scale": {"padding": 8}},
+        "y": {"field": "value", "type": "quantitative", "title": y_title,
+              "scale": {"padding": 8, **({"domain": [0, 1]} if unit_interval else {})}},
+        "color": {**series, "title": None, "scale": {"domain": names, "range": SERIES_COLOURS[: len(names)]},
+                  "legend": {"orient": "bottom", "symbolType": "stroke", "symbolStrokeWidth": 3}},
+        "strokeDash": {**series, "legend": None, "scale": {"domain": names, "range": DASHES[: len(names)]}},
+        "tooltip": [{"field": "series", "type": "nominal"}, {"field": "step", "type": "quantitative"},
+                    {"field": "value", "type": "quantitative", "format": ".4f"}],
+    }
+    marks = {"type": "point", "filled": False, "size": 60, "strokeWidth": 2}
+    shapes = {**series, "legend": None, "scale": {"domain": names, "range": SHAPES[: len(names)]}}
+    layers = [{"mark": {"type": "line", "strokeWidth": 2}},
+              {"mark": marks, "encoding": {"shape": shapes}, "transform": [{"filter": {"field": "series", "oneOf": points}}]}]
+    st.vega_lite_chart(rows, {"encoding": encoding, "layer": layers}, width="stretch")
+
+
 def show_metrics(job_id: str) -> None:
-    """The training loss by step and the evaluation metrics by step."""
+    """The loss by step (training, and validation after each epoch) on one chart, and the other
+    evaluation metrics on another: scores in [0, 1] (accuracy, macro F1) on an axis of exactly that
+    span, errors (MSE, MAE) on their own."""
     train = finetune.job_metrics(job_id, split="train")
     evaluations = finetune.job_metrics(job_id, split="eval")
     loss_column, eval_column = st.columns(2)
     with loss_column:
-        st.markdown("**Training loss**")
-        if train:
-            st.line_chart({"step": [m.step for m in train], "loss": [m.values.get("loss") for m in train]}, x="step", y="loss")
+        st.markdown("**Loss**")
+        losses = [{"step": m.step, "series": "training loss", "value": m.values["loss"]} for m in train if "loss" in m.values]
+        losses += [{"step": m.step, "series": "validation loss", "value": m.values["loss"]} for m in evaluations if "loss" in m.values]
+        if losses:
+            line_chart(losses, "loss", points=["validation loss"], unit_interval=False)
         else:
             st.caption("No training step yet.")
     with eval_column:
         st.markdown("**Evaluation**")
         if evaluations:
-            names = list(dict.fromkeys(name for m in evaluations for name in m.values))
-            st.line_chart({"step": [m.step for m in evaluations], **{name: [m.values.get(name) for m in evaluations] for name in names}},
-                          x="step", y=names)
+            names = [name for name in dict.fromkeys(name for m in evaluations for name in m.values) if name != "loss"]
+            scores = [{"step": m.step, "series": name, "value": m.values[name]} for m in evaluations for name in names if name in m.values]
+            if scores:
+                unit = all(name in SCORES for name in names)
+                line_chart(scores, "score" if unit else "error", points=names, unit_interval=unit)
             st.caption(", ".join(f"{name} {value:.4f}" for name, value in evaluations[-1].values.items()) + f" at step {evaluations[-1].step}")
         else:
             st.caption("No evaluation yet; one runs after each epoch.")
