@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from hub.cli import OneLineParser, add_command, format_table, print_json, run_parser
+from hub.cli import OneLineParser, add_command, flag_of, format_table, print_json, run_parser
 
 __all__ = ["main", "build_parser"]
 
@@ -32,6 +32,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         values["train"] = args.train if args.train in ("all", "head") else [p for p in args.train.split(",") if p]
     if args.feature_columns is not None:
         values["feature_columns"] = [c for c in args.feature_columns.split(",") if c]
+    if args.lora_targets is not None:
+        values["lora_targets"] = [m for m in args.lora_targets.split(",") if m]
     if args.bf16:
         values["bf16"] = True
     if getattr(args, "nproc", None) is not None:
@@ -54,6 +56,34 @@ def _seconds(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
     return value
+
+
+def setting_name(args: argparse.Namespace, setting: str) -> str | None:
+    """How an error names a fine-tuning setting here: its flag (``--label-column``) where the flag
+    gave it or the ``--config`` file did not, ``label_column in FILE`` where that file set it, and
+    ``lora_alpha in a --config file`` for a setting no flag sets."""
+    flag = flag_of(args, setting)
+    config = getattr(args, "config", None)
+    if config is not None and getattr(args, setting, None) in (None, False) and setting in _file_settings(config):
+        return f"{setting} in {config}"
+    if flag is not None:
+        return flag
+    from finetune.config import FinetuneConfig
+
+    return f"{setting} in a --config file" if setting in FinetuneConfig.__dataclass_fields__ else None
+
+
+def _file_settings(path: str) -> set[str]:
+    """The settings a --config file sets (none where it can't be read: that is its own error)."""
+    from pathlib import Path
+
+    try:
+        import yaml
+
+        values = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except Exception:  # noqa: BLE001 - unreadable, bad syntax, too deep: FinetuneConfig.from_file says which
+        return set()
+    return {str(key) for key in values} if isinstance(values, dict) else set()
 
 
 def _status_line(job: Any) -> str:
@@ -192,6 +222,8 @@ def _add_job_arguments(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--" + name.replace("_", "-"), type=kind, help=argparse.SUPPRESS if name in ("lora_alpha", "max_grad_norm") else None)
     sub.add_argument("--train", help="all, head, or comma-separated parameter-name prefixes to train")
     sub.add_argument("--feature-columns", help="comma-separated feature columns (default: all but label and text)")
+    sub.add_argument("--lora-targets", help="with --lora-rank: comma-separated module names to adapt "
+                     "(default: every linear and convolution layer but the head)")
     sub.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     sub.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
 
@@ -204,10 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     command = functools.partial(add_command, commands)
 
-    sub = command("submit", cmd_submit, "Queue a fine-tuning job (checked first; a worker runs it).")
+    sub = command("submit", cmd_submit, "Queue a fine-tuning job (checked first; a worker runs it).", needs="registry")
     _add_job_arguments(sub)
     sub.add_argument("--quiet", "-q", action="store_true", help="print only the job id")
-    sub = command("run", cmd_run, "Fine-tune now, in this process, with a progress bar.")
+    sub = command("run", cmd_run, "Fine-tune now, in this process, with a progress bar.", needs="hub")
     _add_job_arguments(sub)
     sub.add_argument("--nproc", type=int, help="data-parallel processes under torchrun (default 1)")
     sub.add_argument("--torchrun", default="", help="more torchrun arguments, e.g. '--nnodes 2 --node-rank 0 --master-addr HOST'")
@@ -224,16 +256,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --once: look for a job for up to SECONDS (default 0: look once)")
     sub.add_argument("--max-jobs", type=int, help="exit after this many jobs")
     sub.add_argument("--poll", type=float, default=2.0, help="seconds between looks at an empty queue")
-    sub = command("status", cmd_status, "Show one job.")
+    sub = command("status", cmd_status, "Show one job.", needs="registry")
     sub.add_argument("job")
     sub.add_argument("--json", action="store_true")
-    sub = command("list", cmd_list, "List jobs, newest first.")
+    sub = command("list", cmd_list, "List jobs, newest first.", needs="registry")
     sub.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     sub.add_argument("--limit", type=int, default=50)
     sub.add_argument("--json", action="store_true")
-    sub = command("cancel", cmd_cancel, "Cancel a queued or running job.")
+    sub = command("cancel", cmd_cancel, "Cancel a queued or running job.", needs="registry")
     sub.add_argument("job")
-    sub = command("logs", cmd_logs, "Print a job's events.")
+    sub = command("logs", cmd_logs, "Print a job's events.", needs="registry")
     sub.add_argument("job")
     sub.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
     return parser
@@ -241,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
-    return run_parser(build_parser(), argv)
+    return run_parser(build_parser(), argv, setting_name)
 
 
 if __name__ == "__main__":
