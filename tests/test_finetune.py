@@ -465,6 +465,8 @@ def test_lora_without_a_layer_to_adapt_names_the_layers_and_the_flag(digits):
     with pytest.raises(hub.ConfigError, match=r"'query', which ConvNet does not have; the layers LoRA can adapt are features.0 "
                                               r"\(Conv2d\), features.4 \(Conv2d\), classifier \(Linear\) \(classifier is the head"):
         lora_targets(convnet, ["query"])
+    submitted = finetune_cli("submit", "acme/linear", str(digits), "-o", "me/x", "--lora-rank", "4", "--lora-targets", "layers.0", "-q")
+    assert finetune.get_job(submitted.stdout.strip()).config["lora_targets"] == ["layers.0"]
 
 
 # --- text, data-parallel ------------------------------------------------------------------
