@@ -368,7 +368,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     home = settings.hub_home()
     models = make_demo(home, settings.registry_url(home), force=args.force, minilm=not args.no_minilm)
     print(f"demo hub at {home}: {len(models)} models ({', '.join(models)})")
-    print(TRY_THIS, flush=True)
+    import shlex
+
+    print(TRY_THIS.format(data=shlex.quote(str(home / "samples" / "data" / "digits-5to9.csv"))), flush=True)
     return 0 if args.no_ui else cmd_ui(args)
 
 

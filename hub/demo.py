@@ -32,13 +32,14 @@ SAMPLE_DB, SAMPLES = _sample_location()
 MINILM = "sentence-transformers/all-minilm-l6-v2"
 _HUB_ENTRIES = ("registry.db", "registry.db-wal", "registry.db-shm", "blobs", "refs", "snapshots", "uploads", "samples")
 
+# What `hub demo` suggests; ``{data}`` is the demo's CSV of digits 5-9 in the new hub (it works from any folder).
 TRY_THIS = """\
 Try:
   hub list
   hub info demo/digits-cnn@production
   python -c 'import hub; print(hub.load("demo/digits-cnn@production"))'
   hub history demo/digits-cnn production
-  finetune submit demo/digits-0to4:1 samples/data/digits-5to9.csv --output me/digits-5to9 --epochs 3
+  finetune submit demo/digits-0to4:1 {data} --output me/digits-5to9 --epochs 3
   finetune worker --once
   hub ui"""
 
