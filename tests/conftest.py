@@ -169,3 +169,27 @@ def live_links(app) -> list[str]:
     texts = [element.value for kind in kinds for element in getattr(app, kind)]
     patterns = (r"(?<!\\)\]\((?!/)[^)]*\)", r"(?<!\\)<(?:https?|mailto):[^>]*>", r"(?<![\\\w])(?:https?:|www\.)")
     return [match for text in texts for pattern in patterns for match in re.findall(pattern, str(text))]
+
+
+DIGIT_PIXELS = [f"pixel_{i}" for i in range(64)]
+
+
+def digits_job_data(folder: Path, rows: int) -> Path:
+    """The first ``rows`` of scikit-learn's handwritten digits as a CSV (64 pixel columns and a
+    label), and ``acme/digits-cnn:1``, an untrained convnet for a job to tune: what the worker
+    tests fine-tune in a few steps."""
+    import csv
+
+    from sklearn.datasets import load_digits
+
+    import hub
+
+    data = load_digits()
+    path = folder / "digits.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*DIGIT_PIXELS, "label"])
+        writer.writerows([*map(int, x), int(y)] for x, y in zip(data.data[:rows], data.target[:rows]))
+    torch.manual_seed(0)
+    hub.publish(hub.create("convnet", in_channels=1, image_size=8, num_classes=10), "acme/digits-cnn")
+    return path

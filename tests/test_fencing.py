@@ -6,7 +6,6 @@ are refused at start, and a run on two torchrun nodes publishes once."""
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import socket
@@ -16,16 +15,15 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 import finetune
 import hub
-from conftest import ROOT
+from conftest import DIGIT_PIXELS, ROOT, digits_job_data
 from finetune.jobs import JobStore
 from hub.errors import ConfigError
 
-sklearn = pytest.importorskip("sklearn.datasets")
-PIXELS = [f"pixel_{i}" for i in range(64)]
+pytest.importorskip("sklearn.datasets")
+PIXELS = DIGIT_PIXELS
 STALE = "1"  # seconds: the workers here beat every third of it
 
 # A `finetune ARGS` process that stops itself with SIGSTOP on entering METHOD for the COUNT-th
@@ -57,15 +55,7 @@ sys.exit(main(sys.argv[4:]))
 @pytest.fixture
 def digits(tmp_path) -> Path:
     """200 of scikit-learn's digits as CSV (160 train, 40 validation: 5 steps an epoch)."""
-    data = sklearn.load_digits()
-    path = tmp_path / "digits.csv"
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow([*PIXELS, "label"])
-        writer.writerows([*map(int, x), int(y)] for x, y in zip(data.data[:200], data.target[:200]))
-    torch.manual_seed(0)
-    hub.publish(hub.create("convnet", in_channels=1, image_size=8, num_classes=10), "acme/digits-cnn")
-    return path
+    return digits_job_data(tmp_path, 200)
 
 
 def wait_for(condition, timeout: float = 90.0):

@@ -5,7 +5,6 @@ exits 0, and `--once --wait SECONDS` runs a job queued while it waits."""
 
 from __future__ import annotations
 
-import csv
 import logging
 import re
 import socket
@@ -15,15 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 import finetune
 import hub
-from conftest import ROOT
+from conftest import DIGIT_PIXELS, ROOT, digits_job_data
 from finetune.jobs import JobStore
 
-sklearn = pytest.importorskip("sklearn.datasets")
-PIXELS = [f"pixel_{i}" for i in range(64)]
+pytest.importorskip("sklearn.datasets")
+PIXELS = DIGIT_PIXELS
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  (INFO|WARNING|ERROR) +(.*)$")
 OTHER = "demo-host:4242"  # a worker that is not the one under test, as `hub demo`'s would be
 
@@ -31,15 +29,7 @@ OTHER = "demo-host:4242"  # a worker that is not the one under test, as `hub dem
 @pytest.fixture
 def digits(tmp_path) -> Path:
     """160 of scikit-learn's digits as CSV (a one-epoch job is a few steps), and a base to tune."""
-    data = sklearn.load_digits()
-    path = tmp_path / "digits.csv"
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow([*PIXELS, "label"])
-        writer.writerows([*map(int, x), int(y)] for x, y in zip(data.data[:160], data.target[:160]))
-    torch.manual_seed(0)
-    hub.publish(hub.create("convnet", in_channels=1, image_size=8, num_classes=10), "acme/digits-cnn")
-    return path
+    return digits_job_data(tmp_path, 160)
 
 
 def finetune_cli(*args: str) -> subprocess.CompletedProcess:
