@@ -406,13 +406,12 @@ class Hub:
         the blobs it added, and word a disk failure by its cause (:class:`NoSpaceError`, :class:`ReadOnlyError`)."""
         from hub.errors import StorageError, storage_error
 
-        existed: set[str] | None = None
+        created: set[str] = set()
         try:
-            with self.blobs.in_use():
-                existed = set(self.blobs.digests())
+            with self.blobs.in_use(), self.blobs.recording_new() as created:
                 yield
         except BaseException as error:
-            note = self._discard_new_blobs(existed) if existed is not None else None
+            note = self._discard_new_blobs(created)
             problem = storage_error(error, self.home) if isinstance(error, OSError) else None
             if problem is not None and problem is not error:
                 raise type(problem)(f"{problem}{'; ' + note if note else ''}", errno=problem.errno, path=problem.filename) from error
@@ -424,17 +423,16 @@ class Hub:
                 error.add_note(note)
             raise
 
-    def _discard_new_blobs(self, existed: set[str]) -> str | None:
-        """After a failed publish: remove the blobs that appeared since ``existed`` was listed and that no
-        version references; None when that is done, else why they are left for ``hub gc``.
+    def _discard_new_blobs(self, new: set[str]) -> str | None:
+        """After a failed publish: remove the blobs it added (``new``) that no version references;
+        None when that is done, else why they are left for ``hub gc``.
 
         Under the store's exclusive lock (:meth:`BlobStore.collecting`), which waits for the publishes
         under way to commit, an unreferenced blob is garbage by gc's own rule, also one that another
-        publish stored meanwhile: that one failed too, or it would be referenced now.
+        publish stored at the same time: that one failed too, or it would be referenced now.
         """
         from hub import blobstore
 
-        new = set(self.blobs.digests()) - existed
         if not new:
             return None
         left = f"its {len(new)} new blob(s) are left for `hub gc`"
@@ -452,7 +450,7 @@ class Hub:
                     referenced = set()  # a new hub whose registry was never created: nothing references anything
                 else:
                     return f"{left} (the registry has no tables yet, and refs/ has pointers)"
-                for digest in sorted(set(self.blobs.digests()) - existed - referenced):
+                for digest in sorted(new - referenced):
                     self.blobs.path(digest).unlink(missing_ok=True)
         except TimeoutError:
             return f"{left} (other publishes held the store for {CLEANUP_WAIT_S:g} s)"

@@ -169,6 +169,7 @@ class BlobStore:
         self.on_bytes: Callable[[int], None] | None = None  # progress hook: called with each chunk's size
         self._use_mutex = threading.Lock()
         self._use_count = 0  # holders of in_use in this process; the first takes the flock, the last drops it
+        self._recorders = threading.local()  # sets that recording_new() fills, per thread
         self._use_fd: int | None = None
 
     def _lock_file(self) -> int:
@@ -216,6 +217,18 @@ class BlobStore:
                 if self._use_count == 0 and self._use_fd is not None:
                     os.close(self._use_fd)  # closing the file drops the lock
                     self._use_fd = None
+
+    @contextmanager
+    def recording_new(self) -> Iterator[set[str]]:
+        """Collect the digests of blobs this thread adds to the store (not those it finds there)
+        while the block runs: what a failed publish has to take back."""
+        stack = self._recorders.__dict__.setdefault("stack", [])
+        created: set[str] = set()
+        stack.append(created)
+        try:
+            yield created
+        finally:
+            stack.remove(created)
 
     @contextmanager
     def collecting(self, timeout: float | None = None) -> Iterator[None]:
@@ -322,7 +335,12 @@ class BlobStore:
             # damaged (same size, a flipped bit), and a publish must not acknowledge unverified bytes.
             # The rename is atomic, readers holding the old file keep it, and the new file's mtime
             # starts gc's grace period afresh.
-            os.replace(temp, self.path(sha256))
+            final = self.path(sha256)
+            created = not final.exists()
+            os.replace(temp, final)
+            if created:
+                for recorder in getattr(self._recorders, "stack", ()):
+                    recorder.add(sha256)
             _fsync_dir(self.blobs)
             return sha256, size
         except BaseException:
