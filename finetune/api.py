@@ -146,7 +146,7 @@ def run(base: str, data: PathLike, *, output: str, task: str = "classification",
         FinetuneError: the job was cancelled from elsewhere.
         ClaimLostError: a worker took the job over while this process was stopped.
     """
-    from finetune.jobs import timing
+    from finetune.settings import timing
     from finetune.runner import run_job, worker_name
 
     timing()

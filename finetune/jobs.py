@@ -19,17 +19,16 @@ job, and one job publishes at most one version.
 from __future__ import annotations
 
 import json
-import math
-import os
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
+from finetune.settings import Timing, stale_after_ms, timing
 from hub.entities import from_millis
-from hub.errors import ConfigError, InvalidArgumentError, JobNotFoundError, JobStateError, RegistryError
+from hub.errors import InvalidArgumentError, JobNotFoundError, JobStateError, RegistryError
 from hub.registry.database import Database
 from hub.registry.store import now_ms
 
@@ -43,62 +42,6 @@ _JOB_COLUMNS = (
     "finished_at_ms, heartbeat_at_ms, worker, attempts, cancel_requested, step, total_steps, checkpoint_json, "
     "result_ref, error_code, error_message"
 )
-
-
-DEFAULT_STALE_SECONDS = 60.0
-MAX_HEARTBEAT_SECONDS = 5.0
-
-
-class Timing(NamedTuple):
-    """How long a silent worker keeps its job, and how often a working one says it is alive."""
-
-    stale_seconds: float
-    heartbeat_seconds: float
-
-
-def _seconds(variable: str, default: float) -> float:
-    raw = os.environ.get(variable)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"{variable}={raw!r} is not a positive number of seconds; set {variable} to one "
-                          f"(e.g. {variable}={default:g}) or unset it")
-    return value
-
-
-def timing() -> Timing:
-    """The workers' timing, checked: ``FINETUNE_STALE_SECONDS`` (default 60), how old a running
-    job's heartbeat may get before another worker takes the job over, and
-    ``FINETUNE_HEARTBEAT_SECONDS``, how often a worker beats (default a third of the stale
-    limit, at most 5).
-
-    Raises:
-        ConfigError: a value is not a positive, finite number, or the stale limit is not longer
-            than the heartbeat interval (healthy workers would lose their jobs to each other).
-    """
-    stale = _seconds("FINETUNE_STALE_SECONDS", DEFAULT_STALE_SECONDS)
-    heartbeat = _seconds("FINETUNE_HEARTBEAT_SECONDS", min(MAX_HEARTBEAT_SECONDS, stale / 3))
-    if stale <= heartbeat:
-        raise ConfigError(
-            f"FINETUNE_STALE_SECONDS={stale:g} is not longer than the heartbeat interval (FINETUNE_HEARTBEAT_SECONDS={heartbeat:g}): "
-            f"other workers would take over the jobs of healthy ones; set FINETUNE_STALE_SECONDS above {heartbeat:g} "
-            f"(default {DEFAULT_STALE_SECONDS:g}) or FINETUNE_HEARTBEAT_SECONDS below {stale:g}"
-        )
-    return Timing(stale, heartbeat)
-
-
-def stale_after_ms() -> int:
-    """How old a running job's heartbeat may get before another worker takes the job over, in ms
-    (``FINETUNE_STALE_SECONDS``).
-
-    Raises:
-        ConfigError: a bad setting (see :func:`timing`).
-    """
-    return int(timing().stale_seconds * 1000)
 
 
 class ClaimLostError(JobStateError):

@@ -23,8 +23,9 @@ from collections.abc import Callable
 from typing import Any
 
 from finetune.api import _hub, jobs_of
-from finetune.jobs import ClaimLostError, Job, JobStore, timing
+from finetune.jobs import ClaimLostError, Job, JobStore
 from finetune.runner import run_job, worker_name
+from finetune.settings import timing
 
 __all__ = ["work"]
 

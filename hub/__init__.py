@@ -13,7 +13,6 @@ call needs them (names below are imported on first use).
 from __future__ import annotations
 
 import importlib
-import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -52,9 +51,10 @@ _default_lock = threading.Lock()
 def default_hub() -> Hub:
     """The :class:`Hub` the module functions use, rebuilt when ``HUB_HOME`` or ``HUB_REGISTRY_URL`` change."""
     from hub.api import Hub
+    from hub.settings import location
 
     global _default
-    key = (os.environ.get("HUB_HOME"), os.environ.get("HUB_REGISTRY_URL"))
+    key = location()
     with _default_lock:
         if _default is None or _default[0] != key:
             if _default is not None:

@@ -339,12 +339,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     import subprocess
 
     from hub.processes import Children
-    from webui import APP
-    from webui.common import MAX_UPLOAD_MB
 
-    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", args.host, "--server.port", str(args.port),
-               "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.maxUploadSize", str(MAX_UPLOAD_MB),
-               "--client.toolbarMode", "viewer"]
+    command = [sys.executable, "-m", "webui", "--host", args.host, "--port", str(args.port)]  # a process: hub imports no webui
 
     def ended(process: subprocess.Popen) -> None:
         print(f"hub: the fine-tune worker exited with status {process.returncode}; queued jobs wait for a `finetune worker`",

@@ -1,17 +1,26 @@
-"""Settings read from the environment, in one place.
+"""The ``hub`` package's settings, read from the environment in this module alone.
 
 ``HUB_HOME``          where blobs, refs and the default SQLite registry live
                       (default ``~/.cache/modelhub``).
 ``HUB_REGISTRY_URL``  SQLAlchemy URL of the registry database
                       (default ``sqlite:///$HUB_HOME/registry.db``).
 ``HUB_USER``          the name recorded in alias history (default: the login name).
+
+The typed readers (:func:`as_float`, :func:`as_int`) serve the other packages' settings modules
+too (``finetune.settings``, ``webui.settings``): a bad value is an error that names the variable,
+the value and what to set, raised when the setting is read.
 """
 
 from __future__ import annotations
 
 import getpass
+import math
 import os
 from pathlib import Path
+
+from hub.errors import HubError, InvalidArgumentError
+
+__all__ = ["DEFAULT_HOME", "GC_MIN_AGE_S", "hub_home", "registry_url", "current_user", "location", "as_float", "as_int"]
 
 DEFAULT_HOME = Path("~/.cache/modelhub")
 # How old a file must be before ``gc`` removes it and ``verify`` lists it as a leftover (by default):
@@ -30,9 +39,77 @@ def registry_url(home: Path, url: str | None = None) -> str:
     return url or os.environ.get("HUB_REGISTRY_URL") or f"sqlite:///{home / 'registry.db'}"
 
 
+def location() -> tuple[str | None, str | None]:
+    """``$HUB_HOME`` and ``$HUB_REGISTRY_URL`` as they are set now (None where unset): what the
+    default hub is built from, so a change of either means another hub."""
+    return os.environ.get("HUB_HOME"), os.environ.get("HUB_REGISTRY_URL")
+
+
 def current_user() -> str:
     """Who is acting, for alias history: ``$HUB_USER`` or the login name."""
     try:
         return os.environ.get("HUB_USER") or getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (containers)
         return "unknown"
+
+
+def _refuse(variable: str, raw: str, kind: str, default: float, error: type[HubError]) -> HubError:
+    return error(f"{variable}={raw!r} is not a {kind}; set {variable} to one (e.g. {variable}={default:g}) or unset it")
+
+
+def as_float(variable: str, default: float, *, positive: bool = True, what: str = "number",
+             error: type[HubError] = InvalidArgumentError) -> float:
+    """The environment variable ``variable`` as a finite number, ``default`` when it is unset.
+
+    Args:
+        variable: its name.
+        default: the value when it is unset (an empty value is a bad value, not unset).
+        positive: refuse 0 and below.
+        what: what the number counts, for the error (``"number of seconds"``).
+        error: the error class to raise (a package's own, e.g. ``ConfigError``).
+
+    Returns:
+        The value.
+
+    Raises:
+        InvalidArgumentError (or ``error``): not a number, NaN or infinite, or not positive when it must be.
+    """
+    raw = os.environ.get(variable)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise _refuse(variable, raw, f"positive {what}" if positive else f"finite {what}", default, error)
+    return value
+
+
+def as_int(variable: str, default: int, *, positive: bool = True, what: str = "whole number",
+           error: type[HubError] = InvalidArgumentError) -> int:
+    """The environment variable ``variable`` as a whole number, ``default`` when it is unset.
+
+    Args:
+        variable: its name.
+        default: the value when it is unset (an empty value is a bad value, not unset).
+        positive: refuse 0 and below (else refuse only negative numbers).
+        what: what the number counts, for the error (``"whole number of megabytes"``).
+        error: the error class to raise (a package's own).
+
+    Returns:
+        The value.
+
+    Raises:
+        InvalidArgumentError (or ``error``): not a whole number, or below 1 (0 where ``positive`` is false).
+    """
+    raw = os.environ.get(variable)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < (1 if positive else 0):
+        raise _refuse(variable, raw, f"positive {what}" if positive else f"{what} (0 or more)", default, error)
+    return value

@@ -23,13 +23,14 @@ import streamlit as st
 import hub
 from hub.errors import InvalidArgumentError, UnsafeFormatError
 from hub.settings import current_user
+from webui.settings import max_upload_mb
 
 __all__ = [
     "MAX_UPLOAD_MB", "the_hub", "human_size", "md", "model_link", "job_link", "status_badge", "card_body",
     "store_upload", "extract_zip", "private_folder", "rename_into_place", "show_error", "query_param", "current_user",
 ]
 
-MAX_UPLOAD_MB = int(os.environ.get("HUB_UI_MAX_UPLOAD_MB", "200"))
+MAX_UPLOAD_MB = max_upload_mb()
 MAX_ZIP_FILES = 10_000
 MAX_ZIP_RATIO = 100  # bytes a zip may unpack to per byte of zip; images and weights unpack to about 1x, text to 3-10x
 UNZIP_CHUNK = 1 << 20
