@@ -109,14 +109,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from finetune.jobs import timing
+    from finetune.settings import timing
 
     config = _config(args)
     timing()  # refuse bad FINETUNE_STALE_SECONDS before any process starts or job is queued
     if config.nproc > 1 or args.torchrun:  # --torchrun alone: one process on each of several nodes
-        from finetune.distributed import launch
+        from finetune.distributed import JobRequest, launch
 
-        return launch(sys.argv[1:] if args.argv is None else args.argv, config.nproc, args.torchrun)
+        request = JobRequest(base=args.base, data=args.data, output=args.output, task=args.task, config=config,
+                             validation_data=args.validation)
+        return launch(request, config.nproc, args.torchrun)
     import finetune
     from tqdm import tqdm
 
@@ -129,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from finetune.jobs import timing
+    from finetune.settings import timing
 
     if args.wait and not args.once:  # a usage mistake: one line, exit 2, as the parser's own
         print("finetune: error: --wait goes with --once (without it a worker waits for jobs until stopped) "
@@ -243,7 +245,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job_arguments(sub)
     sub.add_argument("--nproc", type=int, help="data-parallel processes under torchrun (default 1)")
     sub.add_argument("--torchrun", default="", help="more torchrun arguments, e.g. '--nnodes 2 --node-rank 0 --master-addr HOST'")
-    sub.set_defaults(argv=None)
     sub = command("worker", cmd_worker, "Run queued jobs, one at a time.")
     sub.description = (
         "Run queued jobs, one at a time, logging on stderr when it starts, claims a job, and the job ends. "
