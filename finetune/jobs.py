@@ -19,11 +19,13 @@ job, and one job publishes at most one version.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from finetune.settings import Timing, stale_after_ms, timing
@@ -32,7 +34,8 @@ from hub.errors import InvalidArgumentError, JobNotFoundError, JobStateError, Re
 from hub.registry.database import Database
 from hub.registry.store import now_ms
 
-__all__ = ["ClaimLostError", "Job", "JobEvent", "JobMetric", "JobStore", "STATUSES", "FINISHED", "Timing", "stale_after_ms", "timing"]
+__all__ = ["ClaimLostError", "Job", "JobEvent", "JobMetric", "JobStore", "STATUSES", "FINISHED", "Timing", "data_path",
+           "stale_after_ms", "timing"]
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -42,6 +45,11 @@ _JOB_COLUMNS = (
     "finished_at_ms, heartbeat_at_ms, worker, attempts, cancel_requested, step, total_steps, checkpoint_json, "
     "result_ref, error_code, error_message"
 )
+
+
+def data_path(home: str | os.PathLike[str], recorded: str | None) -> Path | None:
+    """The file a job's data record names: a relative path is inside the hub's ``home``."""
+    return None if recorded is None else Path(home) / recorded
 
 
 class ClaimLostError(JobStateError):
@@ -171,6 +179,13 @@ class JobStore:
         sql = f"SELECT {_JOB_COLUMNS} FROM finetune_jobs" + (" WHERE status = :status" if status else "")
         sql += " ORDER BY created_at_ms DESC, id DESC" + (f" LIMIT {int(limit)}" if limit else "")
         return [_job(row) for row in self.db.query(sql, {"status": status})]
+
+    def unfinished(self) -> list[Job]:
+        """The queued and running jobs, oldest first: those that may still read their data files
+        and resume from their checkpoints."""
+        self.db.ensure_schema()
+        return [_job(row) for row in self.db.query(
+            f"SELECT {_JOB_COLUMNS} FROM finetune_jobs WHERE status IN ('queued', 'running') ORDER BY created_at_ms, id")]
 
     def events(self, job_id: str, *, after_id: int = 0) -> list[JobEvent]:
         """The job's log lines in order (only those after ``after_id``, to follow a log)."""

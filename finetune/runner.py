@@ -29,7 +29,7 @@ from torch import nn
 from finetune.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from finetune.config import FinetuneConfig
 from finetune.data import DataSpec, Dataset, load_dataset, split_dataset
-from finetune.jobs import ClaimLostError, Job, JobStore, timing
+from finetune.jobs import ClaimLostError, Job, JobStore, data_path, timing
 from finetune.tasks import Batches, TaskPlan, build_model, check_targets, head_parameter_names, lora_targets, plan_task
 from finetune.train import Callbacks, Cancelled, train
 from hub.entities import ModelVersion
@@ -105,11 +105,6 @@ def _recorded_path(path: str | os.PathLike[str], home: str | os.PathLike[str] | 
     if home is not None and absolute.is_relative_to(Path(home).absolute()):
         return absolute.relative_to(Path(home).absolute()).as_posix()
     return str(absolute)
-
-
-def data_path(home: str | os.PathLike[str], recorded: str | None) -> Path | None:
-    """The file a job's data record names: a relative path is inside the hub's ``home``."""
-    return None if recorded is None else Path(home) / recorded
 
 
 class JobReporter(Callbacks):

@@ -24,6 +24,7 @@ import hub
 from hub.errors import InvalidArgumentError, UnsafeFormatError
 from hub.settings import current_user
 from webui.settings import max_upload_mb
+from webui.uploads import uploads_folder
 
 __all__ = [
     "MAX_UPLOAD_MB", "the_hub", "human_size", "md", "model_link", "job_link", "status_badge", "card_body",
@@ -128,7 +129,7 @@ def store_upload(uploaded: Any, *, allowed: tuple[str, ...]) -> Path:
     data = uploaded.getvalue()
     if not data:
         raise InvalidArgumentError(f"{uploaded.name} is empty")
-    folder = the_hub().home / "uploads" / hashlib.sha256(data).hexdigest()[:16]
+    folder = uploads_folder(the_hub().home) / hashlib.sha256(data).hexdigest()[:16]
     target = folder / name
     if not target.is_file():  # another session may be writing the same upload: each writes a file of its own
         folder.mkdir(parents=True, exist_ok=True)
