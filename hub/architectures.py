@@ -1,44 +1,62 @@
-"""Architectures by name, timm-style: builders registered with a decorator.
+"""Architectures by name, timm-style: the registry of model families, and the one build path.
 
-A builder is ``fn(**config) -> nn.Module``. ``create`` is the one build path:
-it checks the config against the builder's signature, builds, and records the
-architecture and config on the module (``module.hub_architecture``) so that
-``publish`` knows them. Built-in architectures (``mlp``, ``convnet``) load on
-first use; installed packages add theirs through the entry-point group
-``modelhub.architectures`` (each entry point names a builder or a module that
-registers builders when imported).
+Each name has a :class:`hub.families.ModelFamily` (:mod:`hub.families`). A builder
+``fn(**config) -> nn.Module`` registered with the decorator becomes a
+:class:`~hub.families.BuilderFamily`. ``create`` is the one build path: it checks the
+config with the family, builds, and records the architecture and config on the module
+(``module.hub_architecture``) so that ``publish`` knows them. Built-in families (``mlp``,
+``convnet``, ``transformers``) load on first use; installed packages add theirs through the
+entry-point group ``modelhub.architectures`` (each entry point names a builder, a
+``ModelFamily`` instance, or a module that registers them when imported).
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
-import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from hub.errors import ArchitectureError, ArchitectureNotFoundError, InvalidArgumentError
+from hub.errors import ArchitectureNotFoundError, InvalidArgumentError
+from hub.families.base import ArchitectureSpec, BuilderFamily, ModelFamily
 
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["register_architecture", "create", "create_empty", "list_architectures", "get_architecture", "ArchitectureSpec", "ENTRY_POINT_GROUP"]
+__all__ = ["register_architecture", "create", "create_empty", "list_architectures", "get_architecture", "check_config",
+           "ArchitectureSpec", "ENTRY_POINT_GROUP", "add_family", "get_family"]
 
 ENTRY_POINT_GROUP = "modelhub.architectures"
 Builder = TypeVar("Builder", bound=Callable[..., "nn.Module"])
-_builders: dict[str, Callable[..., nn.Module]] = {}
+_builders: dict[str, ModelFamily] = {}  # every architecture's family, by name
 _loaded = False
 _load_lock = threading.RLock()
 
 
-@dataclass(frozen=True)
-class ArchitectureSpec:
-    """What a module was built from: an architecture name and its config."""
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str) or not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+        raise InvalidArgumentError(f"architecture name {name!r} is invalid; use letters, digits, '_', '-' or '.'")
+    return name
 
-    name: str
-    config: dict[str, Any]
+
+def add_family(family: ModelFamily, *, overwrite: bool = False) -> ModelFamily:
+    """Put ``family`` in the registry under ``family.name`` (see :func:`hub.families.register_family`).
+
+    Raises:
+        InvalidArgumentError: not a ModelFamily, a malformed name, or one taken (without ``overwrite``).
+    """
+    if not isinstance(family, ModelFamily):
+        raise InvalidArgumentError(f"{family!r} is not a hub.families.ModelFamily; register a builder with @hub.register_architecture")
+    name = _check_name(family.name)
+    existing = _builders.get(name)
+    same = existing is family or (isinstance(existing, BuilderFamily) and isinstance(family, BuilderFamily)
+                                  and existing.builder is family.builder)
+    if not overwrite and existing is not None and not same:
+        raise InvalidArgumentError(f"architecture {name!r} is already registered; pass overwrite=True to replace it")
+    if not same:
+        _builders[name] = family
+    return _builders[name]
 
 
 def register_architecture(name: str, *, overwrite: bool = False) -> Callable[[Builder], Builder]:
@@ -51,13 +69,10 @@ def register_architecture(name: str, *, overwrite: bool = False) -> Callable[[Bu
     Raises:
         InvalidArgumentError: the name is taken (and ``overwrite`` is False) or malformed.
     """
-    if not isinstance(name, str) or not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
-        raise InvalidArgumentError(f"architecture name {name!r} is invalid; use letters, digits, '_', '-' or '.'")
+    _check_name(name)
 
     def decorator(builder: Builder) -> Builder:
-        if not overwrite and name in _builders and _builders[name] is not builder:
-            raise InvalidArgumentError(f"architecture {name!r} is already registered; pass overwrite=True to replace it")
-        _builders[name] = builder
+        add_family(BuilderFamily(name, builder), overwrite=overwrite)
         return builder
 
     return decorator
@@ -69,13 +84,20 @@ def _load_plugins() -> None:
         if _loaded:
             return
         _loaded = True
-        import hub.builtin_architectures  # noqa: F401  (registers mlp, convnet)
         from importlib.metadata import entry_points
 
+        from hub.families.builtin import BUILTIN_FAMILIES
+
+        for family in BUILTIN_FAMILIES:
+            _builders.setdefault(family.name, family)
         for entry in entry_points(group=ENTRY_POINT_GROUP):
             target = entry.load()
-            if callable(target) and not inspect.ismodule(target) and entry.name not in _builders:
+            if entry.name in _builders:
+                continue
+            if isinstance(target, ModelFamily):
                 _builders[entry.name] = target
+            elif callable(target) and not inspect.ismodule(target):
+                _builders[entry.name] = BuilderFamily(entry.name, target)
 
 
 def list_architectures() -> list[str]:
@@ -84,8 +106,8 @@ def list_architectures() -> list[str]:
     return sorted(_builders)
 
 
-def get_architecture(name: str) -> Callable[..., nn.Module]:
-    """The builder registered under ``name``.
+def get_family(name: str) -> ModelFamily:
+    """The family registered under ``name``.
 
     Raises:
         ArchitectureNotFoundError: none is, with the closest names.
@@ -93,7 +115,7 @@ def get_architecture(name: str) -> Callable[..., nn.Module]:
     _load_plugins()
     try:
         return _builders[name]
-    except KeyError:
+    except (KeyError, TypeError):
         close = difflib.get_close_matches(str(name), _builders, n=3)
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise ArchitectureNotFoundError(
@@ -102,32 +124,35 @@ def get_architecture(name: str) -> Callable[..., nn.Module]:
         ) from None
 
 
+def get_architecture(name: str) -> Callable[..., nn.Module]:
+    """A function building architecture ``name`` from its config: ``fn(**config) -> nn.Module``.
+
+    Raises:
+        ArchitectureNotFoundError: none is registered, with the closest names.
+    """
+    family = get_family(name)
+    return family.builder if isinstance(family, BuilderFamily) else lambda **config: family.build(config)
+
+
 def check_config(name: str, config: dict[str, Any]) -> dict[str, Any]:
     """Check ``config`` fits architecture ``name`` (known keys, JSON-serializable).
 
     Returns:
-        The full config, the builder's defaults filled in, as JSON values.
+        The full config, the defaults filled in, as JSON values.
 
     Raises:
         ArchitectureNotFoundError: unknown architecture.
         ArchitectureError: an unknown or missing key, or a value that is not JSON.
     """
-    builder = get_architecture(name)
-    if not isinstance(config, dict):
-        raise ArchitectureError(f"config for {name!r} must be a dict, not {type(config).__name__}").about("config")
-    try:
-        json.dumps(config, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ArchitectureError(f"config for {name!r} must hold only JSON values (numbers, strings, lists, dicts): {exc}").about(
-            "config") from None
-    try:
-        bound = inspect.signature(builder).bind(**config)
-    except TypeError as exc:
-        params = ", ".join(inspect.signature(builder).parameters)
-        raise ArchitectureError(f"config does not fit architecture {name!r}: {exc}; its parameters are: {params}").about(
-            "config") from None
-    bound.apply_defaults()
-    return json.loads(json.dumps(bound.arguments))  # defaults filled in, tuples as lists: what is stored
+    return get_family(name).check_config(config)
+
+
+def _build(name: str, config: dict[str, Any], *, empty: bool) -> nn.Module:
+    family = get_family(name)
+    full_config = family.check_config(config)
+    module = family.build(config, empty=empty)
+    module.hub_architecture = ArchitectureSpec(name, full_config)
+    return module
 
 
 def create(name: str, **config: Any) -> nn.Module:
@@ -140,37 +165,7 @@ def create(name: str, **config: Any) -> nn.Module:
         ArchitectureNotFoundError: no such architecture.
         ArchitectureError: the config does not fit, or the builder failed.
     """
-    full_config = check_config(name, config)
-    try:
-        module = get_architecture(name)(**config)
-    except (TypeError, ValueError) as exc:
-        raise ArchitectureError(f"building {name!r} with {config} failed: {exc}") from exc
-    module.hub_architecture = ArchitectureSpec(name, full_config)
-    return module
-
-
-_building_empty = threading.local()
-_patched = False
-
-
-def _install_empty_parameters_hook() -> None:
-    """Wrap ``nn.Module.register_parameter`` once: inside :func:`create_empty`, on this thread
-    only, every new parameter is moved to the meta device as it is registered."""
-    global _patched
-    with _load_lock:
-        if _patched:
-            return
-        from torch import nn
-
-        register = nn.Module.register_parameter
-
-        def register_parameter(self: nn.Module, name: str, param: Any) -> None:
-            register(self, name, param)
-            if param is not None and not param.is_meta and getattr(_building_empty, "active", False):
-                self._parameters[name] = type(param)(param.to("meta"), requires_grad=param.requires_grad)
-
-        nn.Module.register_parameter = register_parameter  # type: ignore[method-assign]
-        _patched = True
+    return _build(name, config, empty=False)
 
 
 def create_empty(name: str, **config: Any) -> nn.Module:
@@ -178,14 +173,10 @@ def create_empty(name: str, **config: Any) -> nn.Module:
 
     Parameters take no memory and get no initialisation (they are replaced by
     stored weights); buffers the module computes for itself (``position_ids``,
-    masks, ...) are built for real on the CPU, since checkpoints don't hold them.
+    masks, ...) are built for real, since checkpoints don't hold them (a family may
+    leave them for :meth:`~hub.families.ModelFamily.finish` to compute after loading).
 
     Raises:
         ArchitectureNotFoundError, ArchitectureError: see :func:`create`.
     """
-    _install_empty_parameters_hook()
-    _building_empty.active = True
-    try:
-        return create(name, **config)
-    finally:
-        _building_empty.active = False
+    return _build(name, config, empty=True)

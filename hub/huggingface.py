@@ -14,7 +14,7 @@ import json
 import re
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from hub.errors import InvalidArgumentError, InvalidReferenceError, InvalidSourceError, ModelNotFoundError, UnsafeFormatError
 from hub.limits import loads
@@ -25,9 +25,8 @@ if TYPE_CHECKING:
     from hub.api import Hub
     from hub.entities import ModelVersion
 
-__all__ = ["import_hf", "auto_class_for", "compute_buffers", "to_base_model"]
+__all__ = ["import_hf", "auto_class_for"]
 
-T = TypeVar("T")
 
 # Weights of other frameworks: not loadable by torch, left behind.
 OTHER_FRAMEWORKS = {".h5", ".msgpack", ".onnx", ".ot", ".tflite", ".gguf", ".mlmodel"}
@@ -184,55 +183,3 @@ def import_hf(hub: Hub, source: str, name: str | None = None, *, revision: str |
         given = {key: value for key, value in details.items() if value not in (None, (), [], "")}
         return hub.publish(LocalFiles(files, str(folder)), name, architecture=architecture, config=config, metadata=metadata,
                            **{**from_card, **given})
-
-
-def to_base_model(model: Any, checkpoint: dict[str, T]) -> dict[str, T]:
-    """Fit a checkpoint's names to a base model, as ``from_pretrained`` does.
-
-    A checkpoint saved from a model with a head (``BertForPreTraining``: ``bert.encoder...``,
-    ``cls.predictions...``) loads into its base model (``BertModel``: ``encoder...``): the
-    base's prefix (``model.base_model_prefix``) is dropped, and the head's entries are left out.
-
-    Args:
-        model: the transformers model the weights are for (on the meta device will do).
-        checkpoint: the checkpoint's entries (tensors, shapes, ...) by name.
-
-    Returns:
-        The entries under the model's names; ``checkpoint`` itself when the names need no
-        mapping (the model expects the prefix, or the checkpoint lacks it).
-    """
-    prefix = getattr(model, "base_model_prefix", "")
-    under = f"{prefix}."
-    if not prefix or not any(name.startswith(under) for name in checkpoint) or any(name.startswith(under) for name in model.state_dict()):
-        return checkpoint
-    return {name[len(under):]: value for name, value in checkpoint.items() if name.startswith(under)}
-
-
-def compute_buffers(model: Any, device: Any) -> None:
-    """Give a transformers model built on the meta device its computed buffers, after its weights.
-
-    As ``from_pretrained`` does: the loaded tensors are marked initialised, the
-    buffers the checkpoint does not hold get real (empty) storage on ``device``,
-    and the model's own ``_init_weights`` fills them, called only on the
-    submodules that own such a buffer (a whole ``initialize_weights`` pass
-    costs milliseconds); it skips every tensor marked initialised, so no
-    loaded weight changes.
-    """
-    import torch
-
-    for tensor in [*model.parameters(), *model.buffers()]:
-        if not tensor.is_meta:
-            tensor._is_hf_initialized = True
-    owners = {}
-    for owner in model.modules():
-        for name, buffer in owner._buffers.items():
-            if buffer is not None and buffer.is_meta:
-                owner._buffers[name] = torch.empty_like(buffer, device=device)
-                owners[id(owner)] = owner
-    init_one = getattr(model, "_init_weights", None)
-    with torch.no_grad():
-        if callable(init_one):
-            for owner in owners.values():
-                init_one(owner)
-        elif owners and callable(getattr(model, "initialize_weights", None)):
-            model.initialize_weights()

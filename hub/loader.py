@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.architectures import create, create_empty
-from hub.blobstore import BlobStore
+from hub.storage import BlobStore
 from hub.entities import ModelVersion
 from hub.errors import DeviceError, IntegrityError, UnsafeFormatError, WeightsMismatchError
+from hub.families import family_for
 from hub.safetensors_io import read_header
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ def load_weights(blobs: BlobStore, version: ModelVersion, *, device: Any = "cpu"
 
 def build_module(version: ModelVersion, device: Any = None) -> nn.Module:
     """Build the version's architecture: parameters on the meta device (no memory, no init) and
-    buffers real on the CPU, or, with ``device``, everything real there.
+    buffers real on the CPU (or left to its family's ``finish``), or, with ``device``, everything real there.
 
     Raises:
         WeightsMismatchError: the version has no architecture to build.
@@ -161,9 +162,6 @@ def build_module(version: ModelVersion, device: Any = None) -> nn.Module:
             f"{version.ref} was published without an architecture, so it can't be built; "
             "use hub.load_state_dict() and load the weights into your own module"
         )
-    if device is None and version.architecture == "transformers":
-        with torch.device("meta"):  # transformers skips its weight init on meta; computed buffers come after loading
-            return create(version.architecture, **version.config)
     if device is None:
         return create_empty(version.architecture, **version.config)
     with torch.device(device):
@@ -218,28 +216,21 @@ def load_module(blobs: BlobStore, version: ModelVersion, *, device: Any = "auto"
     target = resolve_device(device)
     module = build_module(version)
     state = load_weights(blobs, version, device=target, dtype=dtype, verify=verify)
-    if version.architecture == "transformers":  # a checkpoint with a head loads into its base model
-        from hub.huggingface import to_base_model
-
-        state = to_base_model(module, state)
+    family = family_for(version.architecture)
+    state = family.map_checkpoint(module, state)  # e.g. a checkpoint with a head loads into its base model
     for name in computed_buffers(module) & state.keys():  # older checkpoints saved some (BERT's position_ids)
         del state[name]
     try:
         result = module.load_state_dict(state, strict=False, assign=True)
     except RuntimeError as exc:  # shapes that differ
         raise WeightsMismatchError(f"{version.ref}: the stored weights don't fit architecture {version.architecture!r}: {exc}") from None
-    if callable(getattr(module, "tie_weights", None)):  # transformers: tied copies are not in the checkpoint
-        module.tie_weights()
+    family.finish(module, target)  # tied weights, buffers the checkpoint lacks
     missing = [k for k in result.missing_keys if _tensor(module, k).is_meta]
     if strict and (missing or result.unexpected_keys):
         raise WeightsMismatchError(
             f"{version.ref}: the stored weights don't fit architecture {version.architecture!r}: "
             f"missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}; load with strict=False to accept that"
         )
-    if version.architecture == "transformers":
-        from hub.huggingface import compute_buffers
-
-        compute_buffers(module, target)
     _complete(module, version, target)
     module.eval()
     module.hub_version = version

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub.architectures import create_empty
 from hub.errors import InvalidArgumentError, InvalidSourceError, UnsafeFormatError, WeightsMismatchError
+from hub.families import family_for
 from hub.limits import MAX_JSON_DEPTH, too_deep
 from hub.manifest import check_relative_path
 from hub.safetensors_io import FLOATING, SafetensorsHeader, TensorInfo, dedupe_shared, read_header
@@ -267,10 +268,8 @@ def describe_weights(prepared: PreparedSource, architecture: str | None, config:
     ignored = computed_buffers(module)
     stored = {k: v.shape for k, v in prepared.infos.items() if k not in ignored}
     stored.update({dropped: stored[kept] for dropped, kept in prepared.tied.items() if kept in stored})
-    if architecture == "transformers":  # a checkpoint with a head loads into its base model, as from_pretrained does
-        from hub.huggingface import to_base_model
-
-        stored = {k: shape for k, shape in to_base_model(module, stored).items() if k not in ignored}
+    # the family maps the checkpoint's names (a checkpoint with a head loads into its base model, as from_pretrained does)
+    stored = {k: shape for k, shape in family_for(architecture).map_checkpoint(module, stored).items() if k not in ignored}
     missing = sorted(set(expected) - set(stored))
     unexpected = sorted(set(stored) - set(expected))
     misshaped = [f"{k}: {stored[k]} vs {expected[k]}" for k in sorted(set(expected) & set(stored)) if tuple(stored[k]) != expected[k]]

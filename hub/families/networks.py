@@ -1,4 +1,8 @@
-"""The architectures modelhub ships: ``mlp`` and ``convnet``."""
+"""The networks of the built-in families: :class:`MLP` and :class:`ConvNet`, and their builders.
+
+Imported when a built-in family first builds a module (it needs torch); the families
+themselves are in :mod:`hub.families.builtin`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from hub.architectures import register_architecture
+__all__ = ["MLP", "ConvNet", "mlp", "convnet", "ACTIVATIONS"]
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU, "sigmoid": nn.Sigmoid}
 
@@ -84,7 +88,6 @@ class ConvNet(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-@register_architecture("mlp")
 def mlp(in_features: int, hidden: Sequence[int] = (64,), out_features: int = 1, activation: str = "relu", dropout: float = 0.0,
         standardize: bool = False, id2label: dict | None = None, label2id: dict | None = None) -> nn.Module:
     """A multilayer perceptron. ``hidden`` lists the widths of the hidden layers; ``standardize`` scales
@@ -96,35 +99,9 @@ def mlp(in_features: int, hidden: Sequence[int] = (64,), out_features: int = 1, 
     return _with_labels(MLP(in_features, list(hidden), out_features, activation, dropout, standardize), id2label, label2id)
 
 
-@register_architecture("convnet")
 def convnet(in_channels: int = 1, image_size: int = 8, channels: Sequence[int] = (16, 32), num_classes: int = 10,
             id2label: dict | None = None, label2id: dict | None = None) -> nn.Module:
     """A small CNN for ``in_channels`` x ``image_size`` x ``image_size`` images; ``id2label`` names its classes."""
     if in_channels < 1 or image_size < 1 or num_classes < 1 or not channels or any(c < 1 for c in channels):
         raise ValueError("in_channels, image_size, num_classes and every channel count must be positive")
     return _with_labels(ConvNet(in_channels, image_size, list(channels), num_classes), id2label, label2id)
-
-
-@register_architecture("transformers")
-def transformers_model(auto_class: str, hf_config: dict) -> nn.Module:
-    """A Hugging Face ``transformers`` model: ``auto_class`` (``AutoModel``, ``AutoModelForSequenceClassification``,
-    ...) built from its ``config.json`` contents. Needs ``pip install 'modelhub[transformers]'``."""
-    try:
-        import transformers
-    except ImportError:
-        raise ValueError("this model needs the transformers package: pip install 'modelhub[transformers]'") from None
-    if not auto_class.startswith("Auto") or not hasattr(transformers, auto_class):
-        raise ValueError(f"{auto_class!r} is not a transformers auto class such as AutoModel")
-    if "model_type" not in hf_config:
-        raise ValueError("hf_config has no model_type; it must be the model's config.json")
-    try:  # never the model's own code: a config.json's auto_map names Python files shipped with the model
-        config = transformers.AutoConfig.for_model(**hf_config)
-        return getattr(transformers, auto_class).from_config(config, trust_remote_code=False)
-    except ValueError as exc:
-        if not hf_config.get("auto_map"):
-            raise
-        raise ValueError(
-            f"{auto_class} for model type {hf_config['model_type']!r} is only in the custom code its config.json names "
-            f"in auto_map, and modelhub never runs code shipped with a model; use a model type and auto class that "
-            f"transformers has ({str(exc)[:200]})"
-        ) from None
