@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from finetune.jobs import JobStore, data_path
-from hub.gc import Keep
+from hub.gc_roots import Keep
 
 __all__ = ["JobsCollector", "COLLECTOR"]
 
 
 class JobsCollector:
-    """What unfinished fine-tuning jobs need kept (a :class:`hub.gc.Collector`)."""
+    """What unfinished fine-tuning jobs need kept (a :class:`hub.gc_roots.Collector`)."""
 
     def keep(self, hub: Any) -> Keep:
         """The checkpoint blobs and the data files (resolved) of the queued and running jobs in ``hub``."""

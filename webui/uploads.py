@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hub.gc import Keep
+from hub.gc_roots import Keep
 
 __all__ = ["uploads_folder", "UploadsCollector", "COLLECTOR"]
 
@@ -27,7 +27,7 @@ def uploads_folder(home: Path) -> Path:
 
 
 class UploadsCollector:
-    """Old uploads no job reads (a :class:`hub.gc.Collector`)."""
+    """Old uploads no job reads (a :class:`hub.gc_roots.Collector`)."""
 
     def keep(self, hub: Any) -> Keep:
         """Nothing: what jobs read from the uploads, the fine-tuning queue keeps."""

@@ -11,10 +11,14 @@ as an entry point of the group ``modelhub.gc`` naming a collector instance::
 ``hub gc`` keeps the union of every collector's :meth:`Collector.keep` (beside the blobs the
 registry's versions reference) and removes each collector's :meth:`Collector.garbage`, inside the
 store's exclusive lock. The hub imports nothing from those packages: they come to it.
+
+(The module is not ``hub.gc``: importing a submodule of that name would replace the function
+``hub.gc`` on the package.)
 """
 
 from __future__ import annotations
 
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +29,7 @@ from hub.errors import InvalidArgumentError
 if TYPE_CHECKING:
     from hub.api import Hub
 
-__all__ = ["ENTRY_POINT_GROUP", "Collector", "Keep", "collectors", "keep_of", "register"]
+__all__ = ["ENTRY_POINT_GROUP", "Collector", "Keep", "collectors", "keep_of", "register", "remove_path"]
 
 ENTRY_POINT_GROUP = "modelhub.gc"
 
@@ -69,7 +73,7 @@ _lock = threading.Lock()
 def _checked(collector: object, where: str) -> Collector:
     if not isinstance(collector, Collector):
         raise InvalidArgumentError(f"{where} is not a gc collector: it needs methods keep(hub) and "
-                                   "garbage(hub, keep, min_age_seconds) (see hub.gc.Collector)")
+                                   "garbage(hub, keep, min_age_seconds) (see hub.gc_roots.Collector)")
     return collector
 
 
@@ -109,3 +113,12 @@ def keep_of(hub: Hub) -> Keep:
     for collector in collectors():
         keep |= collector.keep(hub)
     return keep
+
+
+def remove_path(path: Path) -> None:
+    """Remove one of a collector's leftovers: a folder with what it holds, or a file (a link itself, never
+    what it points at); nothing when it is gone already."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
