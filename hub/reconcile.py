@@ -21,13 +21,12 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.entities import ReindexReport
 from hub.errors import HubError, ReindexRefusedError, UnrelatedStoreError
 from hub.manifest import Manifest
-from hub.refs import history_entry, read_pointer
+from hub.refs import history_entry
 from hub.registry.store import ModelChanges, now_ms
 
 if TYPE_CHECKING:
@@ -41,9 +40,10 @@ SHA256 = re.compile(r"[0-9a-f]{64}")
 
 @dataclass(frozen=True)
 class Repair:
-    """One change ``hub gc`` makes under ``refs/``: ``path`` is the file it writes or removes."""
+    """One change ``hub gc`` makes under ``refs/``: ``path`` is where the key it writes or removes
+    lives (:meth:`BlobStore.location`)."""
 
-    path: Path
+    path: str
     apply: Callable[[], Any]
 
 
@@ -70,10 +70,10 @@ def store_repairs(hub: Hub, min_age_seconds: float) -> tuple[list[Repair], list[
         ``(repairs, problems)``: repairs for ``hub gc`` to apply; problems (the store knows
         versions or alias moves the registry does not, or they disagree) for ``hub reindex``.
     """
-    refs, now = hub.refs, time.time()
+    refs, now, where = hub.refs, time.time(), hub.blobs.location
 
-    def settled(changed_s: float, *paths: Path) -> bool:
-        return now - changed_s >= min_age_seconds and all(hub.blobs.age_seconds(p, now) >= min_age_seconds for p in paths if p.exists())
+    def settled(changed_s: float, *keys: str) -> bool:
+        return now - changed_s >= min_age_seconds and all(hub.blobs.age_seconds(k, now) >= min_age_seconds for k in keys if refs.exists(k))
 
     repairs: list[Repair] = []
     problems: list[str] = []
@@ -81,47 +81,48 @@ def store_repairs(hub: Hub, min_age_seconds: float) -> tuple[list[Repair], list[
     known = set()
     for name, number, digest, deleted, changed_ms in versions:
         known.add((name, number))
-        live, marker, pending = (refs.version_path(name, number, deleted=d, pending=p) for d, p in ((0, 0), (1, 0), (0, 1)))
+        live, marker, pending = (refs.version_key(name, number, deleted=d, pending=p) for d, p in ((0, 0), (1, 0), (0, 1)))
         if not settled(changed_ms / 1000, live, marker, pending):
             continue
         if deleted:
-            if not marker.exists():
-                repairs.append(Repair(marker, lambda n=name, v=number: refs.mark_deleted(n, v)))
-            if pending.exists():
-                repairs.append(Repair(pending, lambda n=name, v=number: refs.remove_pending(n, v)))
-        elif marker.exists():
-            problems.append(f"{name}:{number} is live in the registry but deleted in the store ({marker}); "
+            if not refs.exists(marker):
+                repairs.append(Repair(where(marker), lambda n=name, v=number: refs.mark_deleted(n, v)))
+            if refs.exists(pending):
+                repairs.append(Repair(where(pending), lambda n=name, v=number: refs.remove_pending(n, v)))
+        elif refs.exists(marker):
+            problems.append(f"{name}:{number} is live in the registry but deleted in the store ({where(marker)}); "
                             "`hub reindex` deletes it in the registry too")
-        elif live.exists():
-            if read_pointer(live) != digest:
-                problems.append(f"{name}:{number}: the store's pointer {live} names manifest {read_pointer(live)}, the registry "
+        elif refs.exists(live):
+            if refs.read(live) != digest:
+                problems.append(f"{name}:{number}: the store's pointer {where(live)} names manifest {refs.read(live)}, the registry "
                                 f"{digest}; `hub reindex --dry-run` shows the disagreement")
-            if pending.exists():
-                repairs.append(Repair(pending, lambda n=name, v=number: refs.remove_pending(n, v)))
-        elif read_pointer(pending) == digest:
-            repairs.append(Repair(live, lambda n=name, v=number: refs.commit_version(n, v)))
+            if refs.exists(pending):
+                repairs.append(Repair(where(pending), lambda n=name, v=number: refs.remove_pending(n, v)))
+        elif refs.read(pending) == digest:
+            repairs.append(Repair(where(live), lambda n=name, v=number: refs.commit_version(n, v)))
         else:
-            repairs.append(Repair(live, lambda n=name, v=number, d=digest: refs.set_version(n, v, d)))
+            repairs.append(Repair(where(live), lambda n=name, v=number, d=digest: refs.set_version(n, v, d)))
     for name in refs.names():
         for number, digest in refs.versions(name):
             if (name, number) not in known:
                 state = "deleted" if digest is None else f"manifest {digest[:80]}"
                 problems.append(f"the store has {name}:{number} ({state}) but the registry does not; `hub reindex` adds it")
         for number, _ in refs.pending(name):
-            path = refs.version_path(name, number, pending=True)
-            if (name, number) not in known and settled(0.0, path):
-                repairs.append(Repair(path, lambda p=path: p.unlink(missing_ok=True)))  # a publish that never committed
+            key = refs.version_key(name, number, pending=True)
+            if (name, number) not in known and settled(0.0, key):
+                repairs.append(Repair(where(key), lambda k=key: refs.remove(k)))  # a publish that never committed
 
-    wanted = {refs.alias_path(name, alias): (str(number), changed_ms / 1000) for name, alias, number, changed_ms in aliases}
-    indexed = {refs.alias_path(name, "x").parent for name, *_ in versions}  # models the registry knows
-    for path in refs.files():
-        if path.parent.name != "aliases" or path.name.startswith("."):
+    wanted = {refs.alias_key(name, alias): (str(number), changed_ms / 1000) for name, alias, number, changed_ms in aliases}
+    indexed = {refs.alias_key(name, "x").rpartition("/")[0] for name, *_ in versions}  # models the registry knows
+    for key in refs.files():
+        folder, _, entry = key.rpartition("/")
+        if not folder.endswith("/aliases") or entry.startswith("."):
             continue
-        if path not in wanted and path.parent in indexed and settled(0.0, path):
-            repairs.append(Repair(path, lambda p=path: p.unlink(missing_ok=True)))
-    for path, (text, changed_s) in wanted.items():
-        if read_pointer(path) != text and settled(changed_s, path):
-            repairs.append(Repair(path, lambda p=path, t=text: refs.put(p, t)))
+        if key not in wanted and folder in indexed and settled(0.0, key):
+            repairs.append(Repair(where(key), lambda k=key: refs.remove(k)))
+    for key, (text, changed_s) in wanted.items():
+        if refs.read(key) != text and settled(changed_s, key):
+            repairs.append(Repair(where(key), lambda k=key, t=text: refs.put(k, t)))
 
     stored = {name: refs.history(name) for name in {name for name, *_ in versions} | set(refs.names())}
     registry_moves = _registry_history(hub)
@@ -132,17 +133,17 @@ def store_repairs(hub: Hub, min_age_seconds: float) -> tuple[list[Repair], list[
             continue
         for number, entry in enumerate(moves[len(kept):], len(kept) + 1):
             if settled(entry["at_ms"] / 1000):
-                path = refs.history_path(name, alias, number)
-                repairs.append(Repair(path, lambda n=name, a=alias, k=number, e=entry: refs.add_history(n, a, k, e)))
+                key = refs.history_key(name, alias, number)
+                repairs.append(Repair(where(key), lambda n=name, a=alias, k=number, e=entry: refs.add_history(n, a, k, e)))
     for name, histories in stored.items():
         for alias, kept in histories.items():
             if len(kept) > len(registry_moves.get((name, alias), [])):
                 problems.append(f"the store has alias moves of {name}@{alias} that the registry does not; `hub reindex` restores them")
 
-    for path in refs.refs.rglob(".tmp-*") if refs.refs.is_dir() else ():
-        if settled(0.0, path):
-            repairs.append(Repair(path, lambda p=path: p.unlink(missing_ok=True)))
-    return sorted(repairs, key=lambda r: str(r.path)), problems
+    for key in refs.leftovers():
+        if settled(0.0, key):
+            repairs.append(Repair(where(key), lambda k=key: refs.remove(k)))
+    return sorted(repairs, key=lambda r: r.path), problems
 
 
 def unindexed_digests(hub: Hub) -> set[str]:

@@ -6,8 +6,9 @@
 reused); ``refs/<model>/aliases/<alias>`` holds the version an alias points at, and
 ``refs/<model>/history/<alias>/<k>`` the ``k``-th move of that alias (who, when, from,
 to), append-only. ``<model>`` is the name with ``/`` written as ``+`` (``acme+digits-cnn``).
-Every write goes to a temporary file and is renamed (or, where it must not replace
-anything, linked) into place.
+They are keys of the store (:class:`hub.storage.BlobStore`'s key part), so a store on any
+backend describes itself; every write is atomic, and one that must not replace anything is
+exclusive (on a folder: a hard link).
 
 The registry is the record; these files follow it, and are its evidence when it is
 lost or damaged (``hub reindex``). A version pointer is never overwritten, and nothing
@@ -20,68 +21,18 @@ after their registry commit; ``hub gc`` writes what a killed process left out.
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-from hub.blobstore import temp_file
 from hub.reference import folder_name, name_from_folder
+from hub.storage import BlobStore
 
-__all__ = ["RefStore", "history_entry", "read_pointer"]
+__all__ = ["RefStore", "history_entry"]
 
+ROOT = "refs"
 DELETED = ".deleted"
 PENDING = ".pending"
-
-
-def _write_atomic(path: Path, text: str, *, replace: bool = True) -> bool:
-    """Write ``text`` to ``path`` through a temporary file. With ``replace=False`` an existing
-    file is left as it is (the write is a hard link, which fails where the name is taken).
-
-    Returns:
-        False when ``replace`` is False and ``path`` already existed.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = temp_file(path.parent)
-    try:
-        with open(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if replace:
-            os.replace(temp, path)
-            return True
-        try:
-            os.link(temp, path)
-            return True
-        except FileExistsError:
-            return False
-        except OSError as exc:  # a file system without hard links: create the name exclusively instead
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-                raise
-            try:
-                with open(path, "x") as f:
-                    f.write(text)
-                    f.flush()
-                    os.fsync(f.fileno())
-                return True
-            except FileExistsError:
-                return False
-        finally:
-            temp.unlink(missing_ok=True)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
-def read_pointer(path: Path) -> str | None:
-    """The text of a pointer file, stripped; None when it is not there."""
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        return None
 
 
 def _is_history_entry(entry: Any) -> bool:
@@ -96,51 +47,69 @@ def history_entry(from_version: int | None, to_version: int | None, changed_by: 
 
 
 class RefStore:
-    """Version and alias pointers under ``root/refs``."""
+    """Version and alias pointers, and alias history, as keys ``refs/...`` of ``store``.
 
-    def __init__(self, root: Path) -> None:
-        self.refs = root / "refs"
+    Args:
+        store: the hub's store (its key part).
+    """
 
-    def _model(self, name: str) -> Path:
-        return self.refs / folder_name(name)
+    def __init__(self, store: BlobStore) -> None:
+        self.store = store
 
-    def _versions(self, name: str) -> Path:
-        return self._model(name) / "versions"
+    def read(self, key: str) -> str | None:
+        """The text of a pointer, stripped; None when it is not there."""
+        text = self.store.read_text(key)
+        return text.strip() if text is not None else None
 
-    def version_path(self, name: str, version: int, *, deleted: bool = False, pending: bool = False) -> Path:
-        """The pointer file of ``name:version``, its deletion marker, or its pending reservation."""
-        return self._versions(name) / f"{version}{DELETED if deleted else PENDING if pending else ''}"
+    def exists(self, key: str) -> bool:
+        return self.store.read_text(key) is not None
 
-    def alias_path(self, name: str, alias: str) -> Path:
-        return self._model(name) / "aliases" / alias
+    def _model(self, name: str) -> str:
+        return f"{ROOT}/{folder_name(name)}"
 
-    def history_path(self, name: str, alias: str, number: int) -> Path:
-        """The file of the ``number``-th move (from 1) of ``alias``."""
-        return self._model(name) / "history" / alias / str(number)
+    def _versions(self, name: str) -> str:
+        return f"{self._model(name)}/versions"
 
-    def files(self) -> list[Path]:
-        """Every version and alias pointer file, temporary files of interrupted writes included."""
-        if not self.refs.is_dir():
-            return []
-        return [p for p in self.refs.glob("*/*/*") if p.parent.name in ("versions", "aliases") and p.is_file()]
+    def version_key(self, name: str, version: int, *, deleted: bool = False, pending: bool = False) -> str:
+        """The key of the pointer of ``name:version``, its deletion marker, or its pending reservation."""
+        return f"{self._versions(name)}/{version}{DELETED if deleted else PENDING if pending else ''}"
 
-    def put(self, path: Path, text: str | None) -> None:
-        """Write ``text`` into the pointer file ``path``, or remove it when ``text`` is None."""
+    def alias_key(self, name: str, alias: str) -> str:
+        return f"{self._model(name)}/aliases/{alias}"
+
+    def history_key(self, name: str, alias: str, number: int) -> str:
+        """The key of the ``number``-th move (from 1) of ``alias``."""
+        return f"{self._model(name)}/history/{alias}/{number}"
+
+    def files(self) -> list[str]:
+        """Every version and alias pointer key, temporary files of interrupted writes included."""
+        keys = []
+        for model in self.store.list(ROOT):
+            for kind in ("versions", "aliases"):
+                folder = f"{ROOT}/{model}/{kind}"
+                keys += [f"{folder}/{entry}" for entry in self.store.list(folder) if self.exists(f"{folder}/{entry}")]
+        return keys
+
+    def leftovers(self) -> list[str]:
+        """Keys of pointer writes that were interrupted."""
+        return self.store.leftovers(ROOT)
+
+    def put(self, key: str, text: str | None) -> None:
+        """Write ``text`` into the pointer ``key``, or remove it when ``text`` is None."""
         if text is None:
-            path.unlink(missing_ok=True)
+            self.store.delete_key(key)
         else:
-            _write_atomic(path, text)
+            self.store.write_text(key, text)
+
+    def remove(self, key: str) -> None:
+        self.store.delete_key(key)
 
     # --- versions -------------------------------------------------------------
 
     def highest(self, name: str) -> int:
         """The highest version number the store has seen for ``name`` (live, pending or deleted; 0 if none):
         the registry never hands out a number at or below it."""
-        try:
-            entries = os.listdir(self._versions(name))
-        except FileNotFoundError:
-            return 0
-        numbers = (entry.removesuffix(DELETED).removesuffix(PENDING) for entry in entries)
+        numbers = (entry.removesuffix(DELETED).removesuffix(PENDING) for entry in self.store.list(self._versions(name)))
         return max((int(n) for n in numbers if n.isdigit()), default=0)
 
     def reserve_version(self, name: str, version: int, digest: str) -> None:
@@ -149,21 +118,22 @@ class RefStore:
         Raises:
             FileExistsError: the store already has (or had) that number: it is never handed out twice.
         """
-        taken = [p for p in (self.version_path(name, version), self.version_path(name, version, deleted=True)) if p.exists()]
-        if taken or not _write_atomic(self.version_path(name, version, pending=True), digest, replace=False):
+        taken = [self.store.location(k) for k in (self.version_key(name, version), self.version_key(name, version, deleted=True))
+                 if self.exists(k)]
+        if taken or not self.store.write_text(self.version_key(name, version, pending=True), digest, exclusive=True):
             raise FileExistsError(f"the store already holds {name}:{version} ({(taken or ['a pending publish'])[0]})")
 
     def commit_version(self, name: str, version: int) -> None:
         """Turn the pending pointer of a committed publish into ``<version>``: a no-op when it is done already."""
-        pending = self.version_path(name, version, pending=True)
-        digest = read_pointer(pending)
+        pending = self.version_key(name, version, pending=True)
+        digest = self.read(pending)
         if digest is not None:
             self.set_version(name, version, digest)
-            pending.unlink(missing_ok=True)
+            self.store.delete_key(pending)
 
     def remove_pending(self, name: str, version: int) -> None:
         """Forget the reservation of a publish that did not commit."""
-        self.version_path(name, version, pending=True).unlink(missing_ok=True)
+        self.store.delete_key(self.version_key(name, version, pending=True))
 
     def set_version(self, name: str, version: int, digest: str) -> bool:
         """Write the pointer of a version the registry holds; never replaces one.
@@ -171,35 +141,30 @@ class RefStore:
         Returns:
             False when a pointer for that number was there already (it is left as it is).
         """
-        return _write_atomic(self.version_path(name, version), digest, replace=False)
+        return self.store.write_text(self.version_key(name, version), digest, exclusive=True)
 
     def mark_deleted(self, name: str, version: int) -> None:
         """Rename the version's pointer to ``<n>.deleted`` (a marker is written where there is no
         pointer: ``hub gc`` may have repaired it from the registry in the meantime)."""
-        live, marker = self.version_path(name, version), self.version_path(name, version, deleted=True)
-        try:
-            os.replace(live, marker)
-        except FileNotFoundError:
-            if not marker.exists():
-                _write_atomic(marker, "")
+        live, marker = self.version_key(name, version), self.version_key(name, version, deleted=True)
+        if not self.store.rename(live, marker) and not self.exists(marker):
+            self.store.write_text(marker, "")
 
     def names(self) -> Iterator[str]:
         """Every model name that has a versions folder."""
-        if not self.refs.is_dir():
-            return
-        for folder in sorted(self.refs.iterdir()):
-            if (folder / "versions").is_dir() and not folder.name.startswith("."):
-                yield name_from_folder(folder.name)
+        for folder in self.store.list(ROOT):
+            if not folder.startswith(".") and "versions" in self.store.list(f"{ROOT}/{folder}"):
+                yield name_from_folder(folder)
 
     def versions(self, name: str) -> Iterator[tuple[int, str | None]]:
         """``(version, manifest digest)`` pairs of committed versions; the digest is None for deleted ones.
         A number that has both a pointer and a deletion marker is deleted."""
         folder = self._versions(name)
-        entries = {entry.name for entry in folder.iterdir()} if folder.is_dir() else set()
+        entries = set(self.store.list(folder))
         numbered = [e for e in entries if e.removesuffix(DELETED).isdigit()]
         for entry in sorted(numbered, key=lambda e: int(e.removesuffix(DELETED))):
             if entry.isdigit() and f"{entry}{DELETED}" not in entries:
-                digest = read_pointer(folder / entry)
+                digest = self.read(f"{folder}/{entry}")
                 if digest is not None:
                     yield int(entry), digest
             elif entry.endswith(DELETED):
@@ -208,47 +173,42 @@ class RefStore:
     def pending(self, name: str) -> Iterator[tuple[int, str]]:
         """``(version, manifest digest)`` of reservations whose publish has not been seen to commit."""
         folder = self._versions(name)
-        for entry in sorted(folder.glob(f"*{PENDING}")) if folder.is_dir() else ():
-            number, digest = entry.name.removesuffix(PENDING), read_pointer(entry)
+        for entry in self.store.list(folder):
+            number, digest = entry.removesuffix(PENDING), self.read(f"{folder}/{entry}") if entry.endswith(PENDING) else None
             if number.isdigit() and digest is not None:
                 yield int(number), digest
 
     # --- aliases ----------------------------------------------------------------
 
     def set_alias(self, name: str, alias: str, version: int | None) -> None:
-        path = self.alias_path(name, alias)
-        if version is None:
-            path.unlink(missing_ok=True)
-        else:
-            _write_atomic(path, str(version))
+        self.put(self.alias_key(name, alias), None if version is None else str(version))
 
     def aliases(self, name: str) -> Iterator[tuple[str, int]]:
-        folder = self._model(name) / "aliases"
-        if folder.is_dir():
-            for entry in sorted(folder.iterdir()):
-                text = read_pointer(entry) if not entry.name.startswith(".") else None
-                if text is not None and text.isdigit():
-                    yield entry.name, int(text)
+        folder = f"{self._model(name)}/aliases"
+        for entry in self.store.list(folder):
+            text = self.read(f"{folder}/{entry}") if not entry.startswith(".") else None
+            if text is not None and text.isdigit():
+                yield entry, int(text)
 
     def add_history(self, name: str, alias: str, number: int, entry: dict[str, Any]) -> bool:
         """Write the ``number``-th move of ``alias``; an entry that is there is never changed.
 
         Returns:
-            True when the file holds ``entry`` (written now or before), False when it holds another.
+            True when the key holds ``entry`` (written now or before), False when it holds another.
         """
-        path = self.history_path(name, alias, number)
+        key = self.history_key(name, alias, number)
         text = json.dumps(entry, sort_keys=True)
-        return _write_atomic(path, text, replace=False) or read_pointer(path) == text
+        return self.store.write_text(key, text, exclusive=True) or self.read(key) == text
 
     def history(self, name: str) -> dict[str, list[dict[str, Any]]]:
         """``{alias: [move, ...]}`` as the store keeps it, oldest first, up to the first missing entry."""
-        folder = self._model(name) / "history"
+        folder = f"{self._model(name)}/history"
         moves: dict[str, list[dict[str, Any]]] = {}
-        for alias_folder in sorted(folder.iterdir()) if folder.is_dir() else ():
-            if alias_folder.name.startswith(".") or not alias_folder.is_dir():
+        for alias in self.store.list(folder):
+            if alias.startswith(".") or self.exists(f"{folder}/{alias}"):  # a file, not an alias's folder
                 continue
-            entries = moves[alias_folder.name] = []
-            while (text := read_pointer(alias_folder / str(len(entries) + 1))) is not None:
+            entries = moves[alias] = []
+            while (text := self.read(f"{folder}/{alias}/{len(entries) + 1}")) is not None:
                 try:
                     entry = json.loads(text)
                 except ValueError:

@@ -88,6 +88,17 @@ def hub_home(registry_url) -> Path:
     return Path(os.environ["HUB_HOME"])
 
 
+STORE_BACKENDS = ("filesystem",)  # an object-storage or remote backend joins here; the store tests then run on it unchanged
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def blob_store(request, tmp_path):
+    """An empty store (:class:`hub.storage.BlobStore`) of each backend."""
+    from hub.storage import FileStore
+
+    return {"filesystem": lambda: FileStore(tmp_path)}[request.param]()
+
+
 @pytest.fixture
 def run_cli():
     """Run ``python -m hub ARGS`` in a subprocess with the test's environment."""

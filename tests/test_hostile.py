@@ -29,7 +29,7 @@ from safetensors.torch import save_file
 import hub
 from conftest import ROOT, assert_same_tensors, is_sqlite, state
 from hub import ArchitectureError, IntegrityError, InvalidSourceError, UnsafeFormatError
-from hub.blobstore import BlobStore, sha256_file
+from hub.storage import FileStore as BlobStore, sha256_file
 from hub.manifest import Manifest, check_relative_path
 from hub.safetensors_io import read_header
 

@@ -139,7 +139,7 @@ def test_a_transformers_classifier_shares_its_base_encoder(hub_home, tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "modelhub.json"]
     manifest = Manifest.from_json((folder / "modelhub.json").read_bytes())
     assert [f.path for f in manifest.files] == ["model.safetensors"] and manifest.weight_views == {}
-    from hub.blobstore import sha256_file
+    from hub.storage import sha256_file
 
     assert (manifest.files[0].sha256, manifest.files[0].size) == sha256_file(folder / "model.safetensors")
     reopened = transformers.AutoModelForSequenceClassification.from_pretrained(folder).eval()

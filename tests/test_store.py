@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hub import IntegrityError, UnsafeFormatError
-from hub.blobstore import BlobStore, sha256_file
+from hub.storage import sha256_file
 from hub.safetensors_io import dedupe_shared, iter_safetensors_bytes, read_header
 
 pytestmark = pytest.mark.one_backend  # nothing here depends on the registry backend
@@ -54,8 +54,8 @@ def test_dedupe_shared_keeps_one_copy_of_tied_tensors():
     assert tied == {"head.weight": "embed.weight"}
 
 
-def test_write_is_content_addressed_and_deduplicated(tmp_path):
-    store = BlobStore(tmp_path)
+def test_write_is_content_addressed_and_deduplicated(blob_store):
+    store = blob_store
     digest, size = store.put_bytes(b"hello world")
     assert store.path(digest).read_bytes() == b"hello world" and size == 11
     assert sha256_file(store.path(digest)) == (digest, 11)
@@ -65,15 +65,15 @@ def test_write_is_content_addressed_and_deduplicated(tmp_path):
     assert store.temp_files() == []
 
 
-def test_expected_hash_mismatch_stores_nothing(tmp_path):
-    store = BlobStore(tmp_path)
+def test_expected_hash_mismatch_stores_nothing(blob_store):
+    store = blob_store
     with pytest.raises(IntegrityError, match="expected"):
         store.write([b"abc"], expected_sha256="0" * 64)
     assert list(store.blobs.iterdir()) == []
 
 
-def test_failed_write_leaves_no_partial_file(tmp_path):
-    store = BlobStore(tmp_path)
+def test_failed_write_leaves_no_partial_file(blob_store):
+    store = blob_store
 
     def chunks():
         yield b"x" * 1000
@@ -84,8 +84,8 @@ def test_failed_write_leaves_no_partial_file(tmp_path):
     assert list(store.blobs.iterdir()) == []
 
 
-def test_problem_reports_missing_truncated_and_corrupt(tmp_path):
-    store = BlobStore(tmp_path)
+def test_problem_reports_missing_truncated_and_corrupt(blob_store):
+    store = blob_store
     digest, size = store.put_bytes(b"0123456789")
     assert store.problem(digest, size, check_hash=True) is None
     path = store.path(digest)

@@ -230,6 +230,14 @@ class RegistryStore:
         )
         return self._hydrate(rows) if rows else []
 
+    def all_versions(self) -> list[ModelVersion]:
+        """Every live version of every model, by model name then version (one query, for ``hub verify``)."""
+        rows = self._query(
+            f"SELECT {_VERSION_COLUMNS} FROM model_versions v JOIN registered_models m ON m.id = v.model_id "
+            "WHERE v.deleted_at_ms IS NULL ORDER BY m.name, v.version"
+        )
+        return self._hydrate(rows) if rows else []
+
     def list_models(
         self,
         search: str | None = None,
@@ -334,25 +342,13 @@ class RegistryStore:
         )]
 
     def referenced_digests(self) -> set[str]:
-        """Blob digests that some live version needs (its manifest and files), and the
-        checkpoints of fine-tuning jobs that may still resume."""
+        """Blob digests that some live version needs: its manifest and files. (What other packages keep in the
+        store, such as checkpoints of unfinished fine-tuning jobs, they tell ``hub gc`` themselves: :mod:`hub.gc_roots`.)"""
         digests = {r[0] for r in self._query("SELECT manifest_digest FROM model_versions WHERE deleted_at_ms IS NULL AND manifest_digest IS NOT NULL")}
         digests |= {r[0] for r in self.db.query(
             "SELECT f.sha256 FROM model_version_files f JOIN model_versions v ON v.id = f.version_id WHERE v.deleted_at_ms IS NULL"
         )}
-        for (checkpoint,) in self.db.query(
-            "SELECT checkpoint_json FROM finetune_jobs WHERE status IN ('queued', 'running') AND checkpoint_json IS NOT NULL"
-        ):
-            digests.update(json.loads(checkpoint).get("blobs", []))
         return digests
-
-    def pending_job_files(self) -> set[str]:
-        """The data files that queued or running fine-tuning jobs will read, as recorded (absolute, or relative to the hub's home)."""
-        files = set()
-        for (data,) in self.db.query("SELECT data_json FROM finetune_jobs WHERE status IN ('queued', 'running')"):
-            record = json.loads(data)
-            files.update(record[key] for key in ("train", "validation") if isinstance(record.get(key), str))
-        return files
 
     def pointers(self) -> tuple[list[tuple[str, int, str | None, bool, int]], list[tuple[str, str, int, int]]]:
         """What the pointer files under ``refs/`` should say, with when each entry last changed (ms):

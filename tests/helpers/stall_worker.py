@@ -24,16 +24,16 @@ def stall(marker: Path) -> None:
 def main() -> int:
     where, marker, args = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
     if where == "after-blobs":
-        from hub.api import Hub
+        from hub.publisher import Publisher
 
-        store_files = Hub._store_files
+        store_files = Publisher._store_files
 
         def stored_then_stall(self, *a, **kw):
             result = store_files(self, *a, **kw)
             stall(marker)
             return result
 
-        Hub._store_files = stored_then_stall
+        Publisher._store_files = stored_then_stall
     elif where == "before-finish":
         from finetune.jobs import JobStore
 
