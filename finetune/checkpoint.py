@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from hub.blobstore import BlobStore
+from hub.storage import BlobStore
 from hub.errors import IntegrityError
 from hub.safetensors_io import iter_safetensors_bytes
 
