@@ -18,7 +18,7 @@ from typing import Any
 from hub.errors import ConfigError
 from hub.limits import loads
 
-__all__ = ["FinetuneConfig", "TASKS", "SCHEDULERS", "DEFAULT_LEARNING_RATES"]
+__all__ = ["FinetuneConfig", "TASKS", "SCHEDULERS", "DEFAULT_LEARNING_RATES", "full_learning_rate", "default_learning_rates"]
 
 TASKS = ("classification", "regression", "text-classification", "continue")
 SCHEDULERS = ("linear", "cosine", "constant")
@@ -30,12 +30,33 @@ SCHEDULERS = ("linear", "cosine", "constant")
 # at 1e-3 and 1e-2 (validation loss 1.30 and 0.71). The demo's digits-0to4 convnet on digits
 # 5-9, rank-4 adapters: 0.84 at 1e-3, 0.93 at 2e-3; its head alone: 0.71 at 1e-3, 0.95 at 1e-2.
 # Training every weight: 1.00 (MiniLM, 5e-5) and 0.95 (the convnet, 1e-3).
+# For all the weights, the base's family says (ModelFamily.full_learning_rate: 5e-5 for
+# transformers, 1e-3 for mlp and convnet); see default_learning_rates.
 DEFAULT_LEARNING_RATES = {
     "lora": (2e-3, "the default for LoRA adapters"),
     "head": (1e-2, "the default for training the head alone"),
-    "all-transformers": (5e-5, "the default for training all the weights of a transformers model"),
-    "all": (1e-3, "the default for training all the weights of an mlp or convnet"),
 }
+
+
+def full_learning_rate(architecture: str | None) -> tuple[float, str]:
+    """``(rate, why)`` for training all the weights of a model of ``architecture``: its family's
+    (:attr:`hub.families.ModelFamily.full_learning_rate`), or the general default for one that is
+    none or unknown here."""
+    from hub.errors import ArchitectureNotFoundError
+    from hub.families import ModelFamily, family_for
+
+    try:
+        return family_for(architecture).full_learning_rate if architecture else ModelFamily.full_learning_rate
+    except ArchitectureNotFoundError:
+        return ModelFamily.full_learning_rate
+
+
+def default_learning_rates() -> dict[str, tuple[float, str]]:
+    """Every default learning rate by what is trained: ``lora``, ``head`` and ``all-<architecture>``
+    for each registered family."""
+    from hub.families import list_families
+
+    return {**DEFAULT_LEARNING_RATES, **{f"all-{family.name}": family.full_learning_rate for family in list_families()}}
 
 
 @dataclass
@@ -67,6 +88,8 @@ class FinetuneConfig:
         checkpoint_every: save a resumable checkpoint every this many steps (0: by time only).
         checkpoint_seconds: also save one when this many seconds passed since the last (0: by steps only).
             With both 0, only a cancel saves one.
+        log_every: read the training loss (a device synchronisation) and check for a cancel every this
+            many steps, and at each epoch's end; every step's loss is still recorded.
         label_column, text_column, feature_columns: which table columns are what.
         max_length: longest token sequence for text tasks.
         device: ``auto`` (cuda, then mps, then cpu) or an explicit device.
@@ -93,6 +116,7 @@ class FinetuneConfig:
     lora_merge: bool = True
     checkpoint_every: int = 0
     checkpoint_seconds: float = 60.0
+    log_every: int = 10
     label_column: str = "label"
     text_column: str | None = None
     feature_columns: list[str] | None = None
@@ -106,7 +130,7 @@ class FinetuneConfig:
         Raises:
             ConfigError: naming the field, its value and what is allowed.
         """
-        _positive_int(self, "epochs", "batch_size", "grad_accum_steps", "max_length", "nproc")
+        _positive_int(self, "epochs", "batch_size", "grad_accum_steps", "max_length", "nproc", "log_every")
         _non_negative_int(self, "checkpoint_every", "seed")
         if self.learning_rate is not None and not (_finite(self.learning_rate) and self.learning_rate > 0):
             raise ConfigError(f"learning_rate must be a positive number, got {self.learning_rate!r}").about("learning_rate")
@@ -151,7 +175,7 @@ class FinetuneConfig:
         ``learning_rate`` when it is set; otherwise the default for what is trained
         (:data:`DEFAULT_LEARNING_RATES`): LoRA adapters (``lora_rank``), the head alone
         (``train="head"``), or all the weights (``train="all"``, or some layers named by prefix,
-        which are trained in full), the last by ``architecture``.
+        which are trained in full), the last by ``architecture``'s family (:func:`full_learning_rate`).
 
         Args:
             architecture: the base model's architecture (``transformers``, ``mlp``, ``convnet``, ...).
@@ -163,12 +187,11 @@ class FinetuneConfig:
         if self.learning_rate is not None:
             return self.learning_rate, f"learning rate {self.learning_rate:g}: set in the job's config"
         if self.lora_rank is not None:
-            kind = "lora"
+            rate, why = DEFAULT_LEARNING_RATES["lora"]
         elif self.train == "head":
-            kind = "head"
+            rate, why = DEFAULT_LEARNING_RATES["head"]
         else:
-            kind = "all-transformers" if architecture == "transformers" else "all"
-        rate, why = DEFAULT_LEARNING_RATES[kind]
+            rate, why = full_learning_rate(architecture)
         return rate, f"learning rate {rate:g}: {why}; set learning_rate (--learning-rate) to change it"
 
     # --- dict and file forms --------------------------------------------------

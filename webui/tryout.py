@@ -1,9 +1,9 @@
 """What the Try it page can run, and how it turns what a browser sends into a model's input.
 
-Decided from a version's input facts (:meth:`hub.Hub.input_spec`): a classifier of
-numbers or images, a transformers sequence classifier (text), or a sentence-embedding
-model (a transformers ``AutoModel`` with a tokenizer: embeddings and their cosine
-similarities). The model page links to Try it only where :func:`try_mode` finds one.
+Decided from what a version's family knows of it (:meth:`hub.Hub.model_spec`): a
+classifier of numbers or images, a text classifier (a transformers sequence classifier), or
+a sentence-embedding model (task ``feature-extraction`` with a tokenizer, as a transformers
+``AutoModel``: embeddings and their cosine similarities). The model page links to Try it only where :func:`try_mode` finds one.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import io
 from typing import Any
 
 from hub.errors import InvalidArgumentError
+from hub.inputs import TOKENIZER_FILES
 
 __all__ = ["NUMBERS", "IMAGE", "TEXT_CLASSIFIER", "EMBEDDING", "MODES", "CLASSIFIER_TASKS", "SEQUENCE_CLASSIFIER",
            "COLOURS", "try_mode", "image_tensor", "sentence_embeddings", "cosine_similarities", "MAX_SENTENCES"]
@@ -20,8 +21,7 @@ NUMBERS, IMAGE, TEXT_CLASSIFIER, EMBEDDING = "numbers", "image", "text-classific
 MODES = (NUMBERS, IMAGE, TEXT_CLASSIFIER, EMBEDDING)
 CLASSIFIER_TASKS = ("classification", "text-classification")
 SEQUENCE_CLASSIFIER = "AutoModelForSequenceClassification"
-EMBEDDING_CLASSES = ("AutoModel",)
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+EMBEDDING_TASK = "feature-extraction"  # a model that gives embeddings (a transformers AutoModel)
 MATCH, AS_IS, INVERTED = "Match the model", "As uploaded", "Inverted"
 COLOURS = (MATCH, AS_IS, INVERTED)
 MAX_SENTENCES = 32
@@ -33,21 +33,18 @@ def try_mode(version: Any, spec: Any) -> str | None:
 
     Args:
         version: the :class:`hub.ModelVersion`.
-        spec: its :class:`hub.InputSpec`.
+        spec: its :class:`hub.ModelSpec` (:meth:`hub.Hub.model_spec`): what it takes and does.
     """
-    has_tokenizer = any(f.path in TOKENIZER_FILES for f in version.files)
-    if spec.kind == "text":
-        auto_class = version.config.get("auto_class") if version.architecture == "transformers" else None
-        if not has_tokenizer:
+    if spec.takes_text:
+        if not any(f.path in TOKENIZER_FILES for f in version.files):
             return None
-        if auto_class == SEQUENCE_CLASSIFIER:
-            return TEXT_CLASSIFIER
-        return EMBEDDING if auto_class in EMBEDDING_CLASSES else None
-    classifier = bool(version.config.get("id2label")) or version.task in CLASSIFIER_TASKS
-    if spec.kind in (NUMBERS, IMAGE) and spec.shape and version.architecture and classifier:
-        if spec.kind == IMAGE and len(spec.shape) != 3:
+        return {TEXT_CLASSIFIER: TEXT_CLASSIFIER, EMBEDDING_TASK: EMBEDDING}.get(spec.task)
+    inputs = spec.input
+    classifier = bool(spec.labels) or version.task in CLASSIFIER_TASKS
+    if inputs.kind in (NUMBERS, IMAGE) and inputs.shape and version.architecture and classifier:
+        if inputs.kind == IMAGE and len(inputs.shape) != 3:
             return None
-        return spec.kind
+        return inputs.kind
     return None
 
 

@@ -17,14 +17,13 @@ import streamlit as st
 import finetune
 import hub
 from finetune import SCHEDULERS, TASKS, FinetuneConfig
-from finetune.config import DEFAULT_LEARNING_RATES
-from finetune.data import MAX_CSV_FIELD_CHARS, check_csv_header
+from finetune.config import default_learning_rates
+from finetune.data import IMAGE_SUFFIXES, MAX_CSV_FIELD_CHARS, check_csv_header
 from hub.errors import DataError, HubError
 from hub.limits import loads
 from webui.common import current_user, extract_zip, job_link, md, query_param, show_error, store_upload, the_hub
 
 UPLOAD_TYPES = (".csv", ".jsonl", ".ndjson", ".parquet", ".zip")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 PREVIEW_ROWS = 20
 DEFAULTS = FinetuneConfig()
 
@@ -154,7 +153,7 @@ def hyperparameters(*, validation_file: bool) -> dict[str, Any]:
     batch_size = middle.number_input("Batch size", min_value=1, value=DEFAULTS.batch_size, key="batch_size")
     learning_rate = right.text_input("Learning rate", key="learning_rate", placeholder="default: by what is trained",
                                      help="Blank picks the default for what is trained: " + "; ".join(
-                                         f"{rate:g} for {why.removeprefix('the default for ')}" for rate, why in DEFAULT_LEARNING_RATES.values())
+                                         f"{rate:g} for {why.removeprefix('the default for ')}" for rate, why in dict.fromkeys(default_learning_rates().values()))
                                      + ". The job's events say which one it used.")
     scheduler = left.selectbox("Scheduler", SCHEDULERS, index=SCHEDULERS.index(DEFAULTS.scheduler), key="scheduler")
     warmup_ratio = middle.number_input("Warmup ratio", min_value=0.0, max_value=0.99, value=DEFAULTS.warmup_ratio, step=0.05,
@@ -212,7 +211,7 @@ validation_path, validation_messages = data_field("Validation data (optional)", 
 settings: dict[str, Any] = {}
 if data_path is not None:
     columns = show_preview(data_path)
-    settings.update(column_choice(columns, texts=task == "text-classification" or base.architecture == "transformers"))
+    settings.update(column_choice(columns, texts=task == "text-classification" or the_hub().model_spec(base).takes_text))
 
 st.subheader("Hyperparameters")
 settings.update(hyperparameters(validation_file=validation_path is not None))

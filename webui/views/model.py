@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from hub.errors import HubError
-from webui.common import card_body, human_size, md, model_link, query_param, show_error, the_hub
+from hub.formatting import human_size
+from webui.common import card_body, md, model_link, query_param, show_error, the_hub
 from webui.tryout import try_mode
 
 LINEAGE_DEPTH = 8
@@ -33,7 +34,7 @@ badges += [f":gray-badge[{md(t)}]" for t in (version.task, version.license, *ver
 st.markdown(" ".join(badges))
 if version.description:
     st.markdown(md(version.description))
-runnable = try_mode(version, hub.input_spec(version)) is not None  # Try it only where that page can run the model
+runnable = try_mode(version, hub.model_spec(version)) is not None  # Try it only where that page can run the model
 st.markdown((f"[Try it](/try?ref={version.ref}) · " if runnable else "") + f"[Fine-tune it](/finetune?ref={version.ref}) · "
             + " · ".join(model_link(v.ref, f"v{v.version}") for v in versions))
 

@@ -1,6 +1,6 @@
 """Try it: run a published model on an input of your own.
 
-What it offers comes from the version's input facts (:meth:`hub.Hub.input_spec`): a
+What it offers comes from what the version's family knows of it (:meth:`hub.Hub.model_spec`): a
 classifier of numbers (one field per named feature) or of images (an upload mapped into
 the model's pixel range and colours), a transformers sequence classifier (text), or a
 sentence-embedding model (sentences in, their cosine similarities out). The helpers
@@ -171,11 +171,12 @@ if ref is None:
     st.stop()
 try:
     version = hub.info(ref)
-    spec = hub.input_spec(version)
+    model_spec = hub.model_spec(version)
 except HubError as error:
     show_error(error)
     st.stop()
-mode = tryout.try_mode(version, spec)
+spec = model_spec.input
+mode = tryout.try_mode(version, model_spec)
 st.markdown(f"Model: {model_link(version.ref)}")
 if mode is None:
     st.info(f"{version.ref} is not a classifier this page can run (architecture {md(version.architecture or 'none')}, "
