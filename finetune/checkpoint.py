@@ -95,19 +95,22 @@ def load_checkpoint(blobs: BlobStore, checkpoint: dict[str, Any], model: torch.n
     Raises:
         IntegrityError: the checkpoint's blobs are missing or not a checkpoint.
     """
-    from safetensors.torch import load_file
+    from safetensors.torch import load, load_file
 
     try:
         record = json.loads(blobs.read_bytes(checkpoint["digest"]))
         if record.get("format") != FORMAT:
             raise ValueError(f"format is not {FORMAT}")
-        tensors = load_file(blobs.path(record["tensors"]))
-    except (OSError, ValueError, KeyError) as exc:
+        local = blobs.local_path(record["tensors"])
+        tensors = load_file(local) if local is not None else load(blobs.read_bytes(record["tensors"]))
+    except (OSError, ValueError, KeyError, IntegrityError) as exc:
         raise IntegrityError(f"checkpoint {checkpoint.get('digest')} can't be read ({exc}); the job must start over") from None
     device = next(iter(model.state_dict().values())).device
     model_state = {k.removeprefix("model."): v.to(device) for k, v in tensors.items() if k.startswith("model.")}
     model.load_state_dict(model_state)
-    optimizer.load_state_dict(_unflatten_optimizer(tensors, record["optimizer"]))  # it moves state to each parameter's device
+    # The saved settings come back with the state (fused or foreach, as the run that saved it trained), and
+    # torch moves each state tensor to its parameter's device (the step counters too, for the fused kernel).
+    optimizer.load_state_dict(_unflatten_optimizer(tensors, record["optimizer"]))
     torch.set_rng_state(tensors["rng.cpu"])
     cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
     if cuda_states and torch.cuda.is_available():

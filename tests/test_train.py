@@ -1,0 +1,151 @@
+"""The training loop (finetune/train.py) on a toy classifier: which AdamW kernel it builds, when it
+reads the loss and asks whether to stop (every ``log_every`` steps), that a NaN loss is never
+checkpointed, and that a checkpoint of the fused optimizer resumes to the same weights."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from finetune.checkpoint import load_checkpoint, save_checkpoint
+from finetune.config import FinetuneConfig
+from finetune.train import Callbacks, Cancelled, adamw_kernel, train
+from hub.errors import TrainingError
+from hub.storage.filesystem import FileStore
+
+pytestmark = pytest.mark.one_backend
+
+ROWS, BATCH = 40, 4  # 10 steps an epoch
+
+
+class Rows:
+    """A table of 4 numbers a row and 2 classes, as the loop reads a dataset."""
+
+    def __init__(self, seed: int = 0) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.inputs = torch.randn(ROWS, 4, generator=generator)
+        self.targets = (self.inputs.sum(1) > 0).long()
+
+    def __len__(self) -> int:
+        return ROWS
+
+
+class ToyBatches:
+    """Rows in, cross entropy out; counts training forward passes; the loss turns NaN from step ``nan_from`` on."""
+
+    def __init__(self, nan_from: int | None = None) -> None:
+        self.device, self.plan = torch.device("cpu"), SimpleNamespace(kind="classification")
+        self.forwards, self.nan_from = 0, nan_from
+
+    def inputs(self, dataset: Rows, indices: torch.Tensor) -> torch.Tensor:
+        return dataset.inputs[indices]
+
+    def targets(self, dataset: Rows, indices: torch.Tensor) -> torch.Tensor:
+        return dataset.targets[indices]
+
+    def forward(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        if model.training:
+            self.forwards += 1
+        outputs = model(inputs)
+        return outputs * math.nan if model.training and self.nan_from is not None and self.forwards >= self.nan_from else outputs
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(outputs.float(), targets)
+
+
+class Recorder(Callbacks):
+    """Records each call with the number of training forward passes done when it came."""
+
+    def __init__(self, batches: ToyBatches, stop_at: int | None = None, blobs: FileStore | None = None) -> None:
+        self.batches, self.stop_at, self.blobs = batches, stop_at, blobs
+        self.steps: list[tuple[int, float, int]] = []    # (step, loss, forwards done when reported)
+        self.asked: list[int] = []                       # forwards done at each should_stop
+        self.checkpoints: list[dict] = []
+        self.optimizers: list[torch.optim.Optimizer] = []
+
+    def on_step(self, step: int, epoch: float, loss: float, learning_rate: float, samples_per_s: float) -> None:
+        self.steps.append((step, loss, self.batches.forwards))
+
+    def on_checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, state) -> None:
+        self.optimizers.append(optimizer)
+        self.checkpoints.append(save_checkpoint(self.blobs, model, optimizer, state) if self.blobs else {"step": state.step})
+
+    def should_stop(self) -> bool:
+        self.asked.append(self.batches.forwards)
+        return self.stop_at is not None and self.batches.forwards >= self.stop_at
+
+
+def toy_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+
+
+def fit(config: dict, recorder: Recorder | None = None, *, model: nn.Module | None = None, resume=None) -> tuple[nn.Module, Recorder]:
+    """Train a toy model (or ``model``) for ``config``, 10 steps an epoch, reporting to ``recorder``."""
+    model = model or toy_model()
+    recorder = recorder or Recorder(ToyBatches())
+    settings = FinetuneConfig.from_dict({"batch_size": BATCH, "checkpoint_seconds": 0, **config})
+    train(model, recorder.batches, Rows(), Rows(seed=1), settings, learning_rate=1e-2, callbacks=recorder, resume=resume)
+    return model, recorder
+
+
+def test_adamw_is_fused_where_torch_has_a_fused_kernel_for_the_device_and_dtype():
+    assert adamw_kernel([torch.zeros(2), torch.zeros(3, dtype=torch.bfloat16)]) == {"fused": True}
+    assert adamw_kernel([torch.zeros(2, device="meta")]) == {"foreach": True}  # no kernels at all on meta
+    assert adamw_kernel([torch.zeros(2), torch.zeros(2, dtype=torch.int64)]) == {"foreach": True}  # one that can't be fused
+    parameters = [nn.Parameter(torch.ones(3)), nn.Parameter(torch.ones(2, dtype=torch.bfloat16))]
+    for parameter in parameters:
+        parameter.grad = torch.ones_like(parameter)
+    optimizer = torch.optim.AdamW(parameters, lr=0.1, **adamw_kernel(parameters))
+    optimizer.step()  # torch accepts the choice on this machine's CPU, float32 and bfloat16 alike
+    assert optimizer.param_groups[0]["fused"] is True and all(bool((p < 1).all()) for p in parameters)
+
+    _, recorder = fit({"epochs": 1, "checkpoint_every": 5})
+    assert recorder.optimizers[0].param_groups[0]["fused"] is True  # what the loop builds on CPU
+
+
+def test_the_loss_is_read_and_the_stop_asked_every_log_every_steps_and_at_each_epoch_s_end():
+    _, every_step = fit({"epochs": 2, "log_every": 1})
+    _, recorder = fit({"epochs": 2, "log_every": 4})
+    # Every step is still reported, in order, with the same loss; but only at steps 4, 8, 10 (the epoch's end), 12, 16, 20
+    assert [(s, loss) for s, loss, _ in recorder.steps] == [(s, loss) for s, loss, _ in every_step.steps]
+    assert [s for s, _, _ in recorder.steps] == list(range(1, 21))
+    assert [forwards for _, _, forwards in recorder.steps] == [4] * 4 + [8] * 4 + [10] * 2 + [12] * 2 + [16] * 4 + [20] * 4
+    assert recorder.asked == [4, 8, 10, 12, 16, 20]
+    assert every_step.asked == list(range(1, 21))
+
+
+def test_a_checkpoint_due_between_reports_reads_the_losses_first():
+    _, recorder = fit({"epochs": 1, "log_every": 4, "checkpoint_every": 3})
+    assert [c["step"] for c in recorder.checkpoints] == [3, 6, 9]
+    assert [forwards for _, _, forwards in recorder.steps] == [3] * 3 + [4] + [6] * 2 + [8] * 2 + [9] + [10]
+
+
+@pytest.mark.parametrize(("checkpoint_every", "checkpointed"), [(3, []), (2, [2])])
+def test_a_nan_loss_stops_training_before_any_checkpoint_holds_it(checkpoint_every, checkpointed):
+    recorder = Recorder(ToyBatches(nan_from=3))
+    with pytest.raises(TrainingError, match=r"the training loss became nan at step 3; lower the learning rate \(now 0.01\)"):
+        fit({"epochs": 1, "log_every": 5, "checkpoint_every": checkpoint_every}, recorder)
+    assert [c["step"] for c in recorder.checkpoints] == checkpointed
+    assert [s for s, _, _ in recorder.steps] == [1, 2]  # the finite steps before it are reported, then the error
+
+
+def test_a_cancel_stops_at_the_next_report_with_a_checkpoint_and_the_fused_state_resumes_to_the_same_weights(tmp_path):
+    blobs = FileStore(tmp_path / "blobs")
+    config = {"epochs": 2, "log_every": 3}
+    uninterrupted, _ = fit(config)
+    stopped = Recorder(ToyBatches(), stop_at=5, blobs=blobs)
+    with pytest.raises(Cancelled, match="stopped at step 6 of 20"):
+        fit(config, stopped)  # asked at step 3 (no), then at 6: within log_every steps of the request
+    (checkpoint,) = stopped.checkpoints
+    assert checkpoint["step"] == 6 and stopped.optimizers[0].param_groups[0]["fused"] is True
+
+    fresh = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))  # other initial weights: all come from the checkpoint
+    resumed, recorder = fit(config, model=fresh, resume=lambda m, o: load_checkpoint(blobs, checkpoint, m, o))
+    assert [s for s, _, _ in recorder.steps] == list(range(7, 21))
+    expected, got = uninterrupted.state_dict(), resumed.state_dict()
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
