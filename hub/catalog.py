@@ -159,9 +159,10 @@ class Catalog:
         return load_weights(self.hub.blobs, self.info(ref), device=device, dtype=dtype, verify=verify)
 
     def model_spec(self, ref: str | ModelVersion) -> ModelSpec:
-        """What the model takes and gives: its input (kind, shape, value range, example inputs),
-        its head (the output module and how many outputs), the names of its labels, its task and
-        the fine-tuning tasks it fits, as its family knows them from its architecture and config.
+        """What the model takes and gives: its input (kind, shape, value range, ...), its head
+        (the output module and how many outputs), the names of its labels, its task and the
+        fine-tuning tasks it fits, as its family knows them from its architecture and config;
+        ``.example_inputs()`` makes a batch the model accepts.
 
         Args:
             ref: a reference (see :meth:`info`), or a :class:`ModelVersion` already read.

@@ -89,42 +89,6 @@ class Maintenance:
             raise HubNotFoundError(f"no hub at {self.hub.home}: the folder does not exist, so the files of the registry's versions "
                                    f"({self.hub.db.shown_url}) are not here; set HUB_HOME to the hub's folder")
 
-    def check_exists(self, *, registry: bool = True, store: bool = False) -> None:
-        """Make sure there is a hub here to read, creating nothing.
-
-        A read finds nothing in a hub that is not there, and would leave an empty one behind (a
-        SQLite registry, folders) where ``HUB_HOME`` points by mistake; the command line's reads
-        (``list``, ``info``, ``verify``, ``download``, ...) ask this first. Writes that make a hub
-        (:meth:`publish`, :meth:`import_hf`, ``hub demo``, :meth:`upgrade_db`) don't.
-
-        Args:
-            registry: the registry must be there with modelhub's tables (a SQLite registry: its file).
-                A registry outside ``home`` (PostgreSQL) is enough for reads of the registry alone.
-            store: the home folder (blobs, pointers) must be there too.
-
-        Raises:
-            HubNotFoundError: saying what is missing, and how to make a hub or where to point ``HUB_HOME``.
-            RegistryError: the registry can't be reached or read (``DamagedRegistryError``: see :meth:`reindex`).
-        """
-        from hub.errors import HubNotFoundError
-
-        path = self.hub.db.sqlite_path
-        inside = path is not None and path.parent == self.hub.home  # the default: the hub is its folder, registry and all
-        there = self.hub.home.is_dir()
-        where = self.hub.home if inside else f"{self.hub.home} with the registry at {self.hub.db.shown_url}"
-        none_here = HubNotFoundError(f"no hub at {where}: `hub demo` makes one with sample models, or `hub publish` "
-                                     "creates it; set HUB_HOME to use another")
-        if registry and ((path is not None and not path.is_file()) or self.hub.db.schema_revision() is None):
-            if there and next(self.hub.refs.names(), None) is not None:
-                raise HubNotFoundError(f"no registry at {self.hub.db.shown_url}, though the store at {self.hub.home} holds models: "
-                                       "`hub reindex` rebuilds the registry from it")
-            raise none_here
-        if store and not there:
-            if inside:
-                raise none_here
-            raise HubNotFoundError(f"no hub at {self.hub.home}: the folder does not exist, so the files of the registry's versions "
-                                   f"({self.hub.db.shown_url}) are not here; set HUB_HOME to the hub's folder")
-
     def verify(self, ref: str | None = None, *, min_age_seconds: float = settings.GC_MIN_AGE_S) -> VerifyReport:
         """Check stored bytes against manifests: every live version, or just ``ref``.
 
