@@ -86,7 +86,7 @@ def check_files(blobs: BlobStore, version: ModelVersion, paths: Any, *, verify: 
         problem = blobs.problem(entry.sha256, entry.size, check_hash=verify)
         if problem:
             raise IntegrityError(f"{version.ref}: file {path!r}: {problem}; restore it or republish, then run `hub verify`")
-        found[path] = blobs.path(entry.sha256)
+        found[path] = blobs.local_path(entry.sha256)
     return found
 
 
