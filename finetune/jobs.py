@@ -21,8 +21,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 
 from finetune.settings import Timing, stale_after_ms, timing
 from hub.entities import from_millis
-from hub.errors import InvalidArgumentError, JobNotFoundError, JobStateError, RegistryError
+from hub.errors import InvalidArgumentError, JobNotFoundError, JobStateError
 from hub.registry.database import Database
 from hub.registry.store import now_ms
 
@@ -206,17 +205,6 @@ class JobStore:
 
     # --- writes ----------------------------------------------------------------
 
-    @contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        from sqlalchemy.exc import SQLAlchemyError
-
-        self.db.ensure_schema()
-        try:
-            with self.db.engine.begin() as connection:
-                yield connection
-        except SQLAlchemyError as exc:
-            raise RegistryError(f"the registry at {self.db.url} refused a job update: {getattr(exc, 'orig', exc)}; try again") from exc
-
     def _update(self, connection: Any, job_id: str, **values: Any) -> int:
         from sqlalchemy import update
 
@@ -233,7 +221,7 @@ class JobStore:
 
         job_id = f"ftjob-{datetime.now():%Y%m%d}-{secrets.token_hex(4)}"
         stamp = now_ms()
-        with self._transaction() as connection:
+        with self.db.writing() as connection:
             connection.execute(insert(FinetuneJob).values(
                 id=job_id, status="queued", base_ref=base, output=output, task=task, data_json=json.dumps(data),
                 config_json=json.dumps(config), created_by=created_by, created_at_ms=stamp, attempts=0,
@@ -269,7 +257,7 @@ class JobStore:
             sql += " FOR UPDATE SKIP LOCKED"
         from sqlalchemy import text
 
-        with self._transaction() as connection:
+        with self.db.writing() as connection:
             row = connection.execute(text(sql), {"stale": stale, "job": job_id}).first()
             if row is None:
                 return None
@@ -319,7 +307,7 @@ class JobStore:
             values["step"] = step
         if total_steps is not None:
             values["total_steps"] = total_steps
-        with self._transaction() as connection:
+        with self.db.writing() as connection:
             cancel = self._hold(connection, job_id, worker, attempt)
             self._update(connection, job_id, **values)
         return cancel
@@ -342,7 +330,7 @@ class JobStore:
         if not events and not metrics:
             return
         stamp = now_ms()
-        with self._transaction() as connection:
+        with self.db.writing() as connection:
             self._hold(connection, job_id, worker, attempt)
             if step is not None:
                 self._update(connection, job_id, step=step)
@@ -377,7 +365,7 @@ class JobStore:
         Raises:
             ClaimLostError: the claim no longer holds; the job keeps the checkpoint it had.
         """
-        with self._transaction() as connection:
+        with self.db.writing() as connection:
             self._hold(connection, job_id, worker, attempt)
             self._update(connection, job_id, checkpoint_json=json.dumps(checkpoint), step=checkpoint["step"])
 
@@ -418,7 +406,7 @@ class JobStore:
         from sqlalchemy import text
 
         stamp = now_ms()
-        with self._transaction() as connection:
+        with self.db.writing() as connection:
             row = connection.execute(text("SELECT status FROM finetune_jobs WHERE id = :id"), {"id": job_id}).first()
             if row is None:
                 raise JobNotFoundError(f"no fine-tuning job {job_id!r}; `finetune list` shows the jobs there are")
@@ -449,7 +437,7 @@ class JobStore:
         values: dict[str, Any] = {"status": status, "finished_at_ms": stamp, "result_ref": result}
         if error is not None:
             values["error_code"], values["error_message"] = error
-        with self._transaction() as connection:
+        with self.db.writing() as connection:
             self._hold(connection, job_id, worker, attempt)
             self._update(connection, job_id, **values)
             level = "error" if status == "failed" else "info"

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hub.errors import HubError, InvalidArgumentError, storage_error
+from hub.formatting import human_size
 from hub.settings import GC_MIN_AGE_S
 
 __all__ = ["main", "build_parser", "OneLineParser", "add_command", "flag_of", "run_parser", "format_table", "print_json"]
@@ -97,14 +98,6 @@ def run_parser(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
         return 130
 
 
-def _human_size(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return ""
-
-
 def format_table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
@@ -142,7 +135,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("no models" + (" match" if args.search or args.task or args.tag or args.license else " yet; publish one with `hub publish`"))
         return 0
     rows = [[m.name, str(m.latest_version), str(m.num_versions), ",".join(f"{a}={v}" for a, v in m.aliases.items()),
-             m.task or "", _human_size(m.size_bytes), m.updated_at.strftime("%Y-%m-%d %H:%M")] for m in models]
+             m.task or "", human_size(m.size_bytes), m.updated_at.strftime("%Y-%m-%d %H:%M")] for m in models]
     print(format_table(rows, ["NAME", "LATEST", "VERSIONS", "ALIASES", "TASK", "SIZE", "UPDATED"]))
     return 0
 
@@ -155,7 +148,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     fields = [
         ("ref", version.ref), ("aliases", ", ".join(version.aliases) or "-"), ("created", version.created_at.isoformat(timespec="seconds")),
         ("architecture", version.architecture or "-"), ("config", json.dumps(version.config, sort_keys=True)),
-        ("parameters", f"{version.num_parameters:,}"), ("dtype", version.dtype or "-"), ("size", _human_size(version.size_bytes)),
+        ("parameters", f"{version.num_parameters:,}"), ("dtype", version.dtype or "-"), ("size", human_size(version.size_bytes)),
         ("task", version.task or "-"), ("license", version.license or "-"), ("tags", ", ".join(version.tags) or "-"),
         ("metrics", ", ".join(f"{k}={v:g}" for k, v in version.metrics.items()) or "-"), ("parent", version.parent or "-"),
         ("digest", version.digest),
@@ -168,7 +161,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     for entry in version.files:
         view = version.weight_views.get(entry.path)
         shared = f"  (shared: prefix {view['prefix']!r}, {len(view['skip'])} tensors not used)" if view else ""
-        print(f"  {entry.path}  {_human_size(entry.size)}  sha256:{entry.sha256}{shared}")
+        print(f"  {entry.path}  {human_size(entry.size)}  sha256:{entry.sha256}{shared}")
     return 0
 
 
@@ -177,7 +170,7 @@ def cmd_versions(args: argparse.Namespace) -> int:
     if args.json:
         print_json([v.to_dict() for v in versions])
         return 0
-    rows = [[str(v.version), ",".join(v.aliases), v.created_at.strftime("%Y-%m-%d %H:%M"), _human_size(v.size_bytes),
+    rows = [[str(v.version), ",".join(v.aliases), v.created_at.strftime("%Y-%m-%d %H:%M"), human_size(v.size_bytes),
              f"{v.num_parameters:,}", v.dtype or "", v.parent or "", " ".join(f"{k}={m:g}" for k, m in v.metrics.items())] for v in versions]
     print(format_table(rows, ["VERSION", "ALIASES", "CREATED", "SIZE", "PARAMS", "DTYPE", "PARENT", "METRICS"]))
     return 0
@@ -227,7 +220,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
             )
         finally:
             hub.blobs.on_bytes = None
-    print(f"published {version.ref}" + (f" ({', '.join(version.aliases)})" if version.aliases else "") + f"  {_human_size(version.size_bytes)}")
+    print(f"published {version.ref}" + (f" ({', '.join(version.aliases)})" if version.aliases else "") + f"  {human_size(version.size_bytes)}")
     return 0
 
 
@@ -235,7 +228,7 @@ def cmd_import_hf(args: argparse.Namespace) -> int:
     version = _hub().import_hf(args.source, args.name, revision=args.revision, convert_pickle=args.convert_pickle,
                                 auto_class=args.auto_class, aliases=args.alias, task=args.task, license=args.license,
                                 description=args.description)
-    print(f"imported {version.ref}  {version.architecture or 'weights only'}  {_human_size(version.size_bytes)}")
+    print(f"imported {version.ref}  {version.architecture or 'weights only'}  {human_size(version.size_bytes)}")
     return 0
 
 
@@ -285,7 +278,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
     report = _hub().gc(min_age_seconds=args.min_age_seconds, dry_run=args.dry_run)
     for path in report.removed:
         print(("would remove " if args.dry_run else "removed ") + path)
-    print(f"{'would free' if args.dry_run else 'freed'} {_human_size(report.freed_bytes)} in {len(report.removed)} file(s)")
+    print(f"{'would free' if args.dry_run else 'freed'} {human_size(report.freed_bytes)} in {len(report.removed)} file(s)")
     return 0
 
 

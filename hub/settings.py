@@ -16,7 +16,9 @@ from __future__ import annotations
 import getpass
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hub.errors import HubError, InvalidArgumentError
 
@@ -53,8 +55,20 @@ def current_user() -> str:
         return "unknown"
 
 
-def _refuse(variable: str, raw: str, kind: str, default: float, error: type[HubError]) -> HubError:
-    return error(f"{variable}={raw!r} is not a {kind}; set {variable} to one (e.g. {variable}={default:g}) or unset it")
+def _read(variable: str, default: Any, convert: Callable[[str], Any], accept: Callable[[Any], bool], kind: str,
+          error: type[HubError]) -> Any:
+    """``$variable`` converted, ``default`` when it is unset; a value that does not convert or is not accepted
+    raises ``error`` naming the variable, the value and what to set."""
+    raw = os.environ.get(variable)
+    if raw is None:
+        return default
+    try:
+        value = convert(raw)
+    except ValueError:
+        value = None
+    if value is None or not accept(value):
+        raise error(f"{variable}={raw!r} is not a {kind}; set {variable} to one (e.g. {variable}={default:g}) or unset it")
+    return value
 
 
 def as_float(variable: str, default: float, *, positive: bool = True, what: str = "number",
@@ -74,16 +88,8 @@ def as_float(variable: str, default: float, *, positive: bool = True, what: str 
     Raises:
         InvalidArgumentError (or ``error``): not a number, NaN or infinite, or not positive when it must be.
     """
-    raw = os.environ.get(variable)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or (positive and value <= 0):
-        raise _refuse(variable, raw, f"positive {what}" if positive else f"finite {what}", default, error)
-    return value
+    return _read(variable, default, float, lambda value: math.isfinite(value) and (value > 0 or not positive),
+                 f"positive {what}" if positive else f"finite {what}", error)
 
 
 def as_int(variable: str, default: int, *, positive: bool = True, what: str = "whole number",
@@ -103,13 +109,5 @@ def as_int(variable: str, default: int, *, positive: bool = True, what: str = "w
     Raises:
         InvalidArgumentError (or ``error``): not a whole number, or below 1 (0 where ``positive`` is false).
     """
-    raw = os.environ.get(variable)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < (1 if positive else 0):
-        raise _refuse(variable, raw, f"positive {what}" if positive else f"{what} (0 or more)", default, error)
-    return value
+    return _read(variable, default, int, lambda value: value >= (1 if positive else 0),
+                 f"positive {what}" if positive else f"{what} (0 or more)", error)

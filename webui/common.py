@@ -22,12 +22,13 @@ import streamlit as st
 
 import hub
 from hub.errors import InvalidArgumentError, UnsafeFormatError
+from hub.formatting import human_size
 from hub.settings import current_user
 from webui.settings import max_upload_mb
 from webui.uploads import uploads_folder
 
 __all__ = [
-    "MAX_UPLOAD_MB", "the_hub", "human_size", "md", "model_link", "job_link", "status_badge", "card_body",
+    "MAX_UPLOAD_MB", "the_hub", "md", "model_link", "job_link", "status_badge", "card_body",
     "store_upload", "extract_zip", "private_folder", "rename_into_place", "show_error", "query_param", "current_user",
 ]
 
@@ -52,14 +53,6 @@ def query_param(name: str) -> str | None:
     """A page's query parameter (``/model?ref=acme/x:2``), or None."""
     value = st.query_params.get(name)
     return value or None
-
-
-def human_size(size: int | float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return ""
 
 
 def md(text: Any) -> str:

@@ -23,6 +23,8 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -311,6 +313,30 @@ class Database:
             if self._engine is None:
                 self._engine = _create_engine(self.url, self.dialect)
             return self._engine
+
+    @contextmanager
+    def writing(self) -> Iterator[Any]:
+        """A write transaction: the engine's connection, committed when the block ends and rolled back
+        when it raises. Every write to the registry (versions, aliases, fine-tuning jobs) goes through here.
+
+        Raises:
+            sqlalchemy.exc.IntegrityError: a unique key clashed (the caller may retry).
+            HubError: the database failed, by its cause (see :meth:`explain`); where none is known,
+                a :class:`RegistryError` that says to try again.
+        """
+        from sqlalchemy import exc
+
+        self.ensure_schema()
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except exc.IntegrityError:
+            raise
+        except exc.DatabaseError as error:  # by cause: damaged file, no space, read-only; else "try again"
+            problem = self.explain(error, "write")
+            if type(problem) is RegistryError:
+                problem = RegistryError(f"the registry at {self.shown_url} refused the write: {error.orig}; try again")
+            raise problem from error
 
 
 def _set_wal(cursor: sqlite3.Cursor) -> None:

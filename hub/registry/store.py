@@ -379,21 +379,12 @@ class RegistryStore:
 
     @contextmanager
     def _session(self) -> Iterator[Any]:
-        from sqlalchemy import exc
+        """An ORM session in a write transaction of :meth:`Database.writing`."""
         from sqlalchemy.orm import Session
 
-        self.db.ensure_schema()
-        try:
-            with Session(self.db.engine, expire_on_commit=False) as session:
-                with session.begin():
-                    yield session
-        except exc.IntegrityError:
-            raise
-        except exc.DatabaseError as error:  # by cause: damaged file, no space, read-only; else "try again"
-            problem = self.db.explain(error, "write")
-            if type(problem) is RegistryError:
-                problem = RegistryError(f"the registry at {self.db.shown_url} refused the write: {error.orig}; try again")
-            raise problem from error
+        with self.db.writing() as connection, Session(bind=connection, expire_on_commit=False) as session:
+            with session.begin():
+                yield session
 
     def _retrying(self, operation: Callable[[Any], Any]) -> Any:
         """Run ``operation(session)`` in a write transaction, retrying unique-key clashes."""

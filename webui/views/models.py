@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from webui.common import human_size, md, model_link, the_hub
+from hub.formatting import human_size
+from webui.common import md, model_link, the_hub
 
 PAGE_SIZE = 50
 SORTS = {"name": "Name", "updated": "Recently updated", "size": "Size"}
