@@ -9,7 +9,8 @@ A store holds two kinds of things:
   exclusive, held by gc);
 - **keys**, small texts under ``/``-separated names (``refs/<model>/versions/<n>``, the pointers
   and alias history that make a store self-describing): read, written (``exclusive``: never over
-  an existing key), renamed, listed under a prefix, deleted, each with its age.
+  an existing key), renamed, listed under a prefix, deleted, each with its age. A blob is also
+  the key ``blobs/<digest>`` for what gc asks of any leftover (its age, size, location, removal).
 
 :class:`hub.storage.filesystem.FileStore` keeps both in a folder (``blobs/``, ``refs/``). A
 backend that cannot hand out a local file (object storage, a remote hub) returns None from

@@ -277,7 +277,7 @@ class FileStore(BlobStore):
             found += [os.path.relpath(os.path.join(top, name), folder) for name in names]
         return sorted(found)
 
-    def age_seconds(self, key: str | Path, now: float) -> float:
+    def age_seconds(self, key: str, now: float) -> float:
         try:
             return now - (self.root / key).stat().st_mtime
         except FileNotFoundError:
