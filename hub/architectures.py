@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = ["register_architecture", "create", "create_empty", "list_architectures", "get_architecture", "check_config",
-           "ArchitectureSpec", "ENTRY_POINT_GROUP", "add_family", "get_family"]
+           "ArchitectureSpec", "ENTRY_POINT_GROUP", "add_family", "get_family", "load_entry_points"]
 
 ENTRY_POINT_GROUP = "modelhub.architectures"
 Builder = TypeVar("Builder", bound=Callable[..., "nn.Module"])
@@ -76,6 +76,14 @@ def register_architecture(name: str, *, overwrite: bool = False) -> Callable[[Bu
         return builder
 
     return decorator
+
+
+def load_entry_points(group: str) -> list[tuple[str, str, Any]]:
+    """``(name, value, loaded object)`` of each entry point of ``group``, by name: modelhub loads plugins
+    here only (architectures here, ``hub gc``'s collectors for :mod:`hub.gc_roots`)."""
+    from importlib.metadata import entry_points
+
+    return [(entry.name, entry.value, entry.load()) for entry in sorted(entry_points(group=group), key=lambda e: e.name)]
 
 
 def _load_plugins() -> None:

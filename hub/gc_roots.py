@@ -99,10 +99,10 @@ def collectors() -> list[Collector]:
     global _from_entry_points
     with _lock:
         if _from_entry_points is None:
-            from importlib.metadata import entry_points
+            from hub.architectures import load_entry_points
 
-            _from_entry_points = [_checked(entry.load(), f"entry point {entry.name} = {entry.value} ({ENTRY_POINT_GROUP})")
-                                  for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)]
+            _from_entry_points = [_checked(loaded, f"entry point {name} = {value} ({ENTRY_POINT_GROUP})")
+                                  for name, value, loaded in load_entry_points(ENTRY_POINT_GROUP)]
         found = list(_registered)
         return found + [c for c in _from_entry_points if all(c is not r for r in found)]
 
