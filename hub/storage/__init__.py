@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hub.storage.base import CHUNK_SIZE, BlobStore
+from hub.storage.base import BlobStore
 from hub.storage.filesystem import FileStore
 from hub.storage.writing import sha256_file
 
-__all__ = ["BlobStore", "CHUNK_SIZE", "FileStore", "open_store", "sha256_file"]
+__all__ = ["BlobStore", "FileStore", "open_store", "sha256_file"]
 
 
 def open_store(home: Path) -> BlobStore:
