@@ -4,11 +4,12 @@ Per optimizer step: set the learning rate; forward and backward over the
 micro-batches that make one step; clip; step; zero the gradients. Every
 ``log_every`` steps and at each epoch's end: read the losses of the steps since
 the last report (one device synchronisation), refuse a loss that is not a
-number, report each step, and ask whether to stop. At each epoch's end: evaluate
-and decide on early stopping. Every ``checkpoint_every`` steps (the losses are
-read first, so no checkpoint holds weights trained on a NaN), and when asked to
-stop: checkpoint. Reporting, checkpoints and cancellation are callbacks, so the
-loop knows nothing of jobs.
+number, and report each step. Whether to stop is asked every step (a callback;
+every ``log_every`` steps under data parallelism, where asking is a collective).
+At each epoch's end: evaluate and decide on early stopping. Every
+``checkpoint_every`` steps, and when asked to stop: checkpoint (the losses are
+read first, so no checkpoint holds weights trained on a NaN). Reporting,
+checkpoints and cancellation are callbacks, so the loop knows nothing of jobs.
 
 AdamW is torch's fused kernel wherever torch has one for the parameters' device
 and dtype (:func:`adamw_kernel`): on CPU it is ~6x faster a step than ``foreach``.
@@ -59,7 +60,7 @@ class Callbacks:
     def on_checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainingState) -> None: ...
 
     def should_stop(self) -> bool:
-        """True to stop now (cancel); asked at each report, every ``log_every`` steps."""
+        """True to stop now (cancel); asked after every step (every ``log_every`` steps under data parallelism): keep it cheap."""
         return False
 
 
@@ -195,16 +196,18 @@ def train(
         state.step += 1
         unreported.append(_Step(state.step, step_loss, lr, len(rows) * world_size))
 
-        # 4. Report every log_every steps, at an epoch's end and before a checkpoint: the losses are read
-        #    there (one device synchronisation), not every step; then ask whether to stop (same steps on every process).
+        # 4. Ask whether to stop: every step in one process (a callback, no device synchronisation), every
+        #    log_every steps under several (they agree through a collective, on the same steps). Report every
+        #    log_every steps, at an epoch's end and before a checkpoint: the losses are read there, in one
+        #    device synchronisation, not every step.
         epoch_end = state.step % per_epoch == 0
         report = epoch_end or state.step % config.log_every == 0
+        stop = (report or not distributed) and _agree(callbacks.should_stop(), distributed, batches.device)
         due = bool((config.checkpoint_every and state.step % config.checkpoint_every == 0) or (
             config.checkpoint_seconds and time.perf_counter() - last_checkpoint >= config.checkpoint_seconds))
-        if report or due:
+        if report or due or stop:
             _report(unreported, callbacks, per_epoch, time.perf_counter() - window_started, learning_rate)
             unreported = []
-        stop = report and _agree(callbacks.should_stop(), distributed, batches.device)
 
         # 5. At an epoch's end: evaluate, and stop early when the validation loss stopped improving.
         if epoch_end:
@@ -225,7 +228,7 @@ def train(
             last_checkpoint = time.perf_counter()
         if stop:
             raise Cancelled(f"stopped at step {state.step} of {total_steps}")
-        if report or due:
+        if not unreported:
             window_started = time.perf_counter()  # throughput counts training only, not evaluations and checkpoints
 
     return TrainResult(state.step, total_steps, metrics, state.stopped_early, time.perf_counter() - started)

@@ -1,5 +1,5 @@
 """The training loop (finetune/train.py) on a toy classifier: which AdamW kernel it builds, when it
-reads the loss and asks whether to stop (every ``log_every`` steps), that a NaN loss is never
+reads the loss (every ``log_every`` steps) and asks whether to stop, that a NaN loss is never
 checkpointed, and that a checkpoint of the fused optimizer resumes to the same weights."""
 
 from __future__ import annotations
@@ -108,15 +108,24 @@ def test_adamw_is_fused_where_torch_has_a_fused_kernel_for_the_device_and_dtype(
     assert recorder.optimizers[0].param_groups[0]["fused"] is True  # what the loop builds on CPU
 
 
-def test_the_loss_is_read_and_the_stop_asked_every_log_every_steps_and_at_each_epoch_s_end():
+def test_the_loss_is_read_every_log_every_steps_and_at_each_epoch_s_end_and_the_stop_asked_every_step():
     _, every_step = fit({"epochs": 2, "log_every": 1})
     _, recorder = fit({"epochs": 2, "log_every": 4})
     # Every step is still reported, in order, with the same loss; but only at steps 4, 8, 10 (the epoch's end), 12, 16, 20
     assert [(s, loss) for s, loss, _ in recorder.steps] == [(s, loss) for s, loss, _ in every_step.steps]
     assert [s for s, _, _ in recorder.steps] == list(range(1, 21))
     assert [forwards for _, _, forwards in recorder.steps] == [4] * 4 + [8] * 4 + [10] * 2 + [12] * 2 + [16] * 4 + [20] * 4
-    assert recorder.asked == [4, 8, 10, 12, 16, 20]
-    assert every_step.asked == list(range(1, 21))
+    assert recorder.asked == list(range(1, 21))  # asking costs no device synchronisation in one process
+
+
+def test_under_data_parallelism_the_stop_is_asked_at_the_reports_only(tmp_path):
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'group'}", rank=0, world_size=1)
+    try:
+        _, recorder = fit({"epochs": 2, "log_every": 4})
+    finally:
+        torch.distributed.destroy_process_group()
+    assert recorder.asked == [4, 8, 10, 12, 16, 20]  # a collective each time, on the same steps in every process
+    assert [s for s, _, _ in recorder.steps] == list(range(1, 21))
 
 
 def test_a_checkpoint_due_between_reports_reads_the_losses_first():
@@ -134,15 +143,16 @@ def test_a_nan_loss_stops_training_before_any_checkpoint_holds_it(checkpoint_eve
     assert [s for s, _, _ in recorder.steps] == [1, 2]  # the finite steps before it are reported, then the error
 
 
-def test_a_cancel_stops_at_the_next_report_with_a_checkpoint_and_the_fused_state_resumes_to_the_same_weights(tmp_path):
+def test_a_cancel_stops_at_once_with_a_checkpoint_and_the_fused_state_resumes_to_the_same_weights(tmp_path):
     blobs = FileStore(tmp_path / "blobs")
-    config = {"epochs": 2, "log_every": 3}
+    config = {"epochs": 2, "log_every": 4}
     uninterrupted, _ = fit(config)
-    stopped = Recorder(ToyBatches(), stop_at=5, blobs=blobs)
+    stopped = Recorder(ToyBatches(), stop_at=6, blobs=blobs)
     with pytest.raises(Cancelled, match="stopped at step 6 of 20"):
-        fit(config, stopped)  # asked at step 3 (no), then at 6: within log_every steps of the request
+        fit(config, stopped)
     (checkpoint,) = stopped.checkpoints
     assert checkpoint["step"] == 6 and stopped.optimizers[0].param_groups[0]["fused"] is True
+    assert [(s, forwards) for s, _, forwards in stopped.steps] == [(1, 4), (2, 4), (3, 4), (4, 4), (5, 6), (6, 6)]  # read first
 
     fresh = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))  # other initial weights: all come from the checkpoint
     resumed, recorder = fit(config, model=fresh, resume=lambda m, o: load_checkpoint(blobs, checkpoint, m, o))
