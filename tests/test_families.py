@@ -110,6 +110,7 @@ def test_spec_names_the_input_the_head_and_the_labels(case):
     version = hub.publish(model, f"families/{name}", input=input_record)
     spec = hub.model_spec(version.ref)
     assert spec.family == name and spec.architecture == name
+    assert json.loads(json.dumps(spec.to_dict()))["input"]["kind"] == spec.input.kind
     assert spec.input.kind in ("numbers", "image", "text")
     assert spec.input.kind == "text" or len(spec.input.shape) >= 1
     if name != PLAIN:  # a built-in family knows its head from the config alone

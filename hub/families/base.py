@@ -74,6 +74,10 @@ class ModelSpec(_Record):
     finetune_tasks: tuple[str, ...] = ()
     vocab_size: int | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serializable dict, the input's facts as a dict."""
+        return {**super().to_dict(), "input": self.input.to_dict()}
+
     @property
     def takes_text(self) -> bool:
         """Whether the model's input is text (token ids from a tokenizer)."""
@@ -165,12 +169,14 @@ class ModelFamily:
         name: the architecture name the family is registered under.
         full_learning_rate: ``(rate, why)``: fine-tuning's default learning rate for training all
             the weights, and the reason a job's events give for it.
+        finetune_tasks: the ``finetune`` tasks its models can be fine-tuned for; none by default.
         example_config: a tiny config, for tests that build every registered family; None when
             the family has none.
     """
 
     name: str = ""
     full_learning_rate: tuple[float, str] = (1e-3, "the default for training all the weights of a model")
+    finetune_tasks: tuple[str, ...] = ()
     example_config: dict[str, Any] | None = None
 
     def check_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -217,7 +223,8 @@ class ModelFamily:
         """
         labels = labels_of(config.get("id2label"))
         return ModelSpec(self.name, architecture, self.input_of(config, files), labels=labels,
-                         head_size=len(labels) if labels else None, task=task or ("classification" if labels else None))
+                         head_size=len(labels) if labels else None, task=task or ("classification" if labels else None),
+                         finetune_tasks=self.finetune_tasks)
 
     def head_module(self, module: nn.Module) -> str | None:
         """The name of ``module``'s output module: by default its last linear layer; None without one."""
