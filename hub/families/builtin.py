@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 __all__ = ["MLPFamily", "ConvNetFamily", "BUILTIN_FAMILIES"]
 
 _LEARNING_RATE = (1e-3, "the default for training all the weights of an mlp or convnet")
-_TASKS = ("classification", "regression", "continue")
 
 
 class _ClassifierFamily(BuilderFamily):
@@ -28,6 +27,7 @@ class _ClassifierFamily(BuilderFamily):
 
     size_key: str = ""
     full_learning_rate = _LEARNING_RATE
+    finetune_tasks = ("classification", "regression", "continue")
 
     def __init__(self) -> None:  # the builder is looked up when it is needed (it imports torch)
         pass
@@ -55,7 +55,7 @@ class _ClassifierFamily(BuilderFamily):
             head = None
         return ModelSpec(self.name, architecture, self.input_of(config, files), head=head,
                          head_size=size if isinstance(size, int) else None, labels=labels,
-                         task=task or ("classification" if labels else None), finetune_tasks=_TASKS)
+                         task=task or ("classification" if labels else None), finetune_tasks=self.finetune_tasks)
 
     def with_head(self, config: Mapping[str, Any], *, task: str, labels: Sequence[str] | None = None,
                   num_outputs: int | None = None) -> tuple[str, dict[str, Any]]:

@@ -130,6 +130,7 @@ class TransformersFamily(BuilderFamily):
 
     name = "transformers"
     full_learning_rate = (5e-5, "the default for training all the weights of a transformers model")
+    finetune_tasks = ("text-classification", "continue")
     example_config = {"auto_class": SEQUENCE_CLASSIFIER,
                       "hf_config": {**TINY_BERT, "architectures": ["BertForSequenceClassification"],
                                     "id2label": {"0": "negative", "1": "positive"}, "label2id": {"negative": 0, "positive": 1}}}
@@ -199,7 +200,7 @@ class TransformersFamily(BuilderFamily):
             size = len(labels) if labels else hf.get("num_labels")
         vocab = hf.get("vocab_size")
         return ModelSpec(self.name, architecture, self.input_of(config, files), head=head, head_size=size, labels=labels,
-                         task=TASKS.get(auto_class) or task, finetune_tasks=("text-classification", "continue"),
+                         task=TASKS.get(auto_class) or task, finetune_tasks=self.finetune_tasks,
                          vocab_size=vocab if isinstance(vocab, int) else None)
 
     def head_module(self, module: nn.Module) -> str | None:
