@@ -73,7 +73,7 @@ class JobRequest:
         except ConfigError:
             raise
         except (ValueError, TypeError, KeyError) as exc:
-            raise ConfigError(f"{JOB_REQUEST_VARIABLE} does not hold a job request ({exc}); "
+            raise ConfigError(f"{JOB_REQUEST_VARIABLE} does not hold a job request ({type(exc).__name__}: {exc}); "
                               "start data-parallel runs with `finetune run --nproc N`") from None
 
 
