@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from finetune.config import TASKS
 from hub.cli import OneLineParser, add_command, flag_of, format_table, print_json, run_parser
 
 __all__ = ["main", "build_parser"]
@@ -217,7 +218,7 @@ def _add_job_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("base", help="model to start from: name, name:VERSION or name@ALIAS")
     sub.add_argument("data", help="training data: .csv, .jsonl, .parquet, .npz, .safetensors or a folder of class folders of images")
     sub.add_argument("--output", "-o", required=True, help="name to publish the result under (its next version)")
-    sub.add_argument("--task", default="classification", choices=["classification", "regression", "text-classification", "continue"])
+    sub.add_argument("--task", default="classification", choices=TASKS)
     sub.add_argument("--validation", help="a validation file (default: hold out --validation-fraction of the rows)")
     sub.add_argument("--config", help="a YAML or JSON file of settings (flags override it)")
     for name, kind in CONFIG_FLAGS.items():
