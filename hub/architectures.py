@@ -83,7 +83,8 @@ def load_entry_points(group: str) -> list[tuple[str, str, Any]]:
     here only (architectures here, ``hub gc``'s collectors for :mod:`hub.gc_roots`)."""
     from importlib.metadata import entry_points
 
-    return [(entry.name, entry.value, entry.load()) for entry in sorted(entry_points(group=group), key=lambda e: e.name)]
+    found = sorted(entry_points(group=group), key=lambda entry: entry.name)
+    return [(entry.name, getattr(entry, "value", entry.name), entry.load()) for entry in found]
 
 
 def _load_plugins() -> None:
@@ -92,20 +93,17 @@ def _load_plugins() -> None:
         if _loaded:
             return
         _loaded = True
-        from importlib.metadata import entry_points
-
         from hub.families.builtin import BUILTIN_FAMILIES
 
         for family in BUILTIN_FAMILIES:
             _builders.setdefault(family.name, family)
-        for entry in entry_points(group=ENTRY_POINT_GROUP):
-            target = entry.load()
-            if entry.name in _builders:
+        for name, _, target in load_entry_points(ENTRY_POINT_GROUP):
+            if name in _builders:
                 continue
             if isinstance(target, ModelFamily):
-                _builders[entry.name] = target
+                _builders[name] = target
             elif callable(target) and not inspect.ismodule(target):
-                _builders[entry.name] = BuilderFamily(entry.name, target)
+                _builders[name] = BuilderFamily(name, target)
 
 
 def list_architectures() -> list[str]:
