@@ -54,14 +54,16 @@ WORKER = "modelhub-sample"  # who ran the sample's job, instead of this machine'
 
 
 def library_versions() -> dict[str, str]:
-    """What decides the sample's exact bytes: the libraries that train it and the platform."""
+    """What decides the sample's exact bytes: the libraries that train it and the platform, down to the
+    CPU kernels torch picks (a convolution on AVX2 and on AVX-512 rounds differently)."""
     import platform
 
     import numpy
     import sklearn
 
     return {"torch": torch.__version__, "numpy": numpy.__version__, "scikit-learn": sklearn.__version__,
-            "python": platform.python_version(), "machine": platform.machine()}
+            "python": platform.python_version(), "machine": platform.machine(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def recorded_versions() -> dict[str, str]:
