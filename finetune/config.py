@@ -90,6 +90,10 @@ class FinetuneConfig:
             With both 0, only a cancel saves one.
         log_every: read the training loss (a device synchronisation) and check for a cancel every this
             many steps, and at each epoch's end; every step's loss is still recorded.
+        group_by_length: text tasks: make each batch of rows of similar length, so a batch padded to
+            its longest row carries little padding (transformers' ``group_by_length``): the epoch's
+            shuffled rows are sorted by length within groups of up to 50 steps' rows, cut into
+            batches, and the batches shuffled. False keeps plain shuffled batches.
         label_column, text_column, feature_columns: which table columns are what.
         max_length: longest token sequence for text tasks.
         device: ``auto`` (cuda, then mps, then cpu) or an explicit device.
@@ -117,6 +121,7 @@ class FinetuneConfig:
     checkpoint_every: int = 0
     checkpoint_seconds: float = 60.0
     log_every: int = 10
+    group_by_length: bool = True
     label_column: str = "label"
     text_column: str | None = None
     feature_columns: list[str] | None = None
@@ -154,6 +159,9 @@ class FinetuneConfig:
         if not (_finite(self.lora_alpha) and self.lora_alpha > 0) or not (_finite(self.lora_dropout) and 0 <= self.lora_dropout < 1):
             raise ConfigError(f"lora_alpha must be positive and lora_dropout in [0, 1), got {self.lora_alpha!r}, {self.lora_dropout!r}").about(
                 "lora_alpha", "lora_dropout")
+        for name in ("bf16", "lora_merge", "group_by_length"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}").about(name)
         if self.lora_targets is not None and not (isinstance(self.lora_targets, list) and self.lora_targets
                                                   and all(isinstance(name, str) and name for name in self.lora_targets)):
             raise ConfigError(f"lora_targets must be a non-empty list of module names (or None for every linear and "

@@ -221,6 +221,13 @@ class Batches:
     def __init__(self, plan: TaskPlan, device: torch.device, tokenizer: Any = None, max_length: int = 128) -> None:
         self.plan, self.device, self.tokenizer, self.max_length = plan, device, tokenizer, max_length
 
+    def lengths(self, dataset: Any) -> list[int] | None:
+        """Each row's length in tokens (truncated at ``max_length``) for a text task, else None."""
+        if self.plan.kind != "text-classification":
+            return None
+        encoded = self.tokenizer(list(dataset.inputs), truncation=True, max_length=self.max_length)
+        return [len(ids) for ids in encoded["input_ids"]]
+
     def inputs(self, dataset: Any, indices: torch.Tensor) -> Any:
         if self.plan.kind == "text-classification":
             texts = [dataset.inputs[i] for i in indices.tolist()]

@@ -14,7 +14,8 @@ checkpoints and cancellation are callbacks, so the loop knows nothing of jobs.
 AdamW is torch's fused kernel wherever torch has one for the parameters' device
 and dtype (:func:`adamw_kernel`): on CPU it is ~6x faster a step than ``foreach``.
 
-Data order is a pure function of the seed and the epoch, and the RNG state is in
+Data order is a pure function of the seed, the epoch and (text, ``group_by_length``)
+the rows' lengths, and the RNG state is in
 every checkpoint, so a run resumed from a checkpoint ends with the same weights as
 one that was never interrupted.
 """
@@ -108,10 +109,22 @@ def adamw_kernel(parameters: Iterable[torch.Tensor]) -> dict[str, bool]:
     return {"fused": True} if fused else {"foreach": True}
 
 
-def _epoch_order(rows: int, epoch: int, seed: int, rank: int, world_size: int) -> torch.Tensor:
-    """The epoch's shuffled row order, this process's share of it."""
+def _epoch_order(rows: int, epoch: int, seed: int, rank: int, world_size: int, *, lengths: torch.Tensor | None = None,
+                 step_rows: int = 1) -> torch.Tensor:
+    """The epoch's shuffled row order, this process's share of it.
+
+    With ``lengths``, rows of similar length go together, as transformers' ``LengthGroupedSampler``
+    does: the shuffled rows are sorted longest first within groups of up to 50 steps' rows
+    (``step_rows`` each, every process's share included), cut into steps, and the steps shuffled.
+    """
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(rows, generator=generator)
+    if lengths is not None:
+        group = step_rows * max(1, min(rows // (step_rows * 4), 50))
+        order = torch.cat([chunk[torch.argsort(lengths[chunk], descending=True, stable=True)] for chunk in order.split(group)])
+        steps = list(order.split(step_rows))
+        last = [steps.pop()] if len(steps[-1]) < step_rows else []  # a short last step stays last
+        order = torch.cat([steps[i] for i in torch.randperm(len(steps), generator=generator).tolist()] + last)
     return order[rank::world_size]
 
 
@@ -164,12 +177,16 @@ def train(
     unreported: list[_Step] = []
     _train_mode(model)
 
+    lengths = batches.lengths(train_set) if config.group_by_length else None
+    lengths = torch.as_tensor(lengths) if lengths is not None else None
+    step_rows = config.grad_accum_steps * config.batch_size * world_size
     order, order_epoch = None, -1
     while state.step < total_steps and not state.stopped_early:
         # 1. Where we are: this step's rows and its learning rate.
         epoch, position = divmod(state.step, per_epoch)
         if epoch != order_epoch:
-            order, order_epoch = _epoch_order(len(train_set), epoch, config.seed, rank, world_size), epoch
+            order, order_epoch = _epoch_order(len(train_set), epoch, config.seed, rank, world_size, lengths=lengths,
+                                              step_rows=step_rows), epoch
         first = position * config.grad_accum_steps * config.batch_size
         rows = order[first : first + config.grad_accum_steps * config.batch_size]
         lr = learning_rate_at(state.step, total_steps, learning_rate, config)

@@ -41,6 +41,9 @@ class ToyBatches:
         self.device, self.plan = torch.device("cpu"), SimpleNamespace(kind="classification")
         self.forwards, self.nan_from = 0, nan_from
 
+    def lengths(self, dataset: Rows) -> None:  # rows of numbers: no lengths to group by
+        return None
+
     def inputs(self, dataset: Rows, indices: torch.Tensor) -> torch.Tensor:
         return dataset.inputs[indices]
 
@@ -159,3 +162,42 @@ def test_a_cancel_stops_at_once_with_a_checkpoint_and_the_fused_state_resumes_to
     assert [s for s, _, _ in recorder.steps] == list(range(7, 21))
     expected, got = uninterrupted.state_dict(), resumed.state_dict()
     assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+
+def _padded(order: torch.Tensor, lengths: torch.Tensor, batch: int) -> int:
+    """Tokens in the batches of ``order``, each padded to its longest row."""
+    return sum(int(lengths[rows].max()) * len(rows) for rows in order.split(batch))
+
+
+def test_grouping_by_length_keeps_every_row_once_and_pads_far_less():
+    from finetune.train import _epoch_order
+
+    lengths = torch.randint(4, 64, (1601,), generator=torch.Generator().manual_seed(1))
+    grouped = _epoch_order(1601, 0, 0, 0, 1, lengths=lengths, step_rows=32)
+    plain = _epoch_order(1601, 0, 0, 0, 1)
+    assert sorted(grouped.tolist()) == list(range(1601))
+    assert _padded(grouped, lengths, 32) < 0.75 * _padded(plain, lengths, 32)
+    assert torch.equal(grouped, _epoch_order(1601, 0, 0, 0, 1, lengths=lengths, step_rows=32))  # resumable: a function of seed and epoch
+    assert not torch.equal(grouped, _epoch_order(1601, 1, 0, 0, 1, lengths=lengths, step_rows=32))
+    first_steps = [int(lengths[rows].max()) for rows in grouped.split(32)][:10]
+    assert first_steps != sorted(first_steps, reverse=True)  # the batches are shuffled, not longest first
+
+
+def test_grouped_rows_are_shared_between_processes_step_by_step():
+    from finetune.train import _epoch_order
+
+    lengths = torch.randint(4, 64, (4000,), generator=torch.Generator().manual_seed(2))
+    shares = [_epoch_order(4000, 0, 3, rank, 2, lengths=lengths, step_rows=64) for rank in range(2)]
+    assert sorted(torch.cat(shares).tolist()) == list(range(4000))
+    spreads = []
+    for step in range(len(shares[0]) // 32):  # a step's rows on each process come from the same length group
+        both = torch.cat([share[step * 32:(step + 1) * 32] for share in shares])
+        spreads.append(int(lengths[both].max()) - int(lengths[both].min()))
+    assert sorted(spreads)[len(spreads) // 2] < 8 and max(spreads) < 40  # lengths span 4-63; shuffled steps span ~55
+
+
+def test_group_by_length_must_be_true_or_false():
+    from hub.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="group_by_length must be true or false"):
+        FinetuneConfig(group_by_length="yes").validate()
