@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.entities import FileEntry, ModelVersion
-from hub.errors import ArchitectureNotFoundError, IntegrityError, ModelNotFoundError, UnsafeFormatError
+from hub.families import known_family
+from hub.errors import IntegrityError, ModelNotFoundError, UnsafeFormatError
 from hub.manifest import Manifest, check_relative_path
 from hub.reference import folder_name
 
@@ -20,19 +21,6 @@ if TYPE_CHECKING:
     from hub.api import Hub
 
 __all__ = ["Files"]
-
-
-def _family_files(version: ModelVersion) -> dict[str, bytes]:
-    """Files the version's family adds to a download (a transformers model's ``config.json``); none for an
-    architecture not known here."""
-    from hub.families import family_for
-
-    if version.architecture is None:
-        return {}
-    try:
-        return family_for(version.architecture).download_files(version)
-    except ArchitectureNotFoundError:
-        return {}
 
 
 class Files:
@@ -138,7 +126,7 @@ class Files:
             files = tuple(sorted([*entries, merged], key=lambda e: e.path))
             manifest = replace(record, files=files, weights=(WEIGHTS_FILE,), weight_views={}).to_json()
         stored = {e.path for e in version.files}
-        for path, data in {**_family_files(version), MANIFEST_FILE: manifest}.items():
+        for path, data in {**known_family(version.architecture).download_files(version), MANIFEST_FILE: manifest}.items():
             if path not in stored or path == MANIFEST_FILE:
                 destination = target / check_relative_path(path)
                 destination.parent.mkdir(parents=True, exist_ok=True)

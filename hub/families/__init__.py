@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from hub.entities import ModelVersion
 
 __all__ = ["ModelFamily", "ModelSpec", "BuilderFamily", "register_family", "family_for", "list_families", "model_spec_of",
-           "inferred_input", "input_spec_of"]
+           "known_family", "inferred_input", "input_spec_of"]
 
 _NO_FAMILY = ModelFamily()  # describes a version whose architecture is unknown here: what its config says
 
@@ -69,7 +69,7 @@ def list_families() -> list[ModelFamily]:
     return [family_for(name) for name in list_architectures()]
 
 
-def _known_family(architecture: str | None) -> ModelFamily:
+def known_family(architecture: str | None) -> ModelFamily:
     """The family of ``architecture``, or one that knows nothing for none or an unknown one (a
     version published with a package that is not installed here is still described)."""
     from hub.architectures import list_architectures
@@ -81,7 +81,7 @@ def _known_family(architecture: str | None) -> ModelFamily:
 
 def inferred_input(architecture: str | None, config: Mapping[str, Any], files: Sequence[str] = ()) -> InputSpec:
     """What the family of ``architecture`` says of the input of a model built from ``config``."""
-    return _known_family(architecture).input_of(config, files)
+    return known_family(architecture).input_of(config, files)
 
 
 def input_spec_of(version: ModelVersion) -> InputSpec:
@@ -96,6 +96,6 @@ def model_spec_of(version: ModelVersion) -> ModelSpec:
     A version without an architecture, or with one not registered here, gets a spec with what
     its config and metadata say (``family`` is ``""``).
     """
-    family = _known_family(version.architecture)
+    family = known_family(version.architecture)
     spec = family.spec(version.architecture, version.config, files=[f.path for f in version.files], task=version.task)
     return replace(spec, input=input_spec_of(version))
