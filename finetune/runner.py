@@ -381,15 +381,12 @@ def _train(hub: Any, job: Job, reporter: Any, device: torch.device | None = None
     return checked, model, result, learning_rate
 
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
-                   "merges.txt", "added_tokens.json", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
-
-
 def _tokenizer_files(hub: Any, checked: CheckedJob) -> dict[str, Path]:
-    """The base's tokenizer files, to travel with a text model (same blobs: no bytes added)."""
-    if checked.plan.kind != "text-classification":
-        return {}
-    return {f.path: hub.blobs.path(f.sha256) for f in checked.base.files if f.path in TOKENIZER_FILES}
+    """The base's files its family says a fine-tune carries (a tokenizer), to travel with the result (same blobs: no bytes added)."""
+    from hub.families import known_family
+
+    base = checked.base
+    return {path: hub.blobs.local_path(base.file(path).sha256) for path in known_family(base.architecture).carried_files(base)}
 
 
 def _output_input(checked: CheckedJob) -> dict[str, Any] | None:

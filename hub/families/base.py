@@ -253,6 +253,10 @@ class ModelFamily:
         """Files a download or export of ``version`` carries that it may not store, by path; none by default."""
         return {}
 
+    def carried_files(self, version: ModelVersion) -> list[str]:
+        """Paths of ``version``'s files that a model fine-tuned from it takes along (its tokenizer); none by default."""
+        return []
+
 
 class BuilderFamily(ModelFamily):
     """The family of a builder function, ``fn(**config) -> nn.Module``: the config is checked

@@ -25,6 +25,10 @@ from hub.errors import ArchitectureError, UnsafeFormatError
 from hub.families.base import BuilderFamily, ModelSpec, labels_of
 from hub.input_facts import TOKENIZER_FILES, InputSpec
 
+# Every file a tokenizer may be saved as (``save_pretrained``), carried by the models fine-tuned from one.
+CARRIED_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
+                           "merges.txt", "added_tokens.json", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -230,6 +234,10 @@ class TransformersFamily(BuilderFamily):
         hf.problem_type = "single_label_classification"
         hf.architectures = [transformers.AutoModelForSequenceClassification._model_mapping[type(hf)].__name__]
         return self.name, {"auto_class": SEQUENCE_CLASSIFIER, "hf_config": hf.to_dict()}
+
+    def carried_files(self, version: ModelVersion) -> list[str]:
+        """The tokenizer's files: a fine-tune of a text model reads text the same way."""
+        return [entry.path for entry in version.files if entry.path in CARRIED_TOKENIZER_FILES]
 
     def download_files(self, version: ModelVersion) -> dict[str, bytes]:
         """``config.json`` from the version's ``hf_config``, when the version stores none."""
