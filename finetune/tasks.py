@@ -254,10 +254,12 @@ class Batches:
 def evaluate(model: nn.Module, batches: Batches, dataset: Any, batch_size: int) -> dict[str, float]:
     """Validation metrics: loss and accuracy and macro F1 (classification) or MSE and MAE (regression).
 
-    Leaves the model in eval mode."""
+    Text rows are batched by length (the metrics do not depend on the order), so little of a
+    batch is padding. Leaves the model in eval mode."""
     model.eval()
     losses, predictions, targets = [], [], []
-    order = torch.arange(len(dataset))
+    lengths = batches.lengths(dataset)
+    order = torch.argsort(torch.as_tensor(lengths), stable=True) if lengths else torch.arange(len(dataset))
     for start in range(0, len(dataset), batch_size):
         indices = order[start : start + batch_size]
         outputs = batches.forward(model, batches.inputs(dataset, indices)).float()
