@@ -166,7 +166,7 @@ class TransformersFamily(BuilderFamily):
         if not prefix or not state:
             return state
         has_prefix = any(name.startswith(under) for name in state)
-        wants_prefix = any(name.startswith(under) for name in module.state_dict())
+        wants_prefix = prefix in module._modules  # a model with a head holds its base under the prefix (no state_dict walk)
         if has_prefix and not wants_prefix:
             return {name[len(under):]: value for name, value in state.items() if name.startswith(under)}
         if wants_prefix and not has_prefix:
