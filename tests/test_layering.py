@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.one_backend  # the source alone: no registry involved
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("hub", "finetune", "webui")
 # Where Hugging Face's transformers may be named: its family, and the import of Hugging Face folders.
