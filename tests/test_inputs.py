@@ -17,6 +17,8 @@ import finetune
 import hub
 from hub.inputs import InputSpec
 
+pytestmark = pytest.mark.one_backend  # a version's input facts: parsing and checking
+
 DIGITS_INPUT = {"kind": "image", "value_range": [0, 16], "background": 0}
 IRIS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 

@@ -14,6 +14,8 @@ from hub import UnsafeFormatError
 from hub.manifest import Manifest
 from hub.safetensors_io import read_header
 
+pytestmark = pytest.mark.one_backend  # which tensors a version shares with its parent: a store matter
+
 
 def blob_bytes(home) -> int:
     return sum(p.stat().st_size for p in (home / "blobs").iterdir())

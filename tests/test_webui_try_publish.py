@@ -23,6 +23,8 @@ import hub
 from conftest import Upload
 from webui.common import md
 
+pytestmark = pytest.mark.one_backend  # the Try it and Publish pages' handling of inputs and uploads
+
 ROOT = Path(__file__).resolve().parent.parent
 TRY_IT = str(ROOT / "webui/views/try_it.py")
 PUBLISH = str(ROOT / "webui/views/publish.py")
