@@ -151,9 +151,11 @@ class RefStore:
             self.store.write_text(marker, "")
 
     def names(self) -> Iterator[str]:
-        """Every model name that has a versions folder."""
+        """Every model name with an entry (a pointer, a deletion marker or a reservation) under its
+        versions folder: an emptied folder, such as a killed publish's whose reservation gc removed,
+        names no model, as on an object store, where empty folders do not exist."""
         for folder in self.store.list(ROOT):
-            if not folder.startswith(".") and "versions" in self.store.list(f"{ROOT}/{folder}"):
+            if not folder.startswith(".") and self.store.list(f"{ROOT}/{folder}/versions"):
                 yield name_from_folder(folder)
 
     def versions(self, name: str) -> Iterator[tuple[int, str | None]]:

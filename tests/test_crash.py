@@ -404,12 +404,13 @@ POINTED = "crash/pointed"
     ("when", "method", "args"),
     [
         ("after", "reserve_version", ["publish", "{file}", POINTED]),  # pointer written, registry row not committed
+        ("after", "reserve_version", ["publish", "{file}", "crash/fresh"]),  # the same, for a model's first version
         ("before", "set_alias", ["publish", "{file}", POINTED, "--alias", "prod"]),  # committed, alias pointer not moved
         ("before", "set_alias", ["tag", f"{POINTED}:2", "prod"]),  # alias moved in the registry only
         ("before", "set_alias", ["untag", POINTED, "canary"]),  # alias removed in the registry only
         ("before", "mark_deleted", ["delete", f"{POINTED}:1"]),  # deleted in the registry only
     ],
-    ids=["publish-uncommitted", "publish-alias", "tag", "untag", "delete"],
+    ids=["publish-uncommitted", "first-publish-uncommitted", "publish-alias", "tag", "untag", "delete"],
 )
 def test_a_kill_between_the_registry_and_the_pointer_files_is_repaired_by_gc(hub_home, tmp_path, when, method, args):
     """``refs/`` must rebuild the registry (``hub reindex``); a process killed between its registry
