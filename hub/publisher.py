@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from hub import settings
@@ -163,42 +164,85 @@ class Publisher:
         with self._publishing():
             # 2. Store the bytes (content-addressed: unchanged weights add nothing).
             entries, weights, views = self._store_files(prepared, card_bytes, parent_version if share_weights else None)
-            user = settings.current_user()
+            draft = Manifest(
+                name=name, version=1, created_at_ms=0, files=entries, weights=weights, architecture=architecture,
+                config=config or {}, dtype=dtype, num_parameters=num_parameters, task=task, license=license, tags=tag_tuple,
+                description=description, metrics=metric_values, metadata=metadata_values, parent=parent_ref,
+                tied=dict(sorted(prepared.tied.items())), weight_views=views,
+            )
+            return self.commit(draft, version=version, aliases=alias_list, fence=_fence)
 
-            # 3. Index it: the registry assigns the number, the manifest records it.
-            def make_manifest(number: int) -> tuple[Manifest, str]:
-                manifest = Manifest(
-                    name=name, version=number, created_at_ms=now_ms(), files=entries, weights=weights,
-                    architecture=architecture, config=config or {}, dtype=dtype, num_parameters=num_parameters,
-                    task=task, license=license, tags=tag_tuple, description=description, metrics=metric_values,
-                    metadata=metadata_values, parent=parent_ref, tied=dict(sorted(prepared.tied.items())), created_by=user,
-                    weight_views=views,
-                )
-                digest, _ = self.hub.blobs.put_bytes(manifest.to_json())
-                return manifest, digest
+    def publish_stored(self, draft: Manifest, *, version: int | None = None, aliases: Sequence[str] = ()) -> ModelVersion:
+        """Index a version whose every blob is already stored (a client uploaded them to ``hub serve``).
 
-            reserved: list[int] = []
+        Args:
+            draft: its manifest (the number, time and author are filled in: see :meth:`commit`).
+            version, aliases: as for :meth:`publish`.
 
-            def on_reserved(manifest: Manifest, digest: str) -> None:
-                try:
-                    self.hub.refs.reserve_version(name, manifest.version, digest)
-                except FileExistsError as exc:
-                    raise VersionExistsError(f"{exc}; versions are immutable, so publish without version=").about(
-                        version="version=") from None
-                reserved.append(manifest.version)
+        Raises:
+            InvalidReferenceError: a bad alias or version.
+            MissingBlobsError: a file's blob is not stored, or has another size or hash; nothing is indexed.
+            VersionExistsError: ``version`` is taken.
+        """
+        from hub.errors import MissingBlobsError
 
+        aliases = [validate_alias(a) for a in aliases]
+        version = validate_version(version) if version is not None else None
+        with self._publishing():  # gc spares claimed blobs until the commit
+            missing = sorted({f.sha256 for f in draft.files if not self.hub.blobs.claim(f.sha256, f.size)})
+            if missing:
+                raise MissingBlobsError(missing)
+            return self.commit(draft, version=version, aliases=aliases)
+
+    def commit(self, draft: Manifest, *, version: int | None = None, aliases: Sequence[str] = (),
+               fence: Any = None) -> ModelVersion:
+        """Index a version whose blobs are stored: the registry assigns its number, the manifest records it.
+
+        What :meth:`publish` ends with, and what the server runs for a client's publish
+        (:mod:`hub.server`), whose blobs arrived first.
+
+        Args:
+            draft: the manifest but for its number, time and author, which are filled in here
+                (the author is :func:`hub.settings.current_user`: on the server, the token's user).
+            version: an explicit number; default the next one.
+            aliases: (checked) aliases to point at the new version.
+            fence: see :meth:`publish`'s ``_fence``.
+
+        Returns:
+            The new :class:`ModelVersion`.
+
+        Raises:
+            VersionExistsError: ``version`` is taken.
+        """
+        name, user = draft.name, settings.current_user()
+
+        def make_manifest(number: int) -> tuple[Manifest, str]:
+            manifest = replace(draft, version=number, created_at_ms=now_ms(), created_by=user)
+            digest, _ = self.hub.blobs.put_bytes(manifest.to_json())
+            return manifest, digest
+
+        reserved: list[int] = []
+
+        def on_reserved(manifest: Manifest, digest: str) -> None:
             try:
-                published = self.hub.registry.add_version(name, version, make_manifest, on_reserved, alias_list, user, description,
-                                                      floor=lambda: self.hub.refs.highest(name), fence=_fence)
-            except BaseException:
-                for number in reserved:
-                    if not self.hub.registry.version_exists(name, number):
-                        self.hub.refs.remove_pending(name, number)
-                raise
-            self.hub.refs.commit_version(name, published.version)
-            for alias in alias_list:
-                self.hub.aliases.write_alias(name, alias, published.version)
-            return published
+                self.hub.refs.reserve_version(name, manifest.version, digest)
+            except FileExistsError as exc:
+                raise VersionExistsError(f"{exc}; versions are immutable, so publish without version=").about(
+                    version="version=") from None
+            reserved.append(manifest.version)
+
+        try:
+            published = self.hub.registry.add_version(name, version, make_manifest, on_reserved, aliases, user, draft.description,
+                                                      floor=lambda: self.hub.refs.highest(name), fence=fence)
+        except BaseException:
+            for number in reserved:
+                if not self.hub.registry.version_exists(name, number):
+                    self.hub.refs.remove_pending(name, number)
+            raise
+        self.hub.refs.commit_version(name, published.version)
+        for alias in aliases:
+            self.hub.aliases.write_alias(name, alias, published.version)
+        return published
 
     @contextmanager
     def _publishing(self) -> Iterator[None]:

@@ -5,6 +5,14 @@
 ``HUB_REGISTRY_URL``  SQLAlchemy URL of the registry database
                       (default ``sqlite:///$HUB_HOME/registry.db``).
 ``HUB_USER``          the name recorded in alias history (default: the login name).
+                      A server acts for each request's token (:func:`acting_as`), whatever this says.
+``HUB_ENDPOINT``      the URL of a hub server (``hub serve``): when set, the API and CLIs work
+                      against it, with ``HUB_HOME`` as their local cache.
+``HUB_TOKEN``         the API token sent to that server (``hub token create``).
+``HUB_OFFLINE``       ``1``: with ``HUB_ENDPOINT`` set, read only the local cache (pinned
+                      versions and last-seen aliases), never the server.
+``HUB_DEFAULT_VISIBILITY``  ``private`` (default) or ``public``: what a namespace a server
+                      creates on its first publish lets anonymous clients read.
 
 The typed readers (:func:`as_float`, :func:`as_int`) serve the other packages' settings modules
 too (``finetune.settings``, ``webui.settings``): a bad value is an error that names the variable,
@@ -16,13 +24,15 @@ from __future__ import annotations
 import getpass
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from hub.errors import HubError, InvalidArgumentError
 
-__all__ = ["DEFAULT_HOME", "GC_MIN_AGE_S", "hub_home", "registry_url", "current_user", "location", "as_float", "as_int"]
+__all__ = ["DEFAULT_HOME", "GC_MIN_AGE_S", "hub_home", "registry_url", "current_user", "acting_as", "location", "endpoint", "token", "offline", "default_visibility", "as_float", "as_int"]
 
 DEFAULT_HOME = Path("~/.cache/modelhub")
 # How old a file must be before ``gc`` removes it and ``verify`` lists it as a leftover (by default):
@@ -47,12 +57,74 @@ def location() -> tuple[str | None, str | None]:
     return os.environ.get("HUB_HOME"), os.environ.get("HUB_REGISTRY_URL")
 
 
+_ACTING: ContextVar[str | None] = ContextVar("hub_acting_user", default=None)
+
+
+@contextmanager
+def acting_as(user: str) -> Iterator[None]:
+    """Record ``user`` as the one acting (publishes, alias history, jobs) inside the block, in this
+    thread or task alone: how ``hub serve`` writes each request in its token's name."""
+    token = _ACTING.set(user)
+    try:
+        yield
+    finally:
+        _ACTING.reset(token)
+
+
 def current_user() -> str:
-    """Who is acting, for alias history: ``$HUB_USER`` or the login name."""
+    """Who is acting, for alias history: the user of :func:`acting_as`, else ``$HUB_USER`` or the login name."""
+    if (user := _ACTING.get()) is not None:
+        return user
     try:
         return os.environ.get("HUB_USER") or getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (containers)
         return "unknown"
+
+
+def endpoint() -> str | None:
+    """``$HUB_ENDPOINT`` without a trailing slash, or None when unset or empty (a local hub).
+
+    Raises:
+        InvalidArgumentError: not an ``http://`` or ``https://`` URL.
+    """
+    value = (os.environ.get("HUB_ENDPOINT") or "").strip().rstrip("/")
+    if not value:
+        return None
+    if not value.startswith(("http://", "https://")) or len(value.split("//", 1)[1]) == 0:
+        raise InvalidArgumentError(f"HUB_ENDPOINT={value!r} is not a URL; set it to the server's, e.g. "
+                                   "HUB_ENDPOINT=http://hub.example:8000, or unset it for a local hub")
+    return value
+
+
+def token() -> str | None:
+    """``$HUB_TOKEN``, or None when unset or empty (anonymous)."""
+    return os.environ.get("HUB_TOKEN", "").strip() or None
+
+
+def offline() -> bool:
+    """Whether ``$HUB_OFFLINE`` asks for the local cache alone (``1``, ``true``, ``yes``, ``on``).
+
+    Raises:
+        InvalidArgumentError: a value that is neither true nor false.
+    """
+    raw = os.environ.get("HUB_OFFLINE", "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise InvalidArgumentError(f"HUB_OFFLINE={raw!r} is neither true nor false; set HUB_OFFLINE=1 or unset it")
+
+
+def default_visibility() -> str:
+    """``$HUB_DEFAULT_VISIBILITY``: ``"private"`` (default) or ``"public"``.
+
+    Raises:
+        InvalidArgumentError: another value.
+    """
+    value = os.environ.get("HUB_DEFAULT_VISIBILITY", "private").strip().lower()
+    if value not in ("private", "public"):
+        raise InvalidArgumentError(f"HUB_DEFAULT_VISIBILITY={value!r}: set it to private or public")
+    return value
 
 
 def _read(variable: str, default: Any, convert: Callable[[str], Any], accept: Callable[[Any], bool], kind: str,
