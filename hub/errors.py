@@ -35,6 +35,11 @@ __all__ = [
     "StorageError",
     "NoSpaceError",
     "ReadOnlyError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "MissingBlobsError",
+    "RemoteError",
+    "OfflineError",
     "FinetuneError",
     "DataError",
     "EmptyDataError",
@@ -236,6 +241,39 @@ def storage_error(error: BaseException, path: object = None) -> StorageError | N
         return ReadOnlyError(f"read-only file system: {where} can't be written; {_WRITABLE_HOME}", errno=code, path=where)
     return ReadOnlyError(f"permission denied: {where}; ask its owner for access, or use a HUB_HOME of your own; "
                          f"{_WRITABLE_HOME}", errno=code, path=where)
+
+
+# --- the server and its clients ----------------------------------------------
+
+
+class AuthenticationError(HubError, PermissionError):
+    """No token where one is needed, or one that is unknown, expired or revoked (HTTP 401)."""
+
+
+class PermissionDeniedError(HubError, PermissionError):
+    """The token is valid but lacks the scope or the namespace role this needs (HTTP 403)."""
+
+
+class MissingBlobsError(HubError, ValueError):
+    """A version was committed before the server held every blob it names (upload them first).
+
+    Args:
+        digests: the sha256 of each blob the server lacks.
+    """
+
+    def __init__(self, digests: list[str] | tuple[str, ...], message: str | None = None) -> None:
+        self.digests = tuple(digests)
+        shown = ", ".join(d[:12] for d in self.digests[:5]) + (" ..." if len(self.digests) > 5 else "")
+        super().__init__(message or f"the server lacks {len(self.digests)} blob(s) this version names ({shown}); "
+                                    "upload them (PATCH /api/v1/uploads/{sha256}), then commit again")
+
+
+class RemoteError(HubError, ConnectionError):
+    """The hub server (``HUB_ENDPOINT``) could not be reached, or answered what a hub server does not."""
+
+
+class OfflineError(RemoteError):
+    """``HUB_OFFLINE=1`` and what was asked for is not in the local cache (load it once online, by ``name:N``)."""
 
 
 # --- fine-tuning -----------------------------------------------------------
