@@ -38,6 +38,9 @@ __all__ = [
     "AuthenticationError",
     "PermissionDeniedError",
     "MissingBlobsError",
+    "UserNotFoundError",
+    "NamespaceNotFoundError",
+    "TokenNotFoundError",
     "RemoteError",
     "OfflineError",
     "FinetuneError",
@@ -266,6 +269,18 @@ class MissingBlobsError(HubError, ValueError):
         shown = ", ".join(d[:12] for d in self.digests[:5]) + (" ..." if len(self.digests) > 5 else "")
         super().__init__(message or f"the server lacks {len(self.digests)} blob(s) this version names ({shown}); "
                                     "upload them (PATCH /api/v1/uploads/{sha256}), then commit again")
+
+
+class UserNotFoundError(HubError, LookupError):
+    """No hub user by that name (``hub user list`` shows them; ``hub user create NAME`` adds one)."""
+
+
+class NamespaceNotFoundError(HubError, LookupError):
+    """No namespace record by that name (``hub namespace list``; ``hub namespace create NAME --owner USER``)."""
+
+
+class TokenNotFoundError(HubError, LookupError):
+    """No API token with that id (``hub token list`` shows them)."""
 
 
 class RemoteError(HubError, ConnectionError):
