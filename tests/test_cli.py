@@ -682,7 +682,7 @@ def test_architectures(run_cli):
 def test_db_upgrade_creates_a_new_registry(run_cli, hub_home):
     hub_home.mkdir()
     result = run_cli("db", "upgrade")
-    assert result.stdout == f"registry {os.environ['HUB_REGISTRY_URL']} is at schema 0002_finetune_jobs\n"
+    assert result.stdout == f"registry {os.environ['HUB_REGISTRY_URL']} is at schema 0003_access\n"
     assert cli_json(run_cli, "list", "--json") == []
 
 
@@ -698,5 +698,5 @@ def test_db_upgrade_on_a_brand_new_sqlite_home(run_cli, hub_home):
 
 def test_db_upgrade_keeps_an_existing_registry(run_cli, iris):
     state = db_state()
-    assert run_cli("db", "upgrade").stdout.endswith(" is at schema 0002_finetune_jobs\n")
+    assert run_cli("db", "upgrade").stdout.endswith(" is at schema 0003_access\n")
     assert db_state() == state

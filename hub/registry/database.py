@@ -33,7 +33,7 @@ from hub.errors import DamagedRegistryError, HubError, RegistryError, SchemaOutd
 
 __all__ = ["Database", "SCHEMA_HEAD"]
 
-SCHEMA_HEAD = "0002_finetune_jobs"  # keep equal to the newest file in hub/migrations/versions
+SCHEMA_HEAD = "0003_access"  # keep equal to the newest file in hub/migrations/versions
 BUSY_TIMEOUT_S = 60
 MIGRATION_LOCK_KEY = 0x6D6F64656C687562  # "modelhub": the PostgreSQL advisory lock migrations hold
 _NAMED = re.compile(r":([a-z_][a-z0-9_]*)")

@@ -49,7 +49,7 @@ class ModelVersionRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"), index=True)
     version: Mapped[int] = mapped_column(Integer)
-    manifest_digest: Mapped[str | None] = mapped_column(String(64))
+    manifest_digest: Mapped[str | None] = mapped_column(String(64), index=True)  # blob reads: who names it
     architecture: Mapped[str | None] = mapped_column(String(128))
     config_json: Mapped[str] = mapped_column(Text, default="{}")
     layout_json: Mapped[str] = mapped_column(Text, default="{}")
@@ -166,3 +166,58 @@ class FinetuneJobMetric(Base):
     split: Mapped[str] = mapped_column(String(8))
     values_json: Mapped[str] = mapped_column(Text)
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class User(Base):
+    """A user of a hub server: tokens belong to one, namespaces name them as members.
+
+    ``password_hash`` (``scrypt$n$r$p$salt$hash``, base64 parts) signs in to the web UI; None: tokens only.
+    ``is_admin``: what a password sign-in may do (tokens carry their own scope).
+    """
+
+    __tablename__ = "hub_users"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    password_hash: Mapped[str | None] = mapped_column(String(256))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class ApiToken(Base):
+    """An API token ``mh_<id>_<secret>``: only the sha256 of the secret is kept."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_name: Mapped[str] = mapped_column(ForeignKey("hub_users.name", ondelete="CASCADE"), index=True)
+    scope: Mapped[str] = mapped_column(String(8))
+    namespace: Mapped[str | None] = mapped_column(String(64))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    expires_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    last_used_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Namespace(Base):
+    """A namespace's record: its visibility (``public`` or ``private``); its members are in :class:`NamespaceMember`."""
+
+    __tablename__ = "namespaces"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    visibility: Mapped[str] = mapped_column(String(8))
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class NamespaceMember(Base):
+    """A user's role in a namespace: ``owner`` (writes, manages), ``writer`` (writes) or ``reader`` (reads private models)."""
+
+    __tablename__ = "namespace_members"
+    namespace: Mapped[str] = mapped_column(ForeignKey("namespaces.name", ondelete="CASCADE"), primary_key=True)
+    user_name: Mapped[str] = mapped_column(ForeignKey("hub_users.name", ondelete="CASCADE"), primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(8))
+
+
+class ModelVisibility(Base):
+    """A model's own visibility, where it overrides its namespace's (by name: it outlives a deleted model)."""
+
+    __tablename__ = "model_visibility"
+    name: Mapped[str] = mapped_column(String(129), primary_key=True)
+    visibility: Mapped[str] = mapped_column(String(8))

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.entities import AliasChange, FileEntry, ModelSummary, ModelVersion, from_millis
 from hub.errors import (
@@ -29,6 +29,9 @@ from hub.errors import (
 from hub.manifest import Manifest
 from hub.reference import Reference
 from hub.registry.database import Database
+
+if TYPE_CHECKING:
+    from hub.access import ReadFilter
 
 __all__ = ["RegistryStore", "ModelChanges", "now_ms"]
 
@@ -248,9 +251,15 @@ class RegistryStore:
         sort: str = "name",
         limit: int | None = 50,
         offset: int = 0,
+        readable: ReadFilter | None = None,
     ) -> list[ModelSummary]:
-        """Models with at least one live version, filtered and sorted; see :func:`hub.list_models`."""
-        where, params = _model_filters(search, task, tag, license)
+        """Models with at least one live version, filtered and sorted; see :func:`hub.list_models`.
+
+        Args:
+            readable: only the models a server's caller may read (:meth:`hub.access.Access.read_filter`),
+                filtered in SQL so that pages and totals count only those; None: every model.
+        """
+        where, params = self._readable(*_model_filters(search, task, tag, license), readable)
         order = {"name": "m.name", "updated": "m.updated_at_ms DESC, m.name", "size": "v.size_bytes DESC, m.name"}[sort]
         page = ""
         if limit is not None:
@@ -279,21 +288,32 @@ class RegistryStore:
         ]
 
     def count_models(self, search: str | None = None, *, task: str | None = None, tag: str | None = None,
-                     license: str | None = None) -> int:
+                     license: str | None = None, readable: ReadFilter | None = None) -> int:
         """How many models :meth:`list_models` would list without a page limit."""
-        where, params = _model_filters(search, task, tag, license)
+        where, params = self._readable(*_model_filters(search, task, tag, license), readable)
         return self._query(
             "SELECT COUNT(*) FROM registered_models m JOIN model_versions v ON v.model_id = m.id AND v.version = m.latest_version "
             f"WHERE {where}", params,
         )[0][0]
 
-    def model_facets(self) -> dict[str, list[str]]:
-        """The tasks, tags and licenses of the models' latest versions, each sorted (to filter by)."""
+    def model_facets(self, *, readable: ReadFilter | None = None) -> dict[str, list[str]]:
+        """The tasks, tags and licenses of the models' latest versions, each sorted (to filter by);
+        of the models ``readable`` lets through alone, when given (see :meth:`list_models`)."""
         latest = "SELECT v.id FROM registered_models m JOIN model_versions v ON v.model_id = m.id AND v.version = m.latest_version"
-        rows = self._query(f"SELECT task, license FROM model_versions WHERE id IN ({latest})")
-        tags = self.db.query(f"SELECT DISTINCT tag FROM model_version_tags WHERE version_id IN ({latest})")
+        where, params = self._readable("1 = 1", {}, readable)
+        if readable is not None:
+            latest += f" WHERE {where}"
+        rows = self._query(f"SELECT task, license FROM model_versions WHERE id IN ({latest})", params)
+        tags = self.db.query(f"SELECT DISTINCT tag FROM model_version_tags WHERE version_id IN ({latest})", params)
         return {"task": sorted({task for task, _ in rows if task}), "tag": sorted(tag for (tag,) in tags),
                 "license": sorted({license for _, license in rows if license})}
+
+    def _readable(self, where: str, params: dict[str, Any], readable: ReadFilter | None) -> tuple[str, dict[str, Any]]:
+        """``where`` and ``params`` narrowed to the models ``readable`` lets through (over ``m``, the models)."""
+        if readable is None:
+            return where, params
+        condition, extra = readable.where("m.name", self.db.dialect)
+        return f"{where} AND {condition}", {**params, **extra}
 
     def list_children(self, ref: str) -> list[ModelVersion]:
         """Live versions whose parent is ``ref`` (``name:VERSION``), oldest first."""
