@@ -754,17 +754,17 @@ class Access:
         return self.get_namespace(name)
 
     def update_namespace(self, name: str, *, add_owners: Sequence[str] = (), add_writers: Sequence[str] = (),
-                         add_readers: Sequence[str] = (), remove: Sequence[str] = (),
+                         add_readers: Sequence[str] = (), remove_owners: Sequence[str] = (),
+                         remove_writers: Sequence[str] = (), remove_readers: Sequence[str] = (),
                          visibility: str | None = None) -> NamespaceInfo:
-        """Change a namespace's members (an added member takes the given role, replacing another) and visibility.
-
-        Args:
-            remove: users who are no longer members.
+        """Change a namespace's members and visibility. Removals come first; an added member takes the
+        given role, replacing the one it had (a user has one role in a namespace).
 
         Raises:
             NamespaceNotFoundError: it has no record.
             UserNotFoundError: an added member who is no user.
-            InvalidArgumentError: a bad visibility, removing a user who is no member, or leaving no owner.
+            InvalidArgumentError: a bad visibility, removing a user from a role it does not have, or
+                leaving no owner (nothing is changed).
         """
         current = self.get_namespace(name)
         if visibility is not None:
@@ -774,10 +774,12 @@ class Access:
         self._check_users(added)
         members = {**{u: "owner" for u in current.owners}, **{u: "writer" for u in current.writers},
                    **{u: "reader" for u in current.readers}}
-        for user in remove:
-            if user not in members:
-                raise InvalidArgumentError(f"user {user!r} is no member of namespace {name!r} (`hub namespace list`)")
-            del members[user]
+        for role, users in (("owner", remove_owners), ("writer", remove_writers), ("reader", remove_readers)):
+            for user in users:
+                if members.get(user) != role:
+                    raise InvalidArgumentError(f"user {user!r} is no {role} of namespace {name!r} "
+                                               f"(`hub namespace list` shows its members)")
+                del members[user]
         members.update(added)
         if "owner" not in members.values():
             raise InvalidArgumentError(f"that would leave namespace {name!r} without an owner; add one with --add-owner USER")
