@@ -46,22 +46,31 @@ _LAZY = {
 
 __all__ = [*_DELEGATED, *_LAZY, "default_hub", *_errors]
 
-_default: tuple[tuple[str | None, str | None], Hub] | None = None
+_default: tuple[tuple[Any, ...], Hub] | None = None
 _default_lock = threading.Lock()
 
 
 def default_hub() -> Hub:
-    """The :class:`Hub` the module functions use, rebuilt when ``HUB_HOME`` or ``HUB_REGISTRY_URL`` change."""
-    from hub.api import Hub
-    from hub.settings import location
+    """The :class:`Hub` the module functions use, rebuilt when ``HUB_HOME`` or ``HUB_REGISTRY_URL`` change:
+    a :class:`hub.remote.RemoteHub` when ``HUB_ENDPOINT`` is set (with ``HUB_TOKEN``, ``HUB_OFFLINE``,
+    and ``HUB_HOME`` as its cache), else a local one."""
+    from hub import settings
 
     global _default
-    key = location()
+    key = (*settings.location(), settings.endpoint(), settings.token(), settings.offline())
     with _default_lock:
         if _default is None or _default[0] != key:
             if _default is not None:
                 _default[1].close()
-            _default = (key, Hub())
+            if key[2] is not None:
+                from hub.remote import RemoteHub
+
+                made: Hub = RemoteHub(key[2], key[3], offline=key[4])
+            else:
+                from hub.api import Hub
+
+                made = Hub()
+            _default = (key, made)
         return _default[1]
 
 

@@ -146,7 +146,9 @@ class Catalog:
         """
         from hub.loader import load_module
 
-        return load_module(self.hub.blobs, self.info(ref), device=device, dtype=dtype, strict=strict, verify=verify)
+        version = self.info(ref)
+        self.fetch(version, version.weight_files)
+        return load_module(self.hub.blobs, version, device=device, dtype=dtype, strict=strict, verify=verify)
 
     def load_state_dict(self, ref: str, *, device: Any = "cpu", dtype: Any = None, verify: bool = False) -> dict[str, torch.Tensor]:
         """The version's weights as ``{name: tensor}`` on ``device``.
@@ -156,7 +158,14 @@ class Catalog:
         """
         from hub.loader import load_weights
 
-        return load_weights(self.hub.blobs, self.info(ref), device=device, dtype=dtype, verify=verify)
+        version = self.info(ref)
+        self.fetch(version, version.weight_files)
+        return load_weights(self.hub.blobs, version, device=device, dtype=dtype, verify=verify)
+
+    def fetch(self, version: ModelVersion, paths: Any = None) -> None:
+        """Make sure the store holds the blobs of ``version``'s files (``paths``, default all) before
+        they are read: nothing to do in a local hub; a remote hub's cache fetches the missing ones at
+        once (shards in parallel) instead of one by one as each is read."""
 
     def model_spec(self, ref: str | ModelVersion) -> ModelSpec:
         """What the model takes and gives: its input (kind, shape, value range, ...), its head

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["FileEntry", "ModelVersion", "ModelSummary", "AliasChange", "VerifyReport", "GcReport", "ReindexReport"]
 
@@ -14,7 +14,45 @@ def from_millis(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
+_R = TypeVar("_R", bound="_Record")
+
+
 class _Record:
+    @classmethod
+    def from_dict(cls: type[_R], record: dict[str, Any]) -> _R:
+        """The record that :meth:`to_dict` wrote (what a hub server answers): ISO 8601 strings back
+        to datetimes, lists back to tuples, nested dicts back to records. Keys it does not know are
+        left out (a newer server's), keys missing take their defaults.
+
+        Raises:
+            ValueError: ``record`` is not a dict, misses a field without a default, or has a value of the wrong form.
+        """
+        if not isinstance(record, dict):
+            raise ValueError(f"a {cls.__name__} record must be an object, not {type(record).__name__}")
+        values: dict[str, Any] = {}
+        for spec in fields(cls):  # type: ignore[arg-type]
+            if spec.name not in record:
+                continue
+            value, kind = record[spec.name], str(spec.type)
+            try:
+                if value is None:
+                    pass
+                elif kind.startswith("datetime"):
+                    value = datetime.fromisoformat(value)
+                elif kind.startswith("tuple[FileEntry"):
+                    value = tuple(FileEntry.from_dict(item) for item in value)
+                elif kind.startswith("tuple"):
+                    value = tuple(value)
+                elif kind.startswith("dict") and not isinstance(value, dict):
+                    raise TypeError(f"not an object: {value!r}")
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{cls.__name__}.{spec.name}: {exc}") from None
+            values[spec.name] = value
+        try:
+            return cls(**values)
+        except TypeError as exc:  # a field without a default is missing
+            raise ValueError(f"not a {cls.__name__} record: {exc}") from None
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable dict: datetimes as ISO 8601 strings, nested records as dicts."""
         record = dict(self.__dict__)

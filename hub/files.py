@@ -108,6 +108,7 @@ class Files:
             destination = destinations[entry] = target / check_relative_path(entry.path)
             if not destination.resolve().is_relative_to(root):
                 raise UnsafeFormatError(f"{version.ref}: file {entry.path!r} would be written outside {target}")
+        self.hub.catalog.fetch(version, [e.path for e in entries] + (list(version.weight_files) if version.weight_views else []))
         try:
             manifest = self.hub.blobs.read_verified(version.digest)
         except IntegrityError as exc:

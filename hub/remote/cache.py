@@ -1,0 +1,218 @@
+"""The local cache of a remote hub: blobs by sha256 under ``HUB_HOME`` (a :class:`FileStore`), fetched on demand.
+
+A missing blob is fetched from ``GET /api/v1/blobs/{sha256}`` into ``HUB_HOME/partial/<sha256>``,
+hashed as it arrives, and renamed into ``blobs/`` only when its bytes hash to its name: a blob that
+does not is never kept (:class:`~hub.errors.IntegrityError`, the partial file removed). A download
+that breaks off keeps what arrived and continues from there with ``Range`` (in this call, or the
+next one, in any process: the partial file is locked while it grows). Several blobs (shards) are
+fetched at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from hub.errors import IntegrityError, OfflineError, RemoteError
+from hub.remote.client import API, RETRIES, Client
+from hub.storage.base import CHUNK_SIZE, file_mode, read_chunks
+from hub.storage.filesystem import FileStore
+from hub.storage.writing import write_all
+
+try:
+    import fcntl
+except ImportError:  # Windows: threads of one process still take turns (the per-digest lock)
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["CacheStore", "PARALLEL_DOWNLOADS"]
+
+PARALLEL_DOWNLOADS = 4  # blobs fetched at once
+_READ_SIZE = 4 * 1024 * 1024  # bytes asked of the connection at a time
+
+
+class CacheStore(FileStore):
+    """A :class:`FileStore` at ``root`` that fetches the blobs it lacks from a hub server.
+
+    Reads (:meth:`open`, :meth:`problem`, and what builds on them: ``read_verified``, ``copy_to``,
+    the loader's checks) fetch a missing blob first; :meth:`fetch` fetches many at once.
+
+    Args:
+        root: the cache folder (``HUB_HOME``).
+        client: the server's :class:`~hub.remote.client.Client`.
+
+    Attributes:
+        downloaded: digests fetched by this process, in order (what tests count).
+    """
+
+    def __init__(self, root: Path, client: Client) -> None:
+        super().__init__(root)
+        self.client = client
+        self.partials = root / "partial"
+        self.downloaded: list[str] = []
+        self._mutex = threading.Lock()
+        self._digest_locks: dict[str, threading.Lock] = {}
+
+    def __repr__(self) -> str:
+        return f"CacheStore({str(self.root)!r}, {self.client.endpoint!r})"
+
+    # --- reads that fetch first --------------------------------------------------
+
+    def problem(self, digest: str, size: int | None, *, check_hash: bool) -> str | None:
+        self.fetch([(digest, size)])
+        return super().problem(digest, size, check_hash=check_hash)
+
+    def cached_problem(self, digest: str, size: int | None, *, check_hash: bool) -> str | None:
+        """What :meth:`problem` says, of the cache alone (nothing is fetched): ``hub verify`` of a remote hub."""
+        return super().problem(digest, size, check_hash=check_hash)
+
+    def open(self, digest: str):  # type: ignore[no-untyped-def]
+        self.fetch([(digest, None)])
+        return super().open(digest)
+
+    def cached(self, digest: str, size: int | None = None) -> bool:
+        """Whether the cache holds the blob (of ``size`` bytes, where given)."""
+        actual = self.size(digest)
+        return actual is not None and (size is None or actual == size)
+
+    # --- fetching ------------------------------------------------------------------
+
+    def fetch(self, blobs: Iterable[tuple[str, int | None]]) -> None:
+        """Fetch each ``(sha256, size)`` the cache lacks (or holds at another size), several at once.
+
+        Args:
+            blobs: the digests and sizes (None where unknown) wanted.
+
+        Raises:
+            IntegrityError: the server's bytes don't hash to the digest (nothing is kept).
+            OfflineError: ``HUB_OFFLINE=1`` and a blob is not cached.
+            ModelNotFoundError: the server holds no such blob that this token may read.
+            RemoteError: the server can't be reached (what arrived is kept for the next try).
+        """
+        wanted = {digest: size for digest, size in blobs if not self.cached(digest, size)}
+        if not wanted:
+            return
+        if self.client.offline:
+            raise OfflineError(f"HUB_OFFLINE=1 and {len(wanted)} blob(s) are not in the cache at {self.root} "
+                               f"({', '.join(d[:12] for d in list(wanted)[:3])}); load this version once online")
+        if len(wanted) == 1:
+            self._fetch_one(*next(iter(wanted.items())))
+            return
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_DOWNLOADS, len(wanted)), thread_name_prefix="hub-fetch") as pool:
+            futures = [pool.submit(self._fetch_one, digest, size) for digest, size in wanted.items()]
+            for future in futures:
+                future.result()
+
+    def _fetch_one(self, digest: str, size: int | None) -> None:
+        with self._mutex:
+            lock = self._digest_locks.setdefault(digest, threading.Lock())
+        with lock:
+            if self.cached(digest, size):
+                return
+            self.partials.mkdir(parents=True, exist_ok=True)
+            partial = self.partials / digest
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT, file_mode())
+            try:
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)  # another process growing it: wait, then find it done
+                if self.cached(digest, size):
+                    if os.fstat(fd).st_size == 0:
+                        partial.unlink(missing_ok=True)
+                    return
+                self._download(fd, partial, digest, size)
+            finally:
+                os.close(fd)
+
+    def _download(self, fd: int, partial: Path, digest: str, size: int | None) -> None:
+        """Grow ``partial`` (open as ``fd``, locked) to the whole blob, check it, rename it into ``blobs/``."""
+        broke: Exception | None = None
+        fresh = False  # whether the bytes so far all came in this call from offset 0
+        for attempt in range(RETRIES + 1):
+            offset = os.fstat(fd).st_size
+            if size is not None and offset > size:
+                os.ftruncate(fd, 0)
+                offset = 0
+            fresh = fresh or offset == 0
+            digest_of = hashlib.sha256()
+            os.lseek(fd, 0, os.SEEK_SET)
+            with open(os.dup(fd), "rb", closefd=True) as existing:  # what an earlier try left: hash it to go on
+                for chunk in read_chunks(existing):
+                    digest_of.update(chunk)
+            try:
+                total, digest_of = self._receive(fd, digest, offset, digest_of)
+                break
+            except RemoteError as exc:  # the connection broke: keep what arrived, go on from there
+                broke = exc
+                if type(exc) is not RemoteError or attempt == RETRIES:
+                    raise
+        else:  # pragma: no cover - the loop breaks or raises
+            raise broke or RemoteError(f"blob {digest} could not be fetched")
+        problem = None
+        if size is not None and total != size:
+            problem = f"blob {digest} from {self.client.endpoint} is {total} bytes, the version says {size}"
+        elif (actual := digest_of.hexdigest()) != digest:
+            problem = f"blob {digest} from {self.client.endpoint} hashes to {actual}"
+        if problem is not None:
+            os.ftruncate(fd, 0)
+            partial.unlink(missing_ok=True)
+            if not fresh:  # the bytes kept from an earlier try were wrong: fetch it whole once more
+                with open(partial, "wb"):
+                    pass
+                return self._download_again(partial, digest, size)
+            raise IntegrityError(f"{problem}: refused, nothing kept; the server's copy is damaged (run `hub verify` on the "
+                                 "server), or the connection changed the bytes")
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        os.replace(partial, self.path(digest))
+        with self._mutex:
+            self.downloaded.append(digest)
+
+    def _download_again(self, partial: Path, digest: str, size: int | None) -> None:
+        fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC, file_mode())
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            os.ftruncate(fd, 0)
+            self._download(fd, partial, digest, size)
+        finally:
+            os.close(fd)
+
+    def _receive(self, fd: int, digest: str, offset: int, digest_of: Any) -> tuple[int, Any]:
+        """Append the blob's bytes from ``offset`` to ``fd``, hashing them on a helper thread (into
+        ``digest_of``, the hash of the bytes before ``offset``); return the size reached and the hash.
+
+        Raises:
+            RemoteError: the connection broke (what arrived is written); the server's errors as they are.
+        """
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        what = f"fetching blob {digest[:12]}"
+        with self.client.stream("GET", f"{API}/blobs/{digest}", what=what, headers=headers, expect=(200, 206, 416)) as response:
+            if response.status_code == 416:  # nothing after offset: the partial holds more than the blob
+                os.ftruncate(fd, 0)
+                raise RemoteError(f"{what}: the partial download was longer than the blob; fetching it again")
+            if response.status_code == 200 and offset:  # the server sent it whole
+                os.ftruncate(fd, 0)
+                offset, digest_of = 0, hashlib.sha256()
+            elif response.status_code == 206 and not response.headers.get("content-range", "").startswith(f"bytes {offset}-"):
+                raise RemoteError(f"{what}: the server answered another range ({response.headers.get('content-range')})")
+            os.lseek(fd, offset, os.SEEK_SET)
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-fetch-sha256") as hasher, \
+                    open(fd, "wb", buffering=0, closefd=False) as out:
+                pending = None
+                for chunk in response.iter_raw(_READ_SIZE):
+                    if pending is not None:
+                        pending.result()
+                    pending = hasher.submit(digest_of.update, chunk)
+                    write_all(out, memoryview(chunk))
+                    offset += len(chunk)
+                    if self.on_bytes is not None:
+                        self.on_bytes(len(chunk))
+                if pending is not None:
+                    pending.result()
+        return offset, digest_of
+

@@ -1,0 +1,207 @@
+"""HTTP to a hub server (``hub serve``): one pooled connection set, the token, retries, typed errors.
+
+Every answer that is an error carries ``{"error": {"type": ..., "message": ...}}``; :func:`error_from`
+turns it back into the :mod:`hub.errors` class of that name, so a remote hub raises what a local
+one does. A server that can't be reached is a :class:`~hub.errors.RemoteError` naming
+``HUB_ENDPOINT`` and what to do.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from hub import errors
+from hub.errors import HubError, OfflineError, RemoteError
+
+__all__ = ["Client", "error_from", "endpoint_folder", "API"]
+
+API = "/api/v1"
+RETRIES = 3  # attempts for a request that may be sent again
+_BACKOFF_S = (0.2, 0.5, 1.0)
+_IDEMPOTENT = {"GET", "HEAD", "PUT", "OPTIONS"}
+
+
+def endpoint_folder(endpoint: str) -> str:
+    """One folder name for an endpoint URL (its host, port and path): ``http://h:8000`` -> ``h_8000``."""
+    parts = urlsplit(endpoint)
+    text = (parts.netloc + parts.path).strip("/")
+    return "".join(c if c.isalnum() or c in ".-" else "_" for c in text) or "endpoint"
+
+
+def error_from(status: int, body: Any, *, what: str) -> HubError:
+    """The :mod:`hub.errors` exception an error answer stands for (by its ``type``), else a :class:`RemoteError`.
+
+    Args:
+        status: the HTTP status code.
+        body: the decoded JSON body (anything: a server that is no hub server answers what it likes).
+        what: the request, for the message (``GET /api/v1/models``).
+    """
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
+        if status == 401:
+            return errors.AuthenticationError(f"{what}: the server wants a token (HTTP 401); set HUB_TOKEN to one "
+                                              "(`hub token create` on the server)")
+        return RemoteError(f"{what}: the server answered HTTP {status}, not a hub server's error; check HUB_ENDPOINT")
+    kind, message = error.get("type"), error["message"]
+    cls = getattr(errors, kind, None) if isinstance(kind, str) and kind in errors.__all__ else None
+    if not (isinstance(cls, type) and issubclass(cls, HubError)):
+        return RemoteError(f"{message} (the server's {kind or 'error'}, HTTP {status})")
+    try:
+        if issubclass(cls, errors.MissingBlobsError):
+            made: HubError = cls([d for d in error.get("digests") or [] if isinstance(d, str)], message)
+        else:
+            made = cls(message)
+    except TypeError:  # a class whose constructor wants more
+        return RemoteError(f"{message} (the server's {kind}, HTTP {status})")
+    settings = error.get("settings")
+    if isinstance(settings, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in settings.items()):
+        made.settings = dict(settings)
+    return made
+
+
+class Client:
+    """Requests to one hub server, over a pool of keep-alive connections shared by threads.
+
+    Args:
+        endpoint: the server's URL (``HUB_ENDPOINT``), without a trailing slash.
+        token: the API token sent as ``Authorization: Bearer`` (None: anonymous).
+        offline: refuse every request (``HUB_OFFLINE=1``) with :class:`~hub.errors.OfflineError`.
+        timeout: seconds to wait to connect, and between bytes of an answer.
+
+    Attributes:
+        requests: how many requests were sent (what a test counts to see the cache at work).
+    """
+
+    def __init__(self, endpoint: str, token: str | None = None, *, offline: bool = False, timeout: float = 60.0) -> None:
+        import httpx
+
+        self.endpoint, self.offline, self.requests = endpoint.rstrip("/"), offline, 0
+        headers = {"User-Agent": "modelhub-client"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
+        self._http = httpx.Client(base_url=self.endpoint, headers=headers, timeout=httpx.Timeout(timeout, connect=10.0),
+                                  limits=limits, follow_redirects=False, trust_env=False)
+        self._count_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Client({self.endpoint!r})"
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._http.close()
+
+    def _counted(self) -> None:
+        with self._count_lock:
+            self.requests += 1
+
+    def _unreachable(self, what: str, exc: Exception) -> RemoteError:
+        return RemoteError(f"{what}: can't reach the hub server at HUB_ENDPOINT={self.endpoint} ({type(exc).__name__}: {exc}); "
+                           "start it (`hub serve`) or fix HUB_ENDPOINT, or set HUB_OFFLINE=1 to use what is cached")
+
+    def _check_online(self, what: str) -> None:
+        if self.offline:
+            raise OfflineError(f"{what} needs the hub server, and HUB_OFFLINE=1 allows the local cache alone; "
+                               "unset HUB_OFFLINE to ask the server")
+
+    def send(self, method: str, path: str, *, what: str | None = None, expect: tuple[int, ...] = (200,),
+             **kwargs: Any) -> Any:
+        """Send one request and return its answer (an ``httpx.Response``, read whole).
+
+        A request that never reached the server is sent again (up to ``RETRIES`` times), and so is
+        an idempotent one (GET, HEAD, PUT) whose connection broke.
+
+        Args:
+            method: ``GET``, ``POST``, ...
+            path: under the endpoint, e.g. ``/api/v1/models``.
+            what: the request in words, for errors (default ``METHOD path``).
+            expect: the status codes that are answers; any other is raised as an error.
+            kwargs: for ``httpx.Client.request`` (``json``, ``params``, ``headers``, ``content``).
+
+        Raises:
+            The :mod:`hub.errors` class the server's error answer names; RemoteError where it can't be
+            reached or answers what a hub server does not; OfflineError with ``offline``.
+        """
+        import httpx
+
+        what = what or f"{method} {path}"
+        self._check_online(what)
+        retry_all = method in _IDEMPOTENT and not callable(getattr(kwargs.get("content"), "__next__", None))
+        for attempt in range(RETRIES):
+            try:
+                self._counted()
+                response = self._http.request(method, path, **kwargs)
+                break
+            except httpx.ConnectError as exc:  # never sent: safe to send again
+                if attempt == RETRIES - 1:
+                    raise self._unreachable(what, exc) from None
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.ReadTimeout) as exc:
+                if not retry_all or attempt == RETRIES - 1:
+                    raise self._unreachable(what, exc) from None
+            except httpx.TransportError as exc:
+                raise self._unreachable(what, exc) from None
+            time.sleep(_BACKOFF_S[attempt])
+        if response.status_code not in expect:
+            raise self.error(response, what)
+        return response
+
+    def error(self, response: Any, what: str) -> HubError:
+        """The error an answer stands for (see :func:`error_from`)."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        return error_from(response.status_code, body, what=what)
+
+    def json(self, method: str, path: str, *, what: str | None = None, expect: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
+        """:meth:`send`, and the answer's JSON.
+
+        Raises:
+            RemoteError: the answer is not JSON; else see :meth:`send`.
+        """
+        response = self.send(method, path, what=what, expect=expect, **kwargs)
+        try:
+            return response.json()
+        except ValueError:
+            raise RemoteError(f"{what or method + ' ' + path}: the server's answer is not JSON; check HUB_ENDPOINT") from None
+
+    @contextmanager
+    def stream(self, method: str, path: str, *, what: str | None = None, expect: tuple[int, ...] = (200,),
+               **kwargs: Any) -> Iterator[Any]:
+        """An answer whose body is read as it arrives (``response.iter_raw()``), inside the block.
+
+        Raises:
+            See :meth:`send` (a connection that breaks while the body is read raises RemoteError too).
+        """
+        import httpx
+
+        what = what or f"{method} {path}"
+        self._check_online(what)
+        for attempt in range(RETRIES):
+            try:
+                self._counted()
+                request = self._http.build_request(method, path, **kwargs)
+                response = self._http.send(request, stream=True)
+                break
+            except httpx.ConnectError as exc:
+                if attempt == RETRIES - 1:
+                    raise self._unreachable(what, exc) from None
+            except httpx.TransportError as exc:
+                if method not in _IDEMPOTENT or attempt == RETRIES - 1:
+                    raise self._unreachable(what, exc) from None
+            time.sleep(_BACKOFF_S[attempt])
+        try:
+            if response.status_code not in expect:
+                response.read()
+                raise self.error(response, what)
+            try:
+                yield response
+            except httpx.TransportError as exc:
+                raise self._unreachable(what, exc) from None
+        finally:
+            response.close()
