@@ -93,6 +93,23 @@ def _status_line(job: Any) -> str:
     return f"{job.id}  {job.status:<9}  {job.base} -> {job.output}  {progress}{ending}"
 
 
+def _server() -> str | None:
+    """The hub server the job commands ask (``HUB_ENDPOINT``), or None for a local hub (and for a bad
+    ``HUB_ENDPOINT``: the command's own call then says what is wrong with it)."""
+    from hub.errors import HubError
+    from hub.settings import endpoint
+
+    try:
+        return endpoint()
+    except HubError:
+        return "HUB_ENDPOINT"
+
+
+def _registry() -> str | None:
+    """What a job command needs here: the registry of a local hub; nothing when a hub server keeps the jobs."""
+    return None if _server() is not None else "registry"
+
+
 # --- commands -------------------------------------------------------------------
 
 
@@ -104,6 +121,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print_json(job.to_dict())
     elif args.quiet:
         print(job.id)
+    elif _server() is not None:
+        print(f"queued {job.id} on {_server()}: {job.base} on {args.data} -> {job.output} "
+              f"(the server's workers run it; follow it with `finetune logs --follow {job.id}`)")
     else:
         print(f"queued {job.id}: {job.base} on {args.data} -> {job.output} (run it with `finetune worker`)")
     return 0
@@ -239,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     command = functools.partial(add_command, commands)
 
-    sub = command("submit", cmd_submit, "Queue a fine-tuning job (checked first; a worker runs it).", needs="registry")
+    sub = command("submit", cmd_submit, "Queue a fine-tuning job (checked first; a worker runs it).", needs=_registry())
     _add_job_arguments(sub)
     sub.add_argument("--quiet", "-q", action="store_true", help="print only the job id")
     sub = command("run", cmd_run, "Fine-tune now, in this process, with a progress bar.", needs="hub")
@@ -258,16 +278,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --once: look for a job for up to SECONDS (default 0: look once)")
     sub.add_argument("--max-jobs", type=int, help="exit after this many jobs")
     sub.add_argument("--poll", type=float, default=2.0, help="seconds between looks at an empty queue")
-    sub = command("status", cmd_status, "Show one job.", needs="registry")
+    sub = command("status", cmd_status, "Show one job.", needs=_registry())
     sub.add_argument("job")
     sub.add_argument("--json", action="store_true")
-    sub = command("list", cmd_list, "List jobs, newest first.", needs="registry")
+    sub = command("list", cmd_list, "List jobs, newest first.", needs=_registry())
     sub.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     sub.add_argument("--limit", type=int, default=50)
     sub.add_argument("--json", action="store_true")
-    sub = command("cancel", cmd_cancel, "Cancel a queued or running job.", needs="registry")
+    sub = command("cancel", cmd_cancel, "Cancel a queued or running job.", needs=_registry())
     sub.add_argument("job")
-    sub = command("logs", cmd_logs, "Print a job's events.", needs="registry")
+    sub = command("logs", cmd_logs, "Print a job's events.", needs=_registry())
     sub.add_argument("job")
     sub.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
     return parser

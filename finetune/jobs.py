@@ -22,7 +22,7 @@ import json
 import os
 import secrets
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from hub.registry.database import Database
 from hub.registry.store import now_ms
 
 __all__ = ["ClaimLostError", "Job", "JobEvent", "JobMetric", "JobStore", "STATUSES", "FINISHED", "Timing", "data_path",
-           "stale_after_ms", "timing"]
+           "job_not_found", "stale_after_ms", "timing"]
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -49,6 +49,11 @@ _JOB_COLUMNS = (
 def data_path(home: str | os.PathLike[str], recorded: str | None) -> Path | None:
     """The file a job's data record names: a relative path is inside the hub's ``home``."""
     return None if recorded is None else Path(home) / recorded
+
+
+def job_not_found(job_id: str) -> JobNotFoundError:
+    """The error for a job id that names no job (a server says the same of one its caller may not see)."""
+    return JobNotFoundError(f"no fine-tuning job {job_id!r}; `finetune list` shows the jobs there are")
 
 
 class ClaimLostError(JobStateError):
@@ -110,6 +115,16 @@ class Job:
         record["progress"] = self.progress
         return record
 
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Job:
+        """The job that :meth:`to_dict` wrote (what a hub server answers); keys it does not know
+        (``progress``, a newer server's) are left out.
+
+        Raises:
+            ValueError: not a job record.
+        """
+        return _from_record(cls, record)
+
 
 @dataclass(frozen=True)
 class JobEvent:
@@ -121,6 +136,19 @@ class JobEvent:
     level: str
     message: str
 
+    def to_dict(self) -> dict[str, Any]:
+        """The event as JSON values (its time as ISO 8601)."""
+        return {**asdict(self), "created_at": self.created_at.isoformat()}
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> JobEvent:
+        """The event that :meth:`to_dict` wrote.
+
+        Raises:
+            ValueError: not an event record.
+        """
+        return _from_record(cls, record)
+
 
 @dataclass(frozen=True)
 class JobMetric:
@@ -131,6 +159,37 @@ class JobMetric:
     split: str
     values: dict[str, float]
     created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """The metrics as JSON values (their time as ISO 8601)."""
+        return {**asdict(self), "created_at": self.created_at.isoformat()}
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> JobMetric:
+        """The metrics that :meth:`to_dict` wrote.
+
+        Raises:
+            ValueError: not a metrics record.
+        """
+        return _from_record(cls, record)
+
+
+_TIMES = ("created_at", "started_at", "finished_at", "heartbeat_at")
+
+
+def _from_record(cls: type, record: Any) -> Any:
+    """``cls`` from a JSON record: ISO 8601 times back to datetimes, unknown keys left out."""
+    if not isinstance(record, dict):
+        raise ValueError(f"a {cls.__name__} record must be an object, not {type(record).__name__}")
+    names = {spec.name for spec in fields(cls)}
+    values = {key: value for key, value in record.items() if key in names}
+    try:
+        for key in _TIMES:
+            if isinstance(values.get(key), str):
+                values[key] = datetime.fromisoformat(values[key])
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not a {cls.__name__} record: {exc}") from None
 
 
 def _job(row: tuple) -> Job:
@@ -163,11 +222,11 @@ class JobStore:
         self.db.ensure_schema()
         rows = self.db.query(f"SELECT {_JOB_COLUMNS} FROM finetune_jobs WHERE id = :id", {"id": str(job_id)})
         if not rows:
-            raise JobNotFoundError(f"no fine-tuning job {job_id!r}; `finetune list` shows the jobs there are")
+            raise job_not_found(job_id)
         return _job(rows[0])
 
-    def list(self, status: str | None = None, *, limit: int | None = None) -> list[Job]:
-        """Jobs, newest first, optionally only those in ``status``.
+    def list(self, status: str | None = None, *, limit: int | None = None, offset: int = 0) -> list[Job]:
+        """Jobs, newest first, optionally only those in ``status``; ``limit`` of them after the first ``offset``.
 
         Raises:
             InvalidArgumentError: ``status`` is not a job state.
@@ -177,6 +236,8 @@ class JobStore:
         self.db.ensure_schema()
         sql = f"SELECT {_JOB_COLUMNS} FROM finetune_jobs" + (" WHERE status = :status" if status else "")
         sql += " ORDER BY created_at_ms DESC, id DESC" + (f" LIMIT {int(limit)}" if limit else "")
+        if offset:
+            sql += ("" if limit else f" LIMIT {2**62}") + f" OFFSET {int(offset)}"
         return [_job(row) for row in self.db.query(sql, {"status": status})]
 
     def unfinished(self) -> list[Job]:
@@ -409,7 +470,7 @@ class JobStore:
         with self.db.writing() as connection:
             row = connection.execute(text("SELECT status FROM finetune_jobs WHERE id = :id"), {"id": job_id}).first()
             if row is None:
-                raise JobNotFoundError(f"no fine-tuning job {job_id!r}; `finetune list` shows the jobs there are")
+                raise job_not_found(job_id)
             if row[0] in FINISHED:
                 raise JobStateError(f"job {job_id} has already {row[0]}; only queued or running jobs can be cancelled")
             if row[0] == "queued":

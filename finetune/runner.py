@@ -5,14 +5,16 @@ base, the config, every data file), so a bad submission writes nothing.
 :func:`run_job` runs a claimed job under a worker: it reports progress, metrics
 and events to the job queue, checkpoints into the hub's store, stops when the
 job is cancelled, and publishes the trained model as the next version of the
-job's output with its parent, metrics and a model card. Every one of those
-writes names the worker's claim (see :mod:`finetune.jobs`); once one is refused
+job's output with its parent, metrics and a model card, in the name of the
+job's user (who submitted it), not the worker's. Every one of those writes
+names the worker's claim (see :mod:`finetune.jobs`); once one is refused
 (another worker took the job over), the worker stops training, writes nothing
 more for the job and raises :class:`~finetune.jobs.ClaimLostError`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import tempfile
@@ -34,6 +36,7 @@ from finetune.tasks import Batches, TaskPlan, build_model, check_targets, head_m
 from finetune.train import Callbacks, Cancelled, train
 from hub.entities import ModelVersion
 from hub.errors import ConfigError, HubError
+from hub.settings import acting_as
 
 __all__ = ["CheckedJob", "check_job", "data_record", "data_path", "run_job", "run_rank", "worker_name"]
 
@@ -326,7 +329,9 @@ def _run(hub: Any, job: Job, reporter: JobReporter, checked: CheckedJob | None) 
         reporter.log(f"{already.ref} was already published by this job before its worker stopped")
         return already
     checked, model, result, learning_rate = _train(hub, job, reporter, checked=checked)
-    return _publish(hub, job, checked, model, result, learning_rate, reporter)
+    # The version is the job's user's, not the worker's account's (a server's jobs are its tokens' users').
+    with acting_as(job.created_by) if job.created_by else contextlib.nullcontext():
+        return _publish(hub, job, checked, model, result, learning_rate, reporter)
 
 
 class _SilentReporter(Callbacks):

@@ -7,6 +7,8 @@
 ``FINETUNE_JOB_REQUEST``        set by ``finetune run --nproc N`` for the processes torchrun starts:
                                 the checked job request, as JSON (see :mod:`finetune.distributed`).
 ``LOCAL_RANK``                  set by torchrun: a process's rank on its node (default 0).
+``FINETUNE_MAX_UPLOAD_MB``      the largest data file a hub server takes with a job
+                                (``POST /api/v1/jobs``), in MiB (default 1024); bigger is refused (413).
 
 A bad value is a :class:`~hub.errors.ConfigError` naming the variable, its value and what to set.
 The hub's own variables (``HUB_HOME``, ``HUB_REGISTRY_URL``, ``HUB_USER``) are read by
@@ -22,11 +24,12 @@ from hub.errors import ConfigError
 from hub.settings import as_float, as_int
 
 __all__ = ["Timing", "timing", "stale_after_ms", "DEFAULT_STALE_SECONDS", "MAX_HEARTBEAT_SECONDS",
-           "JOB_REQUEST_VARIABLE", "job_request", "local_rank"]
+           "JOB_REQUEST_VARIABLE", "job_request", "local_rank", "DEFAULT_MAX_UPLOAD_MB", "max_upload_bytes"]
 
 DEFAULT_STALE_SECONDS = 60.0
 MAX_HEARTBEAT_SECONDS = 5.0
 JOB_REQUEST_VARIABLE = "FINETUNE_JOB_REQUEST"
+DEFAULT_MAX_UPLOAD_MB = 1024
 
 
 class Timing(NamedTuple):
@@ -87,3 +90,13 @@ def local_rank() -> int:
         ConfigError: it is not a whole number, 0 or more.
     """
     return as_int("LOCAL_RANK", 0, positive=False, error=ConfigError)
+
+
+def max_upload_bytes() -> int:
+    """The largest data file a hub server takes with a submitted job, in bytes
+    (``FINETUNE_MAX_UPLOAD_MB`` MiB, default 1024).
+
+    Raises:
+        ConfigError: it is not a positive whole number.
+    """
+    return as_int("FINETUNE_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB, what="whole number of MiB", error=ConfigError) * 2**20

@@ -58,7 +58,7 @@ def work(*, once: bool = False, max_jobs: int | None = None, poll_seconds: float
         ConfigError: a bad ``FINETUNE_STALE_SECONDS`` or ``FINETUNE_HEARTBEAT_SECONDS``, before any job is claimed.
     """
     timing()
-    hub = _hub(hub)
+    hub = _hub(hub, "a worker")
     jobs = jobs_of(hub)
     worker = name or worker_name()
     limit = 1 if once else max_jobs

@@ -2,9 +2,10 @@
 (registered as entry point ``modelhub.gc``: ``webui``).
 
 A page keeps each file it is given in ``uploads/<digest>/`` (see :func:`webui.common.store_upload`),
-where workers can read it. ``hub gc`` removes an upload folder (or a stray file or link there)
-once everything in it is older than its ``min_age_seconds`` and no queued or running job reads
-from it (the paths the other collectors keep). This module imports no Streamlit: ``hub gc``
+where workers can read it, as a hub server does with a job's data (:mod:`finetune.uploads`).
+``hub gc`` removes an upload folder (or a stray file or link there) once everything in it is
+older than its ``min_age_seconds`` and no queued or running job reads from it (the paths the
+other collectors keep). This module imports no Streamlit: ``hub gc``
 loads it.
 """
 
@@ -16,14 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from finetune.uploads import uploads_folder
 from hub.gc_roots import Keep
 
 __all__ = ["uploads_folder", "UploadsCollector", "COLLECTOR"]
-
-
-def uploads_folder(home: Path) -> Path:
-    """Where the web UI keeps uploads in the hub whose home is ``home``."""
-    return home / "uploads"
 
 
 class UploadsCollector:
