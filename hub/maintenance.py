@@ -144,13 +144,15 @@ class Maintenance:
         return VerifyReport(tuple(checked), tuple(problems), tuple(leftovers))
 
     def _garbage(self, min_age_seconds: float, keep: Keep) -> list[str]:
-        """Keys of the blobs no version needs (nor ``keep``) and of interrupted blob writes, older than ``min_age_seconds``."""
+        """Keys of the blobs no version needs (nor ``keep``), of interrupted blob writes and of partial uploads,
+        older than ``min_age_seconds``."""
         from hub.reconcile import unindexed_digests
 
         blobs, now = self.hub.blobs, time.time()
         referenced = self.hub.registry.referenced_digests() | keep.digests
         referenced |= unindexed_digests(self.hub)  # versions only the store knows: evidence for `hub reindex`
         candidates = blobs.leftovers("blobs") + [f"blobs/{d}" for d in blobs.digests() if d not in referenced]
+        candidates += blobs.partial_uploads()  # uploads to `hub serve` that stopped and were never continued
         return sorted(k for k in candidates if blobs.age_seconds(k, now) >= min_age_seconds)
 
     def gc(self, *, min_age_seconds: float = settings.GC_MIN_AGE_S, dry_run: bool = False) -> GcReport:

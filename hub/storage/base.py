@@ -7,6 +7,9 @@ A store holds two kinds of things:
   range or as a stream, listed and deleted; and the locks gc needs (:meth:`BlobStore.in_use`,
   shared, held by writers until the registry records what they wrote; :meth:`BlobStore.collecting`,
   exclusive, held by gc);
+- **partial uploads**, the bytes of a blob a client is uploading to ``hub serve`` in pieces
+  (:meth:`BlobStore.upload_offset`, :meth:`BlobStore.append_upload`), kept in the store so that any
+  server process can continue one; complete, they are checked against their sha256 and become a blob;
 - **keys**, small texts under ``/``-separated names (``refs/<model>/versions/<n>``, the pointers
   and alias history that make a store self-describing): read, written (``exclusive``: never over
   an existing key), renamed, listed under a prefix, deleted, each with its age. A blob is also
@@ -230,6 +233,39 @@ class BlobStore(ABC):
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
+
+    # --- partial uploads (resumable, for hub serve) --------------------------------
+
+    @abstractmethod
+    def upload_offset(self, digest: str) -> int:
+        """How many bytes of the blob ``digest`` a partial upload holds so far (0: none)."""
+
+    @abstractmethod
+    def append_upload(self, digest: str, offset: int, chunks: Iterable[bytes | memoryview], total: int) -> int:
+        """Add ``chunks`` to the partial upload of blob ``digest`` at ``offset``; once it holds ``total``
+        bytes, check their sha256 and store them as the blob (the partial upload is then gone).
+
+        What arrived is kept when ``chunks`` raises (a client that went away): :meth:`upload_offset`
+        says where to continue. One writer at a time per blob, across processes.
+
+        Args:
+            digest: the blob's sha256 (64 lowercase hex digits).
+            offset: where these bytes go; must be what :meth:`upload_offset` says.
+            chunks: the next bytes, in order.
+            total: the blob's size.
+
+        Returns:
+            The new offset (``total`` when the blob is stored).
+
+        Raises:
+            InvalidArgumentError: ``offset`` is not the upload's (``error.offset`` is the right one), another
+                upload of this blob is under way, or the bytes run past ``total`` (this call's bytes are dropped).
+            IntegrityError: all ``total`` bytes arrived and they don't hash to ``digest`` (the partial upload is removed).
+        """
+
+    @abstractmethod
+    def partial_uploads(self) -> list[str]:
+        """The keys of the partial uploads there are (``gc`` removes old ones, ``verify`` lists them)."""
 
     # --- locks --------------------------------------------------------------------
 

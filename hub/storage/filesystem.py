@@ -7,6 +7,9 @@ A blob is garbage once no registered version needs it, but a publish writes (or 
 before it registers the version. So writers hold :meth:`FileStore.in_use` (shared) from their
 first blob to their commit, and gc holds :meth:`FileStore.collecting` (exclusive) while it decides
 what is garbage and removes it: a ``flock`` on ``<home>/.gc-lock``, across processes.
+
+A partial upload (``hub serve``'s resumable uploads) is ``<home>/partial-uploads/<sha256>``,
+appended to under a ``flock`` of its own and renamed into ``blobs/`` once whole and hashed right.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from hub.errors import IntegrityError, storage_error
+from hub.errors import IntegrityError, InvalidArgumentError, storage_error
 from hub.storage.base import TEMP_PREFIX, BlobStore, file_mode, temp_file
 from hub.storage.writing import Writeback, fsync_dir, hash_pool, sha256_file, write_all, write_atomic
 
@@ -33,6 +36,7 @@ except ImportError:  # Windows: no flock; there gc's min_age_seconds alone prote
 __all__ = ["FileStore"]
 
 GC_LOCK = ".gc-lock"
+PARTIAL_UPLOADS = "partial-uploads"
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _verified: dict[Path, tuple[int, int, int]] = {}  # blobs whose sha256 claim() checked: path -> (inode, size, mtime_ns)
 
@@ -243,6 +247,106 @@ class FileStore(BlobStore):
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
+
+    # --- partial uploads ----------------------------------------------------------
+
+    def _partial(self, digest: str) -> Path:
+        if not _DIGEST.fullmatch(digest):
+            raise InvalidArgumentError(f"{digest!r} is not a sha256 (64 lowercase hex digits)")
+        return self.root / PARTIAL_UPLOADS / digest
+
+    def upload_offset(self, digest: str) -> int:
+        try:
+            return self._partial(digest).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def partial_uploads(self) -> list[str]:
+        folder = self.root / PARTIAL_UPLOADS
+        names = sorted(e.name for e in os.scandir(folder) if _DIGEST.fullmatch(e.name)) if folder.is_dir() else []
+        return [f"{PARTIAL_UPLOADS}/{name}" for name in names]
+
+    def _open_partial(self, path: Path) -> int:
+        """The partial upload's file, opened and locked (exclusively, across processes), still at ``path``."""
+        for _ in range(3):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
+            try:
+                if fcntl is not None:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        error = InvalidArgumentError(f"another upload of blob {path.name} is under way; wait for it, then "
+                                                     "ask where it stopped (HEAD /api/v1/uploads/{sha256})")
+                        error.offset = os.fstat(fd).st_size  # type: ignore[attr-defined]
+                        raise error from None
+                try:  # completed (renamed into blobs/) or removed while we waited: open the new one
+                    if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                        return fd
+                except FileNotFoundError:
+                    pass
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
+        raise InvalidArgumentError(f"the upload of blob {path.name} kept changing; retry it")
+
+    def append_upload(self, digest: str, offset: int, chunks: Iterable[bytes | memoryview], total: int) -> int:
+        path = self._partial(digest)
+        if total < 0 or offset < 0 or offset > total:
+            raise InvalidArgumentError(f"upload offset {offset} and length {total} don't fit: 0 <= offset <= length")
+        with self.in_use():  # gc waits: it may not take the partial upload, nor the blob before a version claims it
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = self._open_partial(path)
+            try:
+                return self._append(fd, path, digest, offset, chunks, total)
+            finally:
+                os.close(fd)  # drops the lock
+
+    def _append(self, fd: int, path: Path, digest: str, offset: int, chunks: Iterable[bytes | memoryview], total: int) -> int:
+        held = os.fstat(fd).st_size
+        if held != offset:
+            error = InvalidArgumentError(f"the upload of blob {digest} is at offset {held}, not {offset}; "
+                                         f"continue from {held} (Upload-Offset: {held})")
+            error.offset = held  # type: ignore[attr-defined]
+            raise error
+        hasher, pool = (hashlib.sha256(), hash_pool()) if offset == 0 else (None, None)
+        size = offset
+        try:
+            os.lseek(fd, offset, os.SEEK_SET)
+            with open(fd, "wb", buffering=0, closefd=False) as f:
+                for chunk in chunks:
+                    view = memoryview(chunk).cast("B")
+                    if size + view.nbytes > total:
+                        os.ftruncate(fd, offset)
+                        raise InvalidArgumentError(f"the upload of blob {digest} runs past its Upload-Length of {total} "
+                                                   f"bytes; this request's bytes were dropped, continue from {offset}")
+                    hashed = pool.submit(hasher.update, view) if hasher is not None else None
+                    write_all(f, view)
+                    if hashed is not None:
+                        hashed.result()
+                    size += view.nbytes
+                    if self.on_bytes is not None:
+                        self.on_bytes(view.nbytes)
+        finally:
+            os.fsync(fd)  # what arrived stays, also when the client went away
+        if size < total:
+            return size
+        actual = hasher.hexdigest() if hasher is not None else sha256_file(path)[0]
+        if actual != digest:
+            path.unlink(missing_ok=True)
+            raise IntegrityError(f"the {total} bytes uploaded hash to sha256 {actual}, not {digest}; they were dropped, "
+                                 "upload the blob again from offset 0")
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        final = self.path(digest)
+        created = not final.exists()
+        os.utime(fd)  # gc's grace period starts now, until a version claims the blob
+        os.replace(path, final)
+        if created:
+            for recorder in getattr(self._recorders, "stack", ()):
+                recorder.add(digest)
+        _verified[final] = (os.fstat(fd).st_ino, total, os.stat(final).st_mtime_ns)
+        fsync_dir(self.blobs)
+        return size
 
     # --- keys -------------------------------------------------------------------
 

@@ -1,0 +1,124 @@
+"""``GET|HEAD /api/v1/blobs/{sha256}``: a blob's bytes, streamed from the store's file, with ranges and caching.
+
+A blob is readable by whoever can read some live version that names it (as a file or as its
+manifest); to anyone else it is a 404, as a blob that is not there. Its sha256 is its strong
+``ETag`` and it never changes, so it is cacheable for a year (``immutable``; ``private`` where no
+anonymous reader could read it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from hub.access import ANONYMOUS
+from hub.server.app import ServerContext, context, principal
+from hub.server.errors import error_body
+from hub.server.uploads import check_digest
+
+__all__ = ["router", "BlobResponse", "CHUNK_BYTES"]
+
+router = APIRouter(tags=["blobs"])
+CHUNK_BYTES = 4 * 1024 * 1024  # one read from the file, one send to the socket
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+class BlobResponse(Response):
+    """Bytes ``start`` to ``end`` (exclusive) of a local file, read in large chunks off the event loop."""
+
+    def __init__(self, path: str, start: int, end: int, status_code: int, headers: dict[str, str], *, head: bool) -> None:
+        super().__init__(status_code=status_code, headers=headers)
+        self.path, self.start, self.end, self.head = path, start, end, head
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.headers["content-length"] = str(self.end - self.start)
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        if self.head or self.end == self.start:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            offset = self.start
+            while offset < self.end:
+                chunk = await anyio.to_thread.run_sync(os.pread, fd, min(CHUNK_BYTES, self.end - offset), offset)
+                if not chunk:  # the file shrank under us: never send less than Content-Length claims quietly
+                    raise OSError(f"{self.path} ended at {offset} bytes, {self.end} expected")
+                offset += len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": offset < self.end})
+        finally:
+            os.close(fd)
+
+
+def _range(header: str | None, size: int) -> tuple[int, int] | None | str:
+    """``(start, end)`` of a one-range ``Range`` header; None to send it all (no header, or one this
+    ignores: several ranges, another unit); ``"unsatisfiable"`` for a range beyond the blob."""
+    if not header:
+        return None
+    match = _RANGE.fullmatch(header.strip())
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:  # the last N bytes
+        count = int(last)
+        return (max(0, size - count), size) if count > 0 and size > 0 else "unsatisfiable"
+    start = int(first)
+    end = min(size, int(last) + 1) if last else size
+    if last and int(last) < start:
+        return None
+    return (start, end) if start < size else "unsatisfiable"
+
+
+def _not_here(sha256: str) -> JSONResponse:
+    return JSONResponse(error_body("NotFound", f"no blob {sha256} here that you can read; blobs are named by the "
+                                               "files and manifests of versions (GET /api/v1/models/{name}/-/latest)"),
+                        status_code=404)
+
+
+_BLOB_RESPONSES: dict[str, Any] = {"response_class": Response, "responses": {
+    200: {"content": {"application/octet-stream": {}}}, 206: {"description": "one range"},
+    304: {"description": "If-None-Match matched"}, 404: {"description": "no such readable blob"},
+    416: {"description": "the range is beyond the blob"}}}
+
+
+@router.get("/blobs/{sha256}", operation_id="get_blob", **_BLOB_RESPONSES)
+@router.head("/blobs/{sha256}", operation_id="head_blob", **_BLOB_RESPONSES)
+async def get_blob(sha256: str, request: Request, server: ServerContext = Depends(context),
+                   who: Any = Depends(principal)) -> Response:
+    """The blob's bytes (``Range: bytes=a-b`` for one range), ``ETag`` its sha256, cacheable forever."""
+    check_digest(sha256)
+    readable, public = await run_in_threadpool(_visibility, server, who, sha256)
+    path = server.hub.blobs.local_path(sha256)
+    size = server.hub.blobs.size(sha256) if readable else None
+    if size is None or path is None:
+        return _not_here(sha256)
+    headers = {"etag": f'"{sha256}"', "accept-ranges": "bytes", "content-type": "application/octet-stream",
+               "cache-control": f"{'public' if public else 'private'}, max-age=31536000, immutable"}
+    wanted = request.headers.get("if-none-match")
+    if wanted and any(tag.strip().removeprefix("W/") in (f'"{sha256}"', "*") for tag in wanted.split(",")):
+        return Response(status_code=304, headers=headers)
+    if_range = request.headers.get("if-range")
+    span = _range(request.headers.get("range"), size) if if_range in (None, f'"{sha256}"') else None
+    head = request.method == "HEAD"
+    if span == "unsatisfiable":
+        return Response(status_code=416, headers={**headers, "content-range": f"bytes */{size}"})
+    if span is None:
+        return BlobResponse(str(path), 0, size, 200, headers, head=head)
+    start, end = span
+    return BlobResponse(str(path), start, end, 206, {**headers, "content-range": f"bytes {start}-{end - 1}/{size}"}, head=head)
+
+
+def _visibility(server: ServerContext, who: Any, sha256: str) -> tuple[bool, bool]:
+    """Whether ``who`` may read the blob, and whether anyone may (anonymous readers too)."""
+    if not server.access.can_read_blob(who, sha256):
+        return False, False
+    if who.user is None:
+        return True, True
+    return True, server.access.can_read_blob(ANONYMOUS, sha256)
