@@ -118,7 +118,15 @@ def send(client: Client, store: CacheStore, blobs: dict[str, int]) -> None:
 class RemotePublisher(Publisher):
     """:class:`hub.publisher.Publisher` for a remote hub: everything up to the commit runs here (the
     checks, the bytes built into the local cache, weights shared with the parent); the commit
-    uploads what the server lacks and asks it to index the version (in the token's name)."""
+    uploads what the server lacks and asks it to index the version (in the token's name).
+
+    Attributes:
+        uploaded: the digests the last publish uploaded (none for unchanged weights).
+    """
+
+    def __init__(self, hub: Any) -> None:
+        super().__init__(hub)
+        self.uploaded: list[str] = []
 
     def commit(self, draft: Manifest, *, version: int | None = None, aliases: Sequence[str] = (),
                fence: Any = None) -> ModelVersion:
@@ -136,7 +144,7 @@ class RemotePublisher(Publisher):
         hub = self.hub
         client, store, registry = hub.client, hub.blobs, hub.registry
         name = draft.name
-        upload_blobs(client, store, name, draft.files)
+        self.uploaded = upload_blobs(client, store, name, draft.files)
         body = {"manifest": json.loads(draft.to_json()), "version": version, "aliases": list(aliases)}
         what = f"publishing {name}"
         sizes = {entry.sha256: entry.size for entry in draft.files}
@@ -148,6 +156,7 @@ class RemotePublisher(Publisher):
                 if attempt or not set(exc.digests) <= sizes.keys():
                     raise
                 send(client, store, {digest: sizes[digest] for digest in exc.digests})
+                self.uploaded += list(exc.digests)
         published = registry.remember(_record(ModelVersion.from_dict, answer, what))
         for alias in aliases:
             registry.remember(published, alias)

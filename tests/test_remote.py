@@ -1,0 +1,318 @@
+"""The remote client against a real ``hub serve`` process, on each registry backend behind it.
+
+Each client is another process (``python -c`` or the ``hub`` CLI) whose environment holds only
+``HUB_ENDPOINT``, ``HUB_TOKEN`` and its own ``HUB_HOME`` (its cache): no registry URL, no access to
+the server's folder. The test process looks into the server's folder only to check what the
+server stored, and to damage a blob there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, _postgres, _postgres_schema_url
+from server_process import Server, start_server
+
+PRELUDE = textwrap.dedent("""
+    import json, os, sys
+    from pathlib import Path
+    import hub
+
+    def out(**values):
+        print("RESULT " + json.dumps(values))
+
+    def failure(call, *args, **kwargs):
+        try:
+            call(*args, **kwargs)
+        except hub.HubError as exc:
+            return [type(exc).__name__, str(exc)]
+        return None
+""")
+
+
+class Served:
+    """One backend's server and the tokens made for it."""
+
+    def __init__(self, server: Server, write: str, read: str) -> None:
+        self.server, self.write, self.read = server, write, read
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def blobs(self) -> set[str]:
+        """The digests of the blobs the server's store holds."""
+        folder = self.server.home / "blobs"
+        return {name for name in os.listdir(folder) if re.fullmatch(r"[0-9a-f]{64}", name)} if folder.is_dir() else set()
+
+    def blob_requests(self) -> list[str]:
+        """The lines of the server's access log that fetched a blob."""
+        logs = self.server.stderr_text() + self.server._stderr_path.with_name("stdout").read_text(errors="replace")
+        return [line for line in logs.splitlines() if "/api/v1/blobs/" in line]  # uvicorn's access log
+
+
+def _start(home: Path, url: str) -> Served:
+    from hub.access import Access
+    from hub.api import Hub
+
+    server = start_server(home, url)
+    local = Hub(home, url)
+    try:
+        access = Access(local.db)
+        write, read = access.create_token("alice", "write")[0], access.create_token("alice", "read")[0]
+    finally:
+        local.close()
+    return Served(server, write, read)
+
+
+def _registry(backend: str, home: Path) -> tuple[str, str | None]:
+    if backend == "sqlite":
+        return f"sqlite:///{home / 'registry.db'}", None
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    _postgres(f"CREATE SCHEMA {schema}")
+    return _postgres_schema_url(schema), schema
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    """One server per backend, started when a test first asks for it, stopped at the module's end."""
+    started: dict[str, Served] = {}
+    schemas: list[str] = []
+
+    def get(backend: str) -> Served:
+        if backend not in started:
+            home = tmp_path_factory.mktemp(f"server-{backend}")
+            url, schema = _registry(backend, home)
+            if schema:
+                schemas.append(schema)
+            started[backend] = _start(home, url)
+        return started[backend]
+
+    yield get
+    for served in started.values():
+        served.server.stop()
+    for schema in schemas:
+        _postgres(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def served(servers, registry_url) -> Served:
+    """The server of this test's backend (the registry behind it)."""
+    return servers("sqlite" if registry_url.startswith("sqlite") else "postgresql")
+
+
+def client_env(endpoint: str, home: Path, token: str | None = None, **more: str) -> dict[str, str]:
+    """What a client's environment holds: the endpoint, the token, its cache; nothing of the server's."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HUB_ENDPOINT": endpoint, "HUB_HOME": str(home),
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    if token:
+        env["HUB_TOKEN"] = token
+    env.update(more)
+    return env
+
+
+def run_client(script: str, env: dict[str, str]) -> dict:
+    """Run ``script`` in a client process; return what it passed to ``out(...)``."""
+    result = subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(script)], env=env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, f"client exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, result.stdout + result.stderr
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def run_hub(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """The ``hub`` CLI in a client process."""
+    result = subprocess.run([sys.executable, "-m", "hub", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    if check:
+        assert result.returncode == 0, f"hub {' '.join(args)} exited {result.returncode}: {result.stdout}{result.stderr}"
+    return result
+
+
+PUBLISH = """
+    import torch
+    torch.manual_seed(0)
+    model = hub.create("mlp", in_features=8, hidden=[32], out_features=3)
+    x = torch.linspace(-1, 1, 16).reshape(2, 8)
+    first = hub.publish(model, "alice/mlp", aliases=["production"], task="tabular-classification", tags=["demo"])
+    uploaded = hub.default_hub().publisher.uploaded
+    big = hub.publish(hub.create("mlp", in_features=256, hidden=[512], out_features=4), "alice/big")
+    bad = hub.publish(hub.create("mlp", in_features=64, hidden=[64], out_features=2), "alice/bad")
+    h = hub.default_hub()
+    out(ref=first.ref, aliases=list(first.aliases), y=model(x).tolist(), uploaded=uploaded,
+        weights=[first.file(p).sha256 for p in first.weight_files], big=big.file(big.weight_files[0]).to_dict(),
+        bad=bad.file(bad.weight_files[0]).to_dict(), type=type(h).__name__)
+"""
+
+USE = """
+    import torch
+    h = hub.default_hub()
+    got = []
+    h.blobs.on_bytes = got.append
+    x = torch.linspace(-1, 1, 16).reshape(2, 8)
+    model = hub.load("alice/mlp@production", device="auto")
+    device = next(model.parameters()).device
+    y = model(x.to(device)).cpu().tolist()
+    state = hub.load_state_dict("alice/mlp:1")
+    equal = all(torch.equal(state[k], v.cpu()) for k, v in model.state_dict().items())
+    listed = [m.name for m in hub.list_models()]
+    info = hub.info("alice/mlp").to_dict()
+    versions = [v.ref for v in hub.list_versions("alice/mlp")]
+    change = hub.set_alias("alice/mlp", "staging", 1)
+    history = [c.to_dict() for c in hub.alias_history("alice/mlp", "staging")]
+    folder = hub.download("alice/mlp:1", Path(os.environ["HUB_HOME"]) / "downloaded")
+    files = sorted(p.name for p in folder.iterdir())
+    again = hub.publish(model, "alice/mlp")  # the weights loaded, unchanged
+    uploaded = h.publisher.uploaded
+    fetched_before = sum(got)
+    del got[:]
+    big = hub.load_state_dict("alice/big:1")  # half of its blob is in partial/ already
+    resumed = sum(got)
+    bad = failure(hub.load, "alice/bad:1")
+    out(y=y, device=device.type, equal=equal, listed=listed, info=info, versions=versions, change=change.to_dict(),
+        history=history, files=files, again=again.to_dict(), uploaded=uploaded, resumed=resumed, bad=bad,
+        fetched=fetched_before)
+"""
+
+AGAIN = """
+    h = hub.default_hub()
+    pinned = hub.load("alice/mlp:1")
+    after_pinned = h.client.requests
+    by_alias = hub.load("alice/mlp@production")
+    out(after_pinned=after_pinned, after_alias=h.client.requests, downloaded=h.blobs.downloaded,
+        refs=[pinned.hub_version.ref, by_alias.hub_version.ref])
+"""
+
+
+def test_publish_load_alias_download_and_the_cache(served, tmp_path):
+    publisher_env = client_env(served.url, tmp_path / "publisher", served.write)
+    published = run_client(PUBLISH, publisher_env)
+    assert published["type"] == "RemoteHub" and published["ref"] == "alice/mlp:1" and published["aliases"] == ["production"]
+    assert set(published["weights"]) <= set(published["uploaded"])
+    stored = served.blobs()
+    assert set(published["weights"]) <= stored
+
+    # the server's copy of alice/bad's weights is damaged; half of alice/big's is in the user's partial/ already
+    big, bad = published["big"], published["bad"]
+    damaged = served.server.home / "blobs" / bad["sha256"]
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    user = tmp_path / "user"
+    (user / "partial").mkdir(parents=True)
+    half = big["size"] // 2
+    (user / "partial" / big["sha256"]).write_bytes((served.server.home / "blobs" / big["sha256"]).read_bytes()[:half])
+
+    used = run_client(USE, client_env(served.url, user, served.write))
+    assert used["y"] == published["y"]  # loaded on meta, weights from the cache's safetensors: the same model
+    assert used["equal"] and used["device"] in ("cpu", "cuda")
+    assert {"alice/mlp", "alice/big", "alice/bad"} <= set(used["listed"])
+    assert used["info"]["ref"] == "alice/mlp:1" and used["info"]["task"] == "tabular-classification"
+    assert used["versions"] == ["alice/mlp:1"]
+    assert used["change"]["changed_by"] == "alice" and used["change"]["to_version"] == 1
+    assert [(c["to_version"], c["changed_by"]) for c in used["history"]] == [(1, "alice")]
+    assert "model.safetensors" in used["files"] and "modelhub.json" in used["files"]
+    again = used["again"]
+    assert again["ref"] == "alice/mlp:2" and again["parent"] == "alice/mlp:1"
+    assert [f["sha256"] for f in again["files"] if f["path"] in again["weight_files"]] == published["weights"]
+    assert not set(used["uploaded"]) & set(published["weights"])  # unchanged weights: no weight bytes sent
+    new = served.blobs() - stored - {bad["sha256"]}
+    assert new == {again["digest"], *[f["sha256"] for f in again["files"]]} - stored  # the manifest (and a card) alone
+    assert used["resumed"] == big["size"] - half  # the rest of the blob, not all of it
+    assert any(" 206" in line and big["sha256"] in line for line in served.blob_requests())
+    assert used["bad"][0] == "IntegrityError" and bad["sha256"] in used["bad"][1]
+    assert not (user / "blobs" / bad["sha256"]).exists() and not (user / "partial" / bad["sha256"]).exists()
+
+    # a second load of name:N asks the server nothing; of name@alias, one small request and no blob bytes
+    blob_requests = len(served.blob_requests())
+    again = run_client(AGAIN, client_env(served.url, user, served.write))
+    assert again["after_pinned"] == 0 and again["after_alias"] == 1 and again["downloaded"] == []
+    assert again["refs"] == ["alice/mlp:1", "alice/mlp:1"]
+    assert len(served.blob_requests()) == blob_requests
+
+
+def test_tokens_decide_who_writes(served, tmp_path):
+    script = f"""
+        import torch
+        from hub.remote import RemoteHub
+        module = hub.create("mlp", in_features=2, hidden=[2], out_features=1)
+        anonymous = failure(hub.publish, module, "alice/anonymous")
+        reader = RemoteHub(token={served.read!r})
+        read_publish = failure(reader.publish, module, "alice/read-only")
+        read_tag = failure(reader.set_alias, "alice/mlp", "nope", 1)
+        bad = failure(RemoteHub(token="mh_0123456789abcdef_not-a-secret").list_models)
+        hidden = failure(hub.info, "alice/mlp")  # private to anonymous: as missing
+        out(anonymous=anonymous, read_publish=read_publish, read_tag=read_tag, bad=bad, hidden=hidden)
+    """
+    before = served.blobs()
+    answer = run_client(script, client_env(served.url, tmp_path / "anonymous"))
+    assert answer["anonymous"][0] == "AuthenticationError" and "HUB_TOKEN" in answer["anonymous"][1]
+    assert answer["read_publish"][0] == "PermissionDeniedError" and "write scope" in answer["read_publish"][1]
+    assert answer["read_tag"][0] == "PermissionDeniedError"
+    assert answer["bad"][0] == "AuthenticationError"
+    assert answer["hidden"][0] == "ModelNotFoundError"
+    assert served.blobs() == before  # nothing was uploaded
+
+
+def test_the_cli_against_a_server(served, tmp_path):
+    from safetensors.torch import save_file
+    import torch
+
+    weights = tmp_path / "weights.safetensors"
+    save_file({"w": torch.arange(6, dtype=torch.float32).reshape(2, 3)}, weights)
+    env = client_env(served.url, tmp_path / "cli", served.write)
+    assert "published alice/cli:1" in run_hub(env, "publish", str(weights), "alice/cli", "--alias", "production").stdout
+    assert "alice/cli" in run_hub(env, "list").stdout
+    assert "alice/cli:1" in run_hub(env, "info", "alice/cli@production").stdout
+    assert "alice/cli@staging -> 1" in run_hub(env, "tag", "alice/cli:1", "staging").stdout
+    history = run_hub(env, "history", "alice/cli", "staging").stdout
+    assert "alice" in history
+    folder = Path(run_hub(env, "download", "alice/cli:1", "--to", str(tmp_path / "out")).stdout.strip())
+    assert [p.read_bytes() for p in folder.glob("*.safetensors")] == [weights.read_bytes()]
+    assert "deleted alice/cli:1" in run_hub(env, "delete", "alice/cli:1").stdout
+    gc = run_hub(env, "gc", check=False)
+    assert gc.returncode != 0 and "runs on the hub server" in gc.stderr and len(gc.stderr.strip().splitlines()) == 1
+    anonymous = run_hub(client_env(served.url, tmp_path / "anon"), "publish", str(weights), "alice/cli2", check=False)
+    assert anonymous.returncode != 0 and "token" in anonymous.stderr
+
+
+def test_offline_loads_what_the_cache_holds(registry_url, tmp_path):
+    backend = "sqlite" if registry_url.startswith("sqlite") else "postgresql"
+    url, schema = _registry(backend, tmp_path / "server")
+    served = _start(tmp_path / "server", url)
+    home = tmp_path / "client"
+    try:
+        online = run_client("""
+            import torch
+            torch.manual_seed(1)
+            hub.publish(hub.create("mlp", in_features=4, hidden=[4], out_features=2), "alice/off", aliases=["production"])
+            hub.publish(hub.create("mlp", in_features=4, hidden=[4], out_features=2), "alice/off")
+            x = torch.ones(1, 4)
+            out(pinned=hub.load("alice/off:2")(x).tolist(), alias=hub.load("alice/off@production")(x).tolist())
+        """, client_env(served.url, home, served.write))
+    finally:
+        served.server.stop()
+        if schema:
+            _postgres(f"DROP SCHEMA {schema} CASCADE")
+    offline = run_client("""
+        import torch
+        x = torch.ones(1, 4)
+        h = hub.default_hub()
+        out(pinned=hub.load("alice/off:2")(x).tolist(), alias=hub.load("alice/off@production")(x).tolist(),
+            never=failure(hub.load, "alice/off:3"), latest=failure(hub.info, "alice/off"),
+            listing=failure(hub.list_models), requests=h.client.requests)
+    """, client_env(served.url, home, served.write, HUB_OFFLINE="1"))
+    assert offline["pinned"] == online["pinned"] and offline["alias"] == online["alias"]
+    assert offline["never"][0] == "OfflineError" and "alice/off:3" in offline["never"][1]
+    assert offline["latest"][0] == "OfflineError" and offline["listing"][0] == "OfflineError"
+    assert offline["requests"] == 0
+    stopped = run_client("out(error=failure(hub.list_models))", client_env(served.url, home, served.write))
+    assert stopped["error"][0] == "RemoteError" and "HUB_ENDPOINT" in stopped["error"][1]
