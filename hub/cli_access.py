@@ -8,6 +8,7 @@ They refuse to run with ``HUB_ENDPOINT`` set, which would suggest they change a 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -33,6 +34,18 @@ def _access(*, exists: bool = False) -> Any:
     if exists:
         local.check_exists(registry=True, store=False)
     return Access(local.db)
+
+
+def print_json(value: Any) -> None:
+    """As ``hub.cli.print_json`` (this module is imported by ``hub.cli``, so it does not import it)."""
+    indent = 2 if sys.stdout.isatty() else None
+    sys.stdout.write(json.dumps(value, indent=indent, separators=None if indent else (",", ":")) + "\n")
+
+
+def format_table(rows: list[list[str]], header: list[str]) -> str:
+    """As ``hub.cli.format_table``."""
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows])
 
 
 def _when(value: Any) -> str:
@@ -84,16 +97,12 @@ def cmd_user_password(args: argparse.Namespace) -> int:
 def cmd_user_list(args: argparse.Namespace) -> int:
     users = _access(exists=True).list_users()
     if args.json:
-        from hub.cli import print_json
-
         print_json([{"name": u.name, "admin": u.is_admin, "has_password": u.has_password,
                      "created_at": u.created_at.isoformat()} for u in users])
         return 0
     if not users:
         print("no users yet; `hub user create NAME` or `hub token create --user NAME --scope ...` adds one")
         return 0
-    from hub.cli import format_table
-
     print(format_table([[u.name, "yes" if u.is_admin else "no", "yes" if u.has_password else "no", _when(u.created_at)]
                         for u in users], ["NAME", "ADMIN", "PASSWORD", "CREATED"]))
     return 0
@@ -105,8 +114,6 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 def cmd_token_create(args: argparse.Namespace) -> int:
     token, info = _access().create_token(args.user, args.scope, namespace=args.namespace, expires=args.expires)
     if args.json:
-        from hub.cli import print_json
-
         print_json({"token": token, **info.to_dict()})
         return 0
     print(token)
@@ -120,15 +127,11 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 def cmd_token_list(args: argparse.Namespace) -> int:
     tokens = _access(exists=True).list_tokens(args.user)
     if args.json:
-        from hub.cli import print_json
-
         print_json([t.to_dict() for t in tokens])
         return 0
     if not tokens:
         print("no tokens" + (f" of {args.user}" if args.user else "") + "; `hub token create --user NAME --scope ...` makes one")
         return 0
-    from hub.cli import format_table
-
     print(format_table([[t.id, t.user, t.scope, t.namespace or "-", _when(t.created_at), _when(t.expires_at) if t.expires_at else "never",
                          _when(t.last_used_at), _when(t.revoked_at)] for t in tokens],
                        ["ID", "USER", "SCOPE", "NAMESPACE", "CREATED", "EXPIRES", "LAST USED", "REVOKED"]))
@@ -178,15 +181,11 @@ def cmd_namespace_set(args: argparse.Namespace) -> int:
 def cmd_namespace_list(args: argparse.Namespace) -> int:
     namespaces = _access(exists=True).list_namespaces()
     if args.json:
-        from hub.cli import print_json
-
         print_json([n.to_dict() for n in namespaces])
         return 0
     if not namespaces:
         print("no namespaces yet; `hub namespace create NAME --owner USER` makes one (a write token's first publish claims one)")
         return 0
-    from hub.cli import format_table
-
     print(format_table([[n.name, n.visibility, ",".join(n.owners), ",".join(n.writers) or "-", ",".join(n.readers) or "-"]
                         for n in namespaces], ["NAME", "VISIBILITY", "OWNERS", "WRITERS", "READERS"]))
     return 0
@@ -203,11 +202,12 @@ def add_commands(commands: Any, command: Any) -> None:
     """Add this module's subcommands: ``commands`` is the subparsers object, ``command`` is
     ``functools.partial(hub.cli.add_command, commands)``."""
     from hub.access import DEFAULT_EXPIRY, SCOPES
-    from hub.cli import OneLineParser, add_command
+
+    add_command = command.func  # hub.cli.add_command, for the subcommands of each group
 
     def group(name: str, help_text: str) -> Any:
         parser = commands.add_parser(name, help=help_text, description=help_text)
-        sub = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", parser_class=OneLineParser)
+        sub = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", parser_class=commands._parser_class)
         sub.required = True
         return sub
 
