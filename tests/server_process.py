@@ -44,6 +44,13 @@ class Server:
         except FileNotFoundError:
             return ""
 
+    def stdout_text(self) -> str:
+        """Everything the server wrote to stdout so far (its address line, uvicorn's access log)."""
+        try:
+            return self._stderr_path.with_name("stdout").read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
     def stop(self, timeout: float = 15.0) -> int:
         """Stop the server (SIGTERM, then SIGKILL after ``timeout`` s); return its exit status."""
         if self.process.poll() is None:

@@ -299,6 +299,10 @@ class FileStore(BlobStore):
             fd = self._open_partial(path)
             try:
                 return self._append(fd, path, digest, offset, chunks, total)
+            except BaseException:
+                if os.fstat(fd).st_size == 0:  # nothing kept: leave no empty partial upload
+                    path.unlink(missing_ok=True)
+                raise
             finally:
                 os.close(fd)  # drops the lock
 
