@@ -75,6 +75,7 @@ VISIBILITIES = ("public", "private")
 ROLES = ("owner", "writer", "reader")
 DEFAULT_EXPIRY = "90d"
 TOKEN_PREFIX = "mh"
+SNAPSHOT_LIMIT = 500  # a read filter carries at most this many namespace (and model) visibility records as IN lists
 LAST_USED_EVERY_MS = 60_000  # last_used is written at most once a minute per token
 _PART = re.compile(r"[a-z0-9][a-z0-9._-]*", re.ASCII)
 _TOKEN = re.compile(r"mh_([0-9a-f]{16})_([A-Za-z0-9_-]{43,})", re.ASCII)
@@ -105,10 +106,18 @@ class ReadFilter:
 
     A model is readable when its visibility (its own, else its namespace's, else ``default``) is
     public, or its namespace is one of ``namespaces`` (where the principal reads private models too).
+
+    Where the visibility records are few, :meth:`Access.read_filter` takes a snapshot of them
+    (``public_namespaces`` ... ``private_models``, made for one request), and the condition is a few
+    ``IN`` lists, several times cheaper over thousands of models than looking each model's records up.
     """
 
     namespaces: frozenset[str]
     default: str  # visibility of a model with neither its own nor a namespace record
+    public_namespaces: frozenset[str] | None = None  # the snapshot: recorded public namespaces ...
+    private_namespaces: frozenset[str] | None = None  # ... recorded private ones
+    public_models: frozenset[str] | None = None  # ... models made public
+    private_models: frozenset[str] | None = None  # ... models made private
 
     def where(self, column: str, dialect: str) -> tuple[str, dict[str, Any]]:
         """A SQL condition true for readable models, with its ``:name`` parameters (``rf_*``).
@@ -118,16 +127,33 @@ class ReadFilter:
             dialect: ``"sqlite"`` or ``"postgresql"`` (how the namespace is cut from the name).
         """
         namespace = _namespace_sql(column, dialect)
-        visibility = (f"COALESCE((SELECT rf_v.visibility FROM model_visibility rf_v WHERE rf_v.name = {column}), "
-                      f"(SELECT rf_n.visibility FROM namespaces rf_n WHERE rf_n.name = {namespace}), :rf_default)")
-        params: dict[str, Any] = {"rf_default": self.default}
-        condition = f"{visibility} = 'public'"
-        if self.namespaces:
-            names = sorted(self.namespaces)
-            params.update({f"rf_ns{i}": ns for i, ns in enumerate(names)})
-            listed = ", ".join(f":rf_ns{i}" for i in range(len(names)))
-            condition = f"({condition} OR {namespace} IN ({listed}))"
-        return condition, params
+        params: dict[str, Any] = {}
+
+        def listed(names: Iterable[str], key: str) -> str:
+            names = sorted(names)
+            params.update({f"rf_{key}{i}": name for i, name in enumerate(names)})
+            return ", ".join(f":rf_{key}{i}" for i in range(len(names)))
+
+        if self.public_namespaces is None:  # each model's records looked up
+            params["rf_default"] = self.default
+            condition = (f"COALESCE((SELECT rf_v.visibility FROM model_visibility rf_v WHERE rf_v.name = {column}), "
+                         f"(SELECT rf_n.visibility FROM namespaces rf_n WHERE rf_n.name = {namespace}), :rf_default) = 'public'")
+            if self.namespaces:
+                condition = f"({condition} OR {namespace} IN ({listed(self.namespaces, 'ns')}))"
+            return condition, params
+        assert self.private_namespaces is not None and self.public_models is not None and self.private_models is not None
+        if self.default == "public":  # every namespace but the private ones this principal can't read
+            hidden = self.private_namespaces - self.namespaces
+            by_namespace = f"COALESCE({namespace}, '') NOT IN ({listed(hidden, 'hn')})" if hidden else "1 = 1"
+        else:  # the public namespaces and the principal's own
+            shown = self.public_namespaces | self.namespaces
+            by_namespace = f"{namespace} IN ({listed(shown, 'sn')})" if shown else "1 = 0"
+        hidden_models = {name for name in self.private_models if _namespace_of(name) not in self.namespaces}
+        if hidden_models:
+            by_namespace = f"{by_namespace} AND {column} NOT IN ({listed(hidden_models, 'hm')})"
+        if self.public_models:
+            return f"({column} IN ({listed(self.public_models, 'sm')}) OR ({by_namespace}))", params
+        return f"({by_namespace})", params
 
 
 @dataclass(frozen=True)
@@ -418,23 +444,42 @@ class Access:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return ModelNotFoundError(f"model {name!r} is not in the registry{hint}; `hub list` shows what is")
 
-    def read_filter(self, principal: Principal) -> ReadFilter | None:
-        """What ``principal`` may list, for ``list_models(readable=...)``; None: everything (an unrestricted admin)."""
+    def read_filter(self, principal: Principal, *, snapshot: bool = True) -> ReadFilter | None:
+        """What ``principal`` may list, for ``list_models(readable=...)``; None: everything (an unrestricted admin).
+
+        Args:
+            snapshot: take the visibility records along when there are at most :data:`SNAPSHOT_LIMIT`
+                of each (one query), which makes the filter cheap over many models; False for a filter
+                that looks each model's records up (cheaper where it meets a handful of models).
+        """
         default = self._default_visibility()
-        if principal.scope == "admin":
-            return None if principal.namespace is None else ReadFilter(frozenset({principal.namespace}), default)
-        if principal.user is None:
-            return ReadFilter(frozenset(), default)
-        rows = self._query("SELECT namespace FROM namespace_members WHERE user_name = :user", {"user": principal.user})
-        namespaces = {row[0] for row in rows}
+        if principal.scope == "admin" and principal.namespace is None:
+            return None
+        limit = SNAPSHOT_LIMIT + 1
+        parts = [f"SELECT 'u', namespace, role FROM namespace_members WHERE user_name = :user"] if principal.user else []
+        if snapshot:
+            parts += [f"SELECT * FROM (SELECT 'n', name, visibility FROM namespaces ORDER BY name LIMIT {limit}) rf_n",
+                      f"SELECT * FROM (SELECT 'm', name, visibility FROM model_visibility ORDER BY name LIMIT {limit}) rf_m"]
+        rows = self._query(" UNION ALL ".join(parts), {"user": principal.user}) if parts else []
+        mine = {name for kind, name, _ in rows if kind == "u"} if principal.scope != "admin" else {principal.namespace}
         if principal.namespace is not None:
-            namespaces &= {principal.namespace}
-        return ReadFilter(frozenset(namespaces), default)
+            mine &= {principal.namespace}
+        namespaces = [(name, vis) for kind, name, vis in rows if kind == "n"]
+        models = [(name, vis) for kind, name, vis in rows if kind == "m"]
+        if not snapshot or len(namespaces) > SNAPSHOT_LIMIT or len(models) > SNAPSHOT_LIMIT:
+            return ReadFilter(frozenset(mine), default)
+
+        def which(records: list[tuple[str, str]], visibility: str) -> frozenset[str]:
+            return frozenset(name for name, vis in records if vis == visibility)
+
+        return ReadFilter(frozenset(mine), default, public_namespaces=which(namespaces, "public"),
+                          private_namespaces=which(namespaces, "private"), public_models=which(models, "public"),
+                          private_models=which(models, "private"))
 
     def can_read_blob(self, principal: Principal, sha256: str) -> bool:
         """Whether some live version of a model ``principal`` may read names blob ``sha256``, as one of its
         files or as its manifest (one query, by the sha256 indexes)."""
-        readable = self.read_filter(principal)
+        readable = self.read_filter(principal, snapshot=False)
         where, params = ("1 = 1", {}) if readable is None else readable.where("m.name", self.db.dialect)
         rows = self._query(
             "SELECT 1 FROM (SELECT f.version_id AS vid FROM model_version_files f WHERE f.sha256 = :sha "

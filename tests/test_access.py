@@ -464,3 +464,31 @@ def test_a_registry_from_before_upgrades_to_the_access_tables(access):
     assert fresh.db.schema_revision() == SCHEMA_HEAD
     assert fresh.authenticate(f"Bearer {fresh.create_token('alice', 'read')[0]}").user == "alice"
     assert [m.name for m in hub.Hub().list_models()] == ["acme/x"]
+
+
+@pytest.mark.parametrize("default", ["private", "public"])
+def test_read_filter_lists_exactly_what_can_read_allows(access, monkeypatch, default):
+    monkeypatch.setenv("HUB_DEFAULT_VISIBILITY", default)
+    for user in ("bob", "carol"):
+        access.create_user(user)
+    access.create_namespace("pub", owners=["bob"], visibility="public")
+    access.create_namespace("priv", owners=["bob"], readers=["carol"], visibility="private")
+    access.create_namespace("dark_", owners=["carol"], visibility="private")  # '_' is no wildcard here
+    names = ["pub/a", "pub/b", "priv/a", "priv/b", "dark_/a", "darkx/a", "loose/a", "top", "top2"]
+    for i, name in enumerate(names):
+        publish(name, float(i))
+    access.set_visibility("pub/b", "private")
+    access.set_visibility("priv/b", "public")
+    access.set_visibility("top2", "public", kind="model")
+    principals = [ANONYMOUS, token_for(access, "bob", "read"), token_for(access, "carol", "write"),
+                  token_for(access, "carol", "read", namespace="dark_"), token_for(access, "eve", "read"),
+                  token_for(access, "root", "admin", namespace="loose"), token_for(access, "root", "admin")]
+    registry = hub.default_hub().registry
+    for principal in principals:
+        allowed = sorted(name for name in names if access.can_read(principal, name))
+        for snapshot in (True, False):  # the IN lists, and the per-model lookups
+            readable = access.read_filter(principal, snapshot=snapshot)
+            assert [m.name for m in registry.list_models(readable=readable, limit=None)] == allowed, (principal, snapshot)
+            assert registry.count_models(readable=readable) == len(allowed)
+    assert sorted(n for n in names if access.can_read(ANONYMOUS, n)) == sorted(
+        ["pub/a", "priv/b", "top2"] + (["darkx/a", "loose/a", "top"] if default == "public" else []))
