@@ -284,20 +284,29 @@ def test_the_cli_against_a_server(served, tmp_path):
     assert anonymous.returncode != 0 and "token" in anonymous.stderr
 
 
+def hub_create():
+    import hub
+
+    return hub.create("mlp", in_features=4, hidden=[4], out_features=2)
+
+
 def test_offline_loads_what_the_cache_holds(registry_url, tmp_path):
     backend = "sqlite" if registry_url.startswith("sqlite") else "postgresql"
     url, schema = _registry(backend, tmp_path / "server")
     served = _start(tmp_path / "server", url)
     home = tmp_path / "client"
-    try:
-        online = run_client("""
-            import torch
-            torch.manual_seed(1)
-            hub.publish(hub.create("mlp", in_features=4, hidden=[4], out_features=2), "alice/off", aliases=["production"])
-            hub.publish(hub.create("mlp", in_features=4, hidden=[4], out_features=2), "alice/off")
-            x = torch.ones(1, 4)
-            out(pinned=hub.load("alice/off:2")(x).tolist(), alias=hub.load("alice/off@production")(x).tolist())
-        """, client_env(served.url, home, served.write))
+    try:  # the cache filled online, by a client in this process (the offline one is another)
+        import torch
+
+        from hub.remote import RemoteHub
+
+        online_hub = RemoteHub(served.url, served.write, home=home, offline=False)
+        torch.manual_seed(1)
+        for aliases in (["production"], []):
+            online_hub.publish(hub_create(), "alice/off", aliases=aliases)
+        x = torch.ones(1, 4)
+        online = {"pinned": online_hub.load("alice/off:2")(x).tolist(), "alias": online_hub.load("alice/off@production")(x).tolist()}
+        online_hub.close()
     finally:
         served.server.stop()
         if schema:

@@ -11,6 +11,7 @@ fetched at once.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import threading
 from collections.abc import Iterable
@@ -32,7 +33,8 @@ except ImportError:  # Windows: threads of one process still take turns (the per
 __all__ = ["CacheStore", "PARALLEL_DOWNLOADS"]
 
 PARALLEL_DOWNLOADS = 4  # blobs fetched at once
-_READ_SIZE = 4 * 1024 * 1024  # bytes asked of the connection at a time
+_READ_SIZE = 1024 * 1024  # bytes read from the connection into one buffer
+_BUFFERS = 4  # buffers in rotation: one filling, the others being hashed and written
 
 
 class CacheStore(FileStore):
@@ -191,28 +193,45 @@ class CacheStore(FileStore):
         if offset:
             headers["Range"] = f"bytes={offset}-"
         what = f"fetching blob {digest[:12]}"
-        with self.client.stream("GET", f"{API}/blobs/{digest}", what=what, headers=headers, expect=(200, 206, 416)) as response:
-            if response.status_code == 416:  # nothing after offset: the partial holds more than the blob
+        with self.client.raw("GET", f"{API}/blobs/{digest}", what=what, headers=headers, expect=(200, 206, 416)) as response:
+            if response.status == 416:  # nothing after offset: the partial holds more than the blob
                 os.ftruncate(fd, 0)
+                response.read()
                 raise RemoteError(f"{what}: the partial download was longer than the blob; fetching it again")
-            if response.status_code == 200 and offset:  # the server sent it whole
+            if response.status == 200 and offset:  # the server sent it whole
                 os.ftruncate(fd, 0)
                 offset, digest_of = 0, hashlib.sha256()
-            elif response.status_code == 206 and not response.headers.get("content-range", "").startswith(f"bytes {offset}-"):
-                raise RemoteError(f"{what}: the server answered another range ({response.headers.get('content-range')})")
+            elif response.status == 206 and not (response.getheader("content-range") or "").startswith(f"bytes {offset}-"):
+                raise RemoteError(f"{what}: the server answered another range ({response.getheader('content-range')})")
             os.lseek(fd, offset, os.SEEK_SET)
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-fetch-sha256") as hasher, \
-                    open(fd, "wb", buffering=0, closefd=False) as out:
-                pending = None
-                for chunk in response.iter_raw(_READ_SIZE):
-                    if pending is not None:
-                        pending.result()
-                    pending = hasher.submit(digest_of.update, chunk)
-                    write_all(out, memoryview(chunk))
-                    offset += len(chunk)
-                    if self.on_bytes is not None:
-                        self.on_bytes(len(chunk))
-                if pending is not None:
-                    pending.result()
+            offset += self._copy(response, fd, digest_of)
         return offset, digest_of
 
+    def _copy(self, response: Any, fd: int, digest_of: Any) -> int:
+        """Read ``response``'s body into rotating buffers while helper threads hash each filled one (in
+        order) and write it to ``fd``: receiving, hashing and writing run at once. Returns the bytes
+        copied; what was read before an error is hashed and written before it is raised."""
+        views = [memoryview(bytearray(_READ_SIZE)) for _ in range(_BUFFERS)]
+        busy: list[tuple[Any, Any] | None] = [None] * _BUFFERS
+        copied = 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-fetch-sha256") as hasher, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-fetch-write") as writer, \
+                open(fd, "wb", buffering=0, closefd=False) as out:
+            try:
+                for slot in itertools.cycle(range(_BUFFERS)):
+                    if busy[slot] is not None:
+                        for future in busy[slot]:
+                            future.result()
+                    count = response.readinto(views[slot])
+                    if not count:
+                        break
+                    chunk = views[slot][:count]
+                    busy[slot] = (hasher.submit(digest_of.update, chunk), writer.submit(write_all, out, chunk))
+                    copied += count
+                    if self.on_bytes is not None:
+                        self.on_bytes(count)
+            finally:
+                for pending in busy:
+                    for future in pending or ():
+                        future.result()
+        return copied

@@ -8,6 +8,7 @@ one does. A server that can't be reached is a :class:`~hub.errors.RemoteError` n
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -88,6 +89,8 @@ class Client:
         self._http = httpx.Client(base_url=self.endpoint, headers=headers, timeout=httpx.Timeout(timeout, connect=10.0),
                                   limits=limits, follow_redirects=False, trust_env=False)
         self._count_lock = threading.Lock()
+        self._headers, self._timeout = headers, timeout
+        self._idle: list[Any] = []  # keep-alive http.client connections for blob bytes
 
     def __repr__(self) -> str:
         return f"Client({self.endpoint!r})"
@@ -95,6 +98,10 @@ class Client:
     def close(self) -> None:
         """Close the connections."""
         self._http.close()
+        with self._count_lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
 
     def _counted(self) -> None:
         with self._count_lock:
@@ -205,3 +212,66 @@ class Client:
                 raise self._unreachable(what, exc) from None
         finally:
             response.close()
+
+    # --- blob bytes: plain http.client, read straight into the caller's buffers ------------
+
+    def _connection(self) -> Any:
+        import http.client
+
+        with self._count_lock:
+            if self._idle:
+                return self._idle.pop()
+        parts = urlsplit(self.endpoint)
+        kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        return kind(parts.hostname, parts.port, timeout=self._timeout)
+
+    @contextmanager
+    def raw(self, method: str, path: str, *, what: str | None = None, expect: tuple[int, ...] = (200,),
+            headers: dict[str, str] | None = None) -> Iterator[Any]:
+        """A GET or HEAD whose body the block reads with ``response.readinto(buffer)`` (an
+        ``http.client.HTTPResponse``): blob bytes land in the caller's buffer with no copy on the
+        way, several times faster than a streamed ``httpx`` body. The connection is kept for the
+        next request when the block read the body whole.
+
+        Raises:
+            See :meth:`send`; RemoteError also when the connection breaks while the block reads.
+        """
+        import http.client
+
+        what = what or f"{method} {path}"
+        self._check_online(what)
+        prefix = urlsplit(self.endpoint).path.rstrip("/")
+        for attempt in range(RETRIES):
+            connection = self._connection()
+            try:
+                self._counted()
+                connection.request(method, prefix + path, headers={**self._headers, **(headers or {})})
+                response = connection.getresponse()
+                break
+            except (OSError, http.client.HTTPException) as exc:  # refused, or a keep-alive connection the server closed
+                connection.close()
+                if attempt == RETRIES - 1:
+                    raise self._unreachable(what, exc) from None
+                time.sleep(_BACKOFF_S[attempt] if isinstance(exc, ConnectionRefusedError) else 0)
+        whole = False
+        try:
+            if response.status not in expect:
+                body = response.read()
+                whole = True
+                try:
+                    decoded = json.loads(body)
+                except ValueError:
+                    decoded = None
+                raise error_from(response.status, decoded, what=what)
+            try:
+                yield response
+            except (OSError, http.client.HTTPException) as exc:
+                raise self._unreachable(what, exc) from None
+            whole = response.isclosed() or response.length == 0
+        finally:
+            if whole and not response.will_close:
+                response.close()
+                with self._count_lock:
+                    self._idle.append(connection)
+            else:
+                connection.close()
