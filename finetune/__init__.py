@@ -6,6 +6,9 @@
     finetune.get_job(job.id).status            # queued, running, succeeded, failed, cancelled
     version = finetune.run("acme/digits-cnn:1", "digits.csv", output="me/digits-ft")   # in this process
 
+With ``HUB_ENDPOINT`` (and ``HUB_TOKEN``) set, ``submit``, ``get_job``, ``list_jobs``, ``cancel``,
+``job_events`` and ``job_metrics`` ask that hub server (``hub serve``), whose workers run the jobs.
+
 Names are imported on first use, so ``import finetune`` does not load torch.
 """
 

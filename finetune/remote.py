@@ -94,7 +94,7 @@ def submit(base: str, data: PathLike, *, output: str, task: str = "classificatio
     sent = {"data": _data_file(data), **({"validation": _data_file(validation_data)} if validation_data is not None else {})}
     request = json.dumps({"base": base, "output": output, "task": task, "config": config})
     client = _client()
-    what = f"submit {sent['data'].name} to {client.endpoint}"
+    what = f"submitting {sent['data'].name}"
     with contextlib.ExitStack() as stack:  # the files are read as they are sent, never whole in memory
         files = [(field, (path.name, stack.enter_context(open(path, "rb")), "application/octet-stream")) for field, path in sent.items()]
         record = client.json("POST", f"{API}/jobs", what=what, expect=(201,), data={"request": request}, files=files)
@@ -107,7 +107,8 @@ def get_job(job_id: str) -> Job:
     Raises:
         JobNotFoundError: no such job, or one the token's user may not see.
     """
-    return _record(Job, _client().json("GET", _path(job_id)), f"job {job_id}")
+    what = f"reading job {job_id}"
+    return _record(Job, _client().json("GET", _path(job_id), what=what), what)
 
 
 def list_jobs(status: str | None = None, *, limit: int | None = None) -> list[Job]:
@@ -124,7 +125,7 @@ def list_jobs(status: str | None = None, *, limit: int | None = None) -> list[Jo
     if not 1 <= limit <= MAX_LIST:
         raise InvalidArgumentError(f"limit {limit} is out of range: a hub server lists 1 to {MAX_LIST} jobs at once")
     params: dict[str, Any] = {"limit": limit, **({"state": status} if status else {})}
-    return _records(Job, _client().json("GET", f"{API}/jobs", params=params), "the jobs")
+    return _records(Job, _client().json("GET", f"{API}/jobs", params=params, what="listing jobs"), "listing jobs")
 
 
 def cancel(job_id: str) -> Job:
@@ -133,16 +134,17 @@ def cancel(job_id: str) -> Job:
     Raises:
         JobNotFoundError, JobStateError (it has finished), PermissionDeniedError.
     """
-    return _record(Job, _client().json("POST", f"{_path(job_id)}/cancel"), f"cancel job {job_id}")
+    what = f"cancelling job {job_id}"
+    return _record(Job, _client().json("POST", f"{_path(job_id)}/cancel", what=what), what)
 
 
 def job_events(job_id: str, *, after_id: int = 0) -> list[JobEvent]:
     """The job's log lines after event ``after_id`` (see :func:`finetune.job_events`)."""
-    return _records(JobEvent, _client().json("GET", f"{_path(job_id)}/events", params={"after": int(after_id)}),
-                    f"events of job {job_id}")
+    what = f"reading the events of job {job_id}"
+    return _records(JobEvent, _client().json("GET", f"{_path(job_id)}/events", params={"after": int(after_id)}, what=what), what)
 
 
 def job_metrics(job_id: str, *, split: str | None = None) -> list[JobMetric]:
     """The job's metrics by step (see :func:`finetune.job_metrics`)."""
-    params = {"split": split} if split else {}
-    return _records(JobMetric, _client().json("GET", f"{_path(job_id)}/metrics", params=params), f"metrics of job {job_id}")
+    params, what = ({"split": split} if split else {}), f"reading the metrics of job {job_id}"
+    return _records(JobMetric, _client().json("GET", f"{_path(job_id)}/metrics", params=params, what=what), what)

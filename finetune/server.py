@@ -36,14 +36,14 @@ from starlette.concurrency import run_in_threadpool
 
 from finetune.jobs import STATUSES, Job, JobStore, job_not_found
 from finetune.uploads import IncomingFile
-from hub.errors import AuthenticationError, HubError, InvalidArgumentError, PermissionDeniedError
+from hub.errors import AuthenticationError, HubError, InvalidArgumentError, NamespaceNotFoundError, PermissionDeniedError
 
 __all__ = ["register", "visible", "may_cancel"]
 
 MAX_REQUEST_FIELD = 1024 * 1024  # the JSON `request` field
 REQUEST_KEYS = ("base", "output", "task", "config")
 FILE_FIELDS = ("data", "validation")
-DRAIN_BYTES = 1024 * 1024  # what is read of a refused upload's body so the client sees the answer
+DRAIN_BYTES = 1024 * 1024  # what is read of a refused body of an anonymous caller or one over the limit
 _PAGE = 200  # jobs read at a time when filtering what a caller may see
 
 _TOKEN_HINT = "`hub token create --user NAME --scope write` on the server"
@@ -55,8 +55,6 @@ def _namespace(name: str) -> str | None:
 
 def _namespace_taken(access: Any, name: str) -> bool:
     """Whether ``name``'s namespace has a record (or ``name`` has none): a write check there claims nothing."""
-    from hub.errors import NamespaceNotFoundError
-
     namespace = _namespace(name)
     if namespace is None:
         return True
@@ -89,8 +87,6 @@ def _may_write(access: Any, who: Any, name: str, memo: dict[str, bool] | None = 
         return bool(check(who, name))
     if memo is not None and namespace in memo:
         return memo[namespace]
-    from hub.errors import NamespaceNotFoundError
-
     try:
         record = access.get_namespace(namespace)
         allowed = who.user in record.owners or who.user in record.writers
@@ -283,17 +279,26 @@ def _tidied(error: HubError, form: _JobForm) -> HubError:
     return error
 
 
-async def _drain(request: Any) -> None:
-    """Read (and drop) a little of a refused request's body, so that its client, still sending,
-    sees the answer rather than a broken connection."""
+async def _drain(request: Any, at_most: int) -> None:
+    """Read (and drop) up to ``at_most`` more bytes of a refused request's body, so that its client,
+    still sending, sees the answer rather than a broken connection."""
     read = 0
     try:
         async for chunk in request.stream():
             read += len(chunk)
-            if read >= DRAIN_BYTES:
+            if read >= at_most:
                 break
     except Exception:  # noqa: BLE001 - the client went away: nothing to answer
         pass
+
+
+def _drained(who: Any, error: BaseException, limit: int) -> int:
+    """How much of a refused body to read before answering: what the files may hold for a signed-in
+    caller (whose client then reads the answer, not a broken connection), a little for anyone else
+    and for a body over the limit."""
+    if who.user is None or not isinstance(error, HubError) or getattr(error, "http_status", None) == 413:
+        return DRAIN_BYTES
+    return 2 * limit + MAX_REQUEST_FIELD
 
 
 def register(app: Any, context: Any) -> None:
@@ -346,8 +351,8 @@ def register(app: Any, context: Any) -> None:
             if declared.isdigit() and int(declared) > 2 * limit + MAX_REQUEST_FIELD + 65536:
                 raise _too_large(f"the body is {int(declared):,} bytes, over what two data files of at most {limit:,} bytes "
                                  "(FINETUNE_MAX_UPLOAD_MB on the server) make; send a smaller file")
-        except HubError:
-            await _drain(request)
+        except HubError as exc:
+            await _drain(request, _drained(who, exc, limit))
             raise
 
         def check(fields: dict[str, Any]) -> None:
@@ -379,9 +384,10 @@ def register(app: Any, context: Any) -> None:
                 job = await run_in_threadpool(queue)
             except HubError as exc:
                 raise _tidied(exc, form) from None
-        except BaseException:
+        except BaseException as exc:  # the client gone (cancelled) too: nothing of its files stays
             form.discard()
-            await _drain(request)
+            if isinstance(exc, Exception):
+                await _drain(request, _drained(who, exc, limit))
             raise
         return JSONResponse(job.to_dict(), status_code=201)
 
