@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from conftest import POSTGRES_URL, REGISTRY_TABLES, ROOT, _postgres, _postgres_schema_url, snapshot
+from conftest import REGISTRY_TABLES, ROOT, _postgres, _postgres_schema_url, snapshot
 from server_process import Server, start_server
 
 API = "/api/v1"
@@ -501,6 +501,11 @@ def test_hub_serve_says_in_one_line_why_it_cannot_start(tmp_path):
             assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("hub: error: "), (args, result.stderr)
     finally:
         taken.close()
+    server = start_server(tmp_path / "h", env["HUB_REGISTRY_URL"], workers=2)
+    for _ in range(4):
+        assert httpx.get(f"{server.url}/api/v1/models").json() == {"models": [], "total": 0}
+    assert server.stop() == 0  # SIGTERM: a clean stop
+    assert "Started parent process" in server.stderr_text()
 
 
 @pytest.mark.one_backend

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from hub.catalog import SORTS
 from hub.errors import InvalidArgumentError, ModelNotFoundError
 from hub.reference import validate_alias, validate_name, validate_version
-from hub.server.app import ServerContext, context, json_body, principal
+from hub.server.context import ServerContext, context, json_body, principal
 from hub.settings import acting_as
 
 __all__ = ["router"]

@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect
 
 from hub.errors import InvalidArgumentError
 from hub.reference import validate_name
-from hub.server.app import ServerContext, context, json_body, principal, require_write_scope
+from hub.server.context import ServerContext, context, json_body, principal, require_write_scope
 from hub.server.errors import error_response
 from hub.settings import acting_as
 
