@@ -13,6 +13,8 @@ from hub.inputs import InputSpec, input_spec_of
 from hub.reference import parse_reference, validate_alias, validate_name
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import torch
     from torch import nn
 
@@ -162,7 +164,7 @@ class Catalog:
         self.fetch(version, version.weight_files)
         return load_weights(self.hub.blobs, version, device=device, dtype=dtype, verify=verify)
 
-    def fetch(self, version: ModelVersion, paths: Any = None) -> None:
+    def fetch(self, version: ModelVersion, paths: Iterable[str] | None = None) -> None:
         """Make sure the store holds the blobs of ``version``'s files (``paths``, default all) before
         they are read: nothing to do in a local hub; a remote hub's cache fetches the missing ones at
         once (shards in parallel) instead of one by one as each is read."""

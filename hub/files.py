@@ -69,10 +69,12 @@ class Files:
             raise ModelNotFoundError(f"{version.ref} has no tokenizer files (tokenizer.json, tokenizer_config.json, vocab.txt)")
         folder = self.hub.home / "snapshots" / folder_name(version.name) / f"{version.version}-tokenizer"
         destinations = {entry: folder / check_relative_path(entry.path) for entry in small}  # every path checked first
-        for entry, destination in destinations.items():
-            if not (destination.is_file() and destination.stat().st_size == entry.size):
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                self._copy_blob(version, entry.path, entry.sha256, entry.size, destination)
+        needed = {e: d for e, d in destinations.items() if not (d.is_file() and d.stat().st_size == e.size)}
+        if needed:
+            self.hub.catalog.fetch(version, [entry.path for entry in needed])
+        for entry, destination in needed.items():
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            self._copy_blob(version, entry.path, entry.sha256, entry.size, destination)
 
         from hub.families.transformers import load_tokenizer
 

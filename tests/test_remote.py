@@ -277,6 +277,8 @@ def test_the_cli_against_a_server(served, tmp_path):
     assert "alice" in history
     folder = Path(run_hub(env, "download", "alice/cli:1", "--to", str(tmp_path / "out")).stdout.strip())
     assert [p.read_bytes() for p in folder.glob("*.safetensors")] == [weights.read_bytes()]
+    assert "removed alice/cli@staging" in run_hub(env, "untag", "alice/cli", "staging").stdout
+    run_hub(env, "verify")  # the cache: every blob it holds hashes to its name
     assert "deleted alice/cli:1" in run_hub(env, "delete", "alice/cli:1").stdout
     gc = run_hub(env, "gc", check=False)
     assert gc.returncode != 0 and "runs on the hub server" in gc.stderr and len(gc.stderr.strip().splitlines()) == 1
