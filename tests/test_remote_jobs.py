@@ -265,7 +265,9 @@ def test_who_may_submit_see_and_cancel_jobs(served, as_user):
         Access(served.hub.db).update_namespace("alice", add_writers=["bob"])  # now bob writes alice's models
         as_user("bob")
         assert job.id in [j.id for j in finetune.list_jobs()]
-        assert finetune.cancel(job.id).status == "cancelled"
+        cancelled = finetune_cli(served, "bob", "cancel", job.id)
+        assert (cancelled.returncode, cancelled.stdout) == (0, f"{job.id}: cancelled\n"), cancelled.stderr
+        assert finetune.get_job(job.id).status == "cancelled"
     finally:
         _cancel_unfinished(served)
 
