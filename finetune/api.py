@@ -11,7 +11,7 @@ workers run the jobs.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -117,7 +117,8 @@ def submit(base: str, data: PathLike, *, output: str, task: str = "classificatio
 
 
 def _queue(hub: Any, base: str, data: PathLike, output: str, task: str, config: Any,
-           validation_data: PathLike | None, place: Any = None) -> tuple[Job, CheckedJob]:
+           validation_data: PathLike | None,
+           place: Callable[[], tuple[PathLike, PathLike | None]] | None = None) -> tuple[Job, CheckedJob]:
     """Check everything, then queue the job; return it and its checked inputs.
 
     Args:
