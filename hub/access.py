@@ -371,12 +371,13 @@ class Access:
             AuthenticationError: unknown user, no password set, or a wrong password (one message for all).
         """
         global _DUMMY_HASH
-        rows = self._query("SELECT password_hash, is_admin FROM hub_users WHERE name = :name", {"name": str(user)})
+        user, password = str(user), str(password)
+        rows = self._query("SELECT password_hash, is_admin FROM hub_users WHERE name = :name", {"name": user})
         stored = rows[0][0] if rows else None
         if stored is None:  # take as long as a real check, so timing does not tell which users exist
             _DUMMY_HASH = _DUMMY_HASH or _hash_password(secrets.token_urlsafe(16))
             _check_password(password, _DUMMY_HASH)
-        if stored is None or not _check_password(str(password), stored):
+        if stored is None or not _check_password(password, stored):
             raise AuthenticationError("wrong user name or password; an admin sets one with `hub user password NAME`, "
                                       f"or sign in with a token ({_NEW_TOKEN})")
         return Principal(user, "admin" if rows[0][1] else "write", None, None)

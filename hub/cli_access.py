@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from hub.errors import InvalidArgumentError
@@ -19,8 +21,9 @@ __all__ = ["add_commands"]
 _TIME = "%Y-%m-%d %H:%M"
 
 
-def _access(*, exists: bool = False) -> Any:
-    """The :class:`hub.access.Access` of the local hub; with ``exists``, check there is a registry first."""
+@contextmanager
+def _access(*, exists: bool = False) -> Iterator[Any]:
+    """The :class:`hub.access.Access` of the local hub (closed after); with ``exists``, check there is a registry first."""
     from hub import settings
     from hub.access import Access
     from hub.api import Hub
@@ -31,9 +34,12 @@ def _access(*, exists: bool = False) -> Any:
             "server's machine, in its registry; run this there, with HUB_ENDPOINT unset"
         )
     local = Hub()
-    if exists:
-        local.check_exists(registry=True, store=False)
-    return Access(local.db)
+    try:
+        if exists:
+            local.check_exists(registry=True, store=False)
+        yield Access(local.db)
+    finally:
+        local.close()
 
 
 def print_json(value: Any) -> None:
@@ -76,26 +82,29 @@ def cmd_user_create(args: argparse.Namespace) -> int:
     from hub.access import _check_part
 
     _check_part(args.name, "user name")  # before asking for a password
-    user = _access().create_user(args.name, password=_read_password(args), admin=args.admin)
+    password = _read_password(args)
+    with _access() as access:
+        user = access.create_user(args.name, password=password, admin=args.admin)
     print(f"user {user.name} created" + (" (admin)" if user.is_admin else "") +
           ("" if user.has_password else "; it signs in with tokens: `hub token create --user " + user.name + " --scope ...`"))
     return 0
 
 
 def cmd_user_password(args: argparse.Namespace) -> int:
-    access = _access(exists=True)
-    access.get_user(args.name)
-    password = None if args.remove else _read_password(args)
-    if password is None and not args.remove:
-        raise InvalidArgumentError("give --password (asked for), --password-stdin or --remove")
-    user = access.set_password(args.name, password, admin=args.admin)
-    print(f"user {user.name}: " + ("password set" if user.has_password else "no password (tokens only)") +
-          (", admin" if user.is_admin else ""))
+    with _access(exists=True) as access:
+        access.get_user(args.name)
+        password = None if args.remove else _read_password(args)
+        if password is None and not args.remove:
+            raise InvalidArgumentError("give --password (asked for), --password-stdin or --remove")
+        user = access.set_password(args.name, password, admin=args.admin)
+        print(f"user {user.name}: " + ("password set" if user.has_password else "no password (tokens only)") +
+              (", admin" if user.is_admin else ""))
     return 0
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:
-    users = _access(exists=True).list_users()
+    with _access(exists=True) as access:
+        users = access.list_users()
     if args.json:
         print_json([{"name": u.name, "admin": u.is_admin, "has_password": u.has_password,
                      "created_at": u.created_at.isoformat()} for u in users])
@@ -112,7 +121,8 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
-    token, info = _access().create_token(args.user, args.scope, namespace=args.namespace, expires=args.expires)
+    with _access() as access:
+        token, info = access.create_token(args.user, args.scope, namespace=args.namespace, expires=args.expires)
     if args.json:
         print_json({"token": token, **info.to_dict()})
         return 0
@@ -125,7 +135,8 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 
 def cmd_token_list(args: argparse.Namespace) -> int:
-    tokens = _access(exists=True).list_tokens(args.user)
+    with _access(exists=True) as access:
+        tokens = access.list_tokens(args.user)
     if args.json:
         print_json([t.to_dict() for t in tokens])
         return 0
@@ -139,11 +150,11 @@ def cmd_token_list(args: argparse.Namespace) -> int:
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
-    access = _access(exists=True)
-    before = access.get_token(args.id)
-    after = access.revoke_token(before.id)
-    print(f"token {after.id} of {after.user} " + ("was revoked already" if before.revoked_at else "revoked") +
-          f" ({after.revoked_at.strftime(_TIME)} UTC)")
+    with _access(exists=True) as access:
+        before = access.get_token(args.id)
+        after = access.revoke_token(before.id)
+        print(f"token {after.id} of {after.user} " + ("was revoked already" if before.revoked_at else "revoked") +
+              f" ({after.revoked_at.strftime(_TIME)} UTC)")
     return 0
 
 
@@ -161,8 +172,9 @@ def _show_namespace(namespace: Any) -> str:
 
 
 def cmd_namespace_create(args: argparse.Namespace) -> int:
-    namespace = _access().create_namespace(args.name, owners=args.owner, writers=args.writer, readers=args.reader,
-                                           visibility=_visibility(args))
+    with _access() as access:
+        namespace = access.create_namespace(args.name, owners=args.owner, writers=args.writer, readers=args.reader,
+                                            visibility=_visibility(args))
     print(_show_namespace(namespace))
     return 0
 
@@ -173,13 +185,15 @@ def cmd_namespace_set(args: argparse.Namespace) -> int:
     visibility = _visibility(args)
     if visibility is None and not any(changes.values()):
         raise InvalidArgumentError("nothing to change: give --add-writer, --remove-writer, ... or --public / --private")
-    namespace = _access(exists=True).update_namespace(args.name, visibility=visibility, **changes)
+    with _access(exists=True) as access:
+        namespace = access.update_namespace(args.name, visibility=visibility, **changes)
     print(_show_namespace(namespace))
     return 0
 
 
 def cmd_namespace_list(args: argparse.Namespace) -> int:
-    namespaces = _access(exists=True).list_namespaces()
+    with _access(exists=True) as access:
+        namespaces = access.list_namespaces()
     if args.json:
         print_json([n.to_dict() for n in namespaces])
         return 0
@@ -193,7 +207,8 @@ def cmd_namespace_list(args: argparse.Namespace) -> int:
 
 def cmd_visibility(args: argparse.Namespace) -> int:
     kind = "model" if args.model else "namespace" if args.namespace else None
-    changed = _access(exists=True).set_visibility(args.name, args.visibility, kind=kind)
+    with _access(exists=True) as access:
+        changed = access.set_visibility(args.name, args.visibility, kind=kind)
     print(f"{changed} {args.name} is {args.visibility}")
     return 0
 
