@@ -26,6 +26,8 @@ from hub.cli import build_parser
 COMMANDS = [
     "list", "info", "versions", "history", "publish", "import-hf", "tag", "untag", "download",
     "verify", "gc", "reindex", "delete", "architectures", "ui", "demo", "db upgrade",
+    "user create", "user password", "user list", "token create", "token list", "token revoke",
+    "namespace create", "namespace set", "namespace list", "visibility",
 ]
 READ_ONLY = {
     "list": ["list", "--json"],
