@@ -14,16 +14,16 @@ import hashlib
 import itertools
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from hub.errors import IntegrityError, OfflineError, RemoteError
 from hub.remote.client import API, RETRIES, Client
-from hub.storage.base import CHUNK_SIZE, file_mode, read_chunks
+from hub.storage.base import file_mode, read_chunks, temp_file
 from hub.storage.filesystem import FileStore
-from hub.storage.writing import write_all
+from hub.storage.writing import hash_pool, write_all
 
 try:
     import fcntl
@@ -80,6 +80,45 @@ class CacheStore(FileStore):
         """Whether the cache holds the blob (of ``size`` bytes, where given)."""
         actual = self.size(digest)
         return actual is not None and (size is None or actual == size)
+
+    # --- writing (a publish builds its blobs here first) ----------------------------
+
+    def write(self, chunks: Iterable[bytes | memoryview], *, expected_sha256: str | None = None,
+              check: Callable[[Path], None] | None = None) -> tuple[str, int]:
+        """:meth:`FileStore.write`, hashed beside the write and renamed into place the same way, but not
+        fsynced: the cache is not where a hub keeps its bytes (the server is, and it checks every upload's
+        sha256), so a publish does not wait for the disk twice. After a crash, ``hub verify`` finds a
+        cached blob the disk lost, and deleting it is the cure (it is fetched again)."""
+        with self.in_use():
+            self.blobs.mkdir(parents=True, exist_ok=True)
+            fd, temp = temp_file(self.blobs)
+            try:
+                digest, size, pool = hashlib.sha256(), 0, hash_pool()
+                with open(fd, "wb", buffering=0) as out:
+                    for chunk in chunks:
+                        view = memoryview(chunk).cast("B")
+                        hashed = pool.submit(digest.update, view)
+                        write_all(out, view)
+                        hashed.result()
+                        size += view.nbytes
+                        if self.on_bytes is not None:
+                            self.on_bytes(view.nbytes)
+                sha256 = digest.hexdigest()
+                if expected_sha256 is not None and sha256 != expected_sha256:
+                    raise IntegrityError(f"bytes hash to sha256 {sha256}, expected {expected_sha256}; the source changed "
+                                         "or is corrupt, copy it again")
+                if check is not None:
+                    check(temp)
+                final = self.path(sha256)
+                created = not final.exists()
+                os.replace(temp, final)
+                if created:
+                    for recorder in getattr(self._recorders, "stack", ()):
+                        recorder.add(sha256)
+                return sha256, size
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
 
     # --- fetching ------------------------------------------------------------------
 
