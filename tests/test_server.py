@@ -482,6 +482,12 @@ def test_bad_requests_get_typed_errors_and_write_nothing(world):
         _error(alice.post(f"{API}/models/pub/m/-/uploads", json={"blobs": [{"sha256": "a" * 64, "size": -1}]}), 400, "InvalidArgumentError")
         _error(alice.patch(f"{API}/uploads/{'a' * 64}", content=b"x", headers={"Upload-Offset": "-1", "Upload-Length": "1"}), 400, "InvalidArgumentError")
         _error(alice.patch(f"{API}/uploads/{'a' * 64}", content=b"x"), 400, "InvalidArgumentError")
+        # into a namespace nobody has claimed yet: a bad request claims none
+        fresh = _draft("fresh/m", {"model.safetensors": b"x"})
+        _error(alice.post(f"{API}/models/fresh/m/-/versions", json={"manifest": fresh, "aliases": ["Bad"]}), 400, "InvalidReferenceError")
+        _error(alice.post(f"{API}/models/fresh/m/-/versions", json={"manifest": {**fresh, "files": "x"}}), 400, "UnsafeFormatError")
+        _error(alice.post(f"{API}/models/fresh/m/-/uploads", json={"blobs": [{"sha256": "x", "size": 1}]}), 400, "InvalidArgumentError")
+        _error(alice.put(f"{API}/models/fresh/m/-/aliases/prod", json={"version": 0}), 400, "InvalidReferenceError")
     assert world.state() == before
 
 

@@ -55,6 +55,7 @@ class ServerContext:
     Attributes:
         hub: that hub.
         access: its :class:`hub.access.Access` (tokens, namespaces, who may read and write what).
+        throttle: what slows down repeated bad tokens from one client address (per process).
     """
 
     def __init__(self, hub: Hub) -> None:

@@ -164,18 +164,23 @@ _ALIAS_BODY = {"requestBody": {"required": True, "content": {"application/json":
 def set_alias(name: str, alias: str, body: Any = Depends(json_body), server: ServerContext = Depends(context),
               who: Any = Depends(principal)) -> JSONResponse:
     """Point ``alias`` at ``{"version": n}``: ``{"change": ...}`` (null: it pointed there already)."""
+    validate_name(name)
+    validate_alias(alias)
+    if not isinstance(body, dict) or set(body) != {"version"}:  # checked first: a write (a namespace claimed) only for a sound request
+        raise InvalidArgumentError('the body must be {"version": N}')
+    version = validate_version(body["version"])
     with _writing(server, who, name):
-        if not isinstance(body, dict) or set(body) != {"version"}:
-            raise InvalidArgumentError('the body must be {"version": N}')
-        change = server.hub.set_alias(name, validate_alias(alias), validate_version(body["version"]))
+        change = server.hub.set_alias(name, alias, version)
     return _json({"change": change.to_dict() if change is not None else None})
 
 
 @router.delete("/models/{name:path}/-/aliases/{alias}", responses={200: {"description": '{"change": AliasChange}'}})
 def delete_alias(name: str, alias: str, server: ServerContext = Depends(context), who: Any = Depends(principal)) -> JSONResponse:
     """Remove ``alias`` from ``name``: ``{"change": ...}``."""
+    validate_name(name)
+    validate_alias(alias)
     with _writing(server, who, name):
-        change = server.hub.delete_alias(name, validate_alias(alias))
+        change = server.hub.delete_alias(name, alias)
     return _json({"change": change.to_dict() if change is not None else None})
 
 

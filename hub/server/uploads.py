@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from hub.errors import InvalidArgumentError
-from hub.reference import validate_name
+from hub.reference import validate_alias, validate_name, validate_version
 from hub.server.context import ServerContext, context, json_body, principal, require_write_scope
 from hub.server.errors import error_response
 from hub.settings import acting_as
@@ -67,18 +67,17 @@ def negotiate(name: str, body: Any = Depends(json_body), server: ServerContext =
               who: Any = Depends(principal)) -> JSONResponse:
     """Which of a version's blobs the server lacks (or holds at another size): upload only those."""
     validate_name(name)
-    server.access.require_write(who, name)
     blobs = body.get("blobs") if isinstance(body, dict) else None
     if not isinstance(blobs, list) or not all(isinstance(b, dict) and set(b) == {"sha256", "size"} for b in blobs):
         raise InvalidArgumentError('the body must be {"blobs": [{"sha256": "<64 hex>", "size": <bytes>}, ...]}')
-    missing: list[str] = []
+    wanted: dict[str, int] = {}
     for blob in blobs:
         digest, size = check_digest(str(blob["sha256"])), blob["size"]
         if type(size) is not int or size < 0:
             raise InvalidArgumentError(f"blob {digest}: size must be a whole number of bytes, got {size!r}")
-        if server.hub.blobs.size(digest) != size and digest not in missing:
-            missing.append(digest)
-    return JSONResponse({"missing": missing})
+        wanted.setdefault(digest, size)
+    server.access.require_write(who, name)  # after the checks: a bad request claims no namespace
+    return JSONResponse({"missing": [digest for digest, size in wanted.items() if server.hub.blobs.size(digest) != size]})
 
 
 @router.head("/uploads/{sha256}", responses={200: {"description": "Upload-Offset (and Upload-Complete: 1 once stored)"}})
@@ -165,7 +164,6 @@ def commit(name: str, body: Any = Depends(json_body), server: ServerContext = De
     from hub.manifest import Manifest
 
     validate_name(name)
-    server.access.require_write(who, name)
     if not isinstance(body, dict) or not isinstance(body.get("manifest"), dict) or not set(body) <= {"manifest", "version", "aliases"}:
         raise InvalidArgumentError('the body must be {"manifest": {...}, "version": N or null, "aliases": [...]}')
     aliases = body.get("aliases") or []
@@ -176,6 +174,9 @@ def commit(name: str, body: Any = Depends(json_body), server: ServerContext = De
     if draft.name != name:
         raise InvalidArgumentError(f"the manifest is for {draft.name!r}, but was sent to {name!r}; send it to "
                                    f"/api/v1/models/{draft.name}/-/versions")
+    aliases = [validate_alias(alias) for alias in aliases]
+    number = validate_version(body["version"]) if body.get("version") is not None else None
+    server.access.require_write(who, name)  # after the checks: a bad request claims no namespace
     with acting_as(who.user):
-        version = server.hub.publisher.publish_stored(draft, version=body.get("version"), aliases=aliases)
+        version = server.hub.publisher.publish_stored(draft, version=number, aliases=aliases)
     return JSONResponse(version.to_dict(), status_code=201)
