@@ -78,7 +78,7 @@ TOKEN_PREFIX = "mh"
 SNAPSHOT_LIMIT = 500  # a read filter carries at most this many namespace (and model) visibility records as IN lists
 LAST_USED_EVERY_MS = 60_000  # last_used is written at most once a minute per token
 _PART = re.compile(r"[a-z0-9][a-z0-9._-]*", re.ASCII)
-_TOKEN = re.compile(r"mh_([0-9a-f]{16})_([A-Za-z0-9_-]{43,})", re.ASCII)
+_TOKEN = re.compile(r"mh_([0-9a-f]{16})_([A-Za-z0-9_-]{43,128})", re.ASCII)
 _TOKEN_ID = re.compile(r"[0-9a-f]{16}", re.ASCII)
 _EXPIRY = re.compile(r"([1-9][0-9]{0,5})([dhm])", re.ASCII)
 _EXPIRY_UNIT_MS = {"d": 86_400_000, "h": 3_600_000, "m": 60_000}
@@ -238,6 +238,8 @@ def parse_expiry(text: str | None) -> int | None:
     Raises:
         InvalidArgumentError: anything else.
     """
+    if text is not None and not isinstance(text, str):
+        raise InvalidArgumentError(f"expiry {text!r} is not a duration: use e.g. 30d (days), 12h (hours), 90m (minutes) or never")
     value = DEFAULT_EXPIRY if text is None else text.strip().lower()
     if value == "never":
         return None
@@ -253,7 +255,7 @@ def parse_token(token: str) -> tuple[str, str]:
     Raises:
         AuthenticationError: it is not of that form (the message never repeats it).
     """
-    match = _TOKEN.fullmatch(token.strip())
+    match = _TOKEN.fullmatch(token.strip()) if isinstance(token, str) else None
     if match is None:
         raise AuthenticationError(f"the bearer token is malformed (a modelhub token is mh_<id>_<secret>); "
                                   f"copy it whole, or create one with {_NEW_TOKEN}")
