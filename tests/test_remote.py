@@ -250,7 +250,8 @@ def test_tokens_decide_who_writes(served, tmp_path):
         read_tag = failure(reader.set_alias, "alice/mlp", "nope", 1)
         bad = failure(RemoteHub(token="mh_0123456789abcdef_not-a-secret").list_models)
         hidden = failure(hub.info, "alice/mlp")  # private to anonymous: as missing
-        out(anonymous=anonymous, read_publish=read_publish, read_tag=read_tag, bad=bad, hidden=hidden)
+        route = failure(hub.default_hub().client.json, "GET", "/api/v1/no-such-route")
+        out(anonymous=anonymous, read_publish=read_publish, read_tag=read_tag, bad=bad, hidden=hidden, route=route)
     """
     before = served.blobs()
     answer = run_client(script, client_env(served.url, tmp_path / "anonymous"))
@@ -259,6 +260,7 @@ def test_tokens_decide_who_writes(served, tmp_path):
     assert answer["read_tag"][0] == "PermissionDeniedError"
     assert answer["bad"][0] == "AuthenticationError"
     assert answer["hidden"][0] == "ModelNotFoundError"
+    assert answer["route"][0] == "RemoteError"  # a type that is no hub error
     assert served.blobs() == before  # nothing was uploaded
 
 
@@ -272,6 +274,7 @@ def test_the_cli_against_a_server(served, tmp_path):
     assert "published alice/cli:1" in run_hub(env, "publish", str(weights), "alice/cli", "--alias", "production").stdout
     assert "alice/cli" in run_hub(env, "list").stdout
     assert "alice/cli:1" in run_hub(env, "info", "alice/cli@production").stdout
+    assert "1" in run_hub(env, "versions", "alice/cli").stdout
     assert "alice/cli@staging -> 1" in run_hub(env, "tag", "alice/cli:1", "staging").stdout
     history = run_hub(env, "history", "alice/cli", "staging").stdout
     assert "alice" in history
@@ -327,3 +330,20 @@ def test_offline_loads_what_the_cache_holds(registry_url, tmp_path):
     assert offline["requests"] == 0
     stopped = run_client("out(error=failure(hub.list_models))", client_env(served.url, home, served.write))
     assert stopped["error"][0] == "RemoteError" and "HUB_ENDPOINT" in stopped["error"][1]
+
+
+@pytest.mark.one_backend
+def test_error_answers_become_hub_errors():
+    import hub
+    from hub.remote.client import error_from
+
+    digest = "a" * 64
+    missing = error_from(409, {"error": {"type": "MissingBlobsError", "message": "upload them", "digests": [digest]}}, what="w")
+    assert isinstance(missing, hub.MissingBlobsError) and missing.digests == (digest,) and str(missing) == "upload them"
+    denied = error_from(403, {"error": {"type": "PermissionDeniedError", "message": "no", "settings": {"x": "x="}}}, what="w")
+    assert isinstance(denied, hub.PermissionDeniedError) and denied.settings == {"x": "x="}
+    assert type(error_from(507, {"error": {"type": "NoSpaceError", "message": "full"}}, what="w")) is hub.NoSpaceError
+    for body in ({"error": {"type": "InternalError", "message": "boom"}}, {"error": {"type": "Exception", "message": "x"}},
+                 {"error": {"type": "os", "message": "x"}}, "not json", None):
+        assert type(error_from(500, body, what="GET /x")) is hub.RemoteError
+    assert type(error_from(401, None, what="GET /x")) is hub.AuthenticationError

@@ -6,6 +6,10 @@ does not is never kept (:class:`~hub.errors.IntegrityError`, the partial file re
 that breaks off keeps what arrived and continues from there with ``Range`` (in this call, or the
 next one, in any process: the partial file is locked while it grows). Several blobs (shards) are
 fetched at once.
+
+Like huggingface_hub's cache, nothing here is fsynced: the bytes are the server's (which checks the
+sha256 of each upload), every blob was verified when it got its name, and after a crash ``hub
+verify`` finds one the disk lost (deleting it is the cure: it is fetched again).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from hub.errors import IntegrityError, OfflineError, RemoteError
 from hub.remote.client import API, RETRIES, Client
@@ -72,7 +76,7 @@ class CacheStore(FileStore):
         """What :meth:`problem` says, of the cache alone (nothing is fetched): ``hub verify`` of a remote hub."""
         return super().problem(digest, size, check_hash=check_hash)
 
-    def open(self, digest: str):  # type: ignore[no-untyped-def]
+    def open(self, digest: str) -> BinaryIO:
         self.fetch([(digest, None)])
         return super().open(digest)
 

@@ -9,6 +9,7 @@ seen to name under ``.../aliases/``: a second read of ``name:N`` asks the server
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,7 +18,7 @@ from hub.entities import AliasChange, ModelSummary, ModelVersion
 from hub.errors import ModelNotFoundError, OfflineError, RemoteError
 from hub.reference import LATEST, Reference, folder_name
 from hub.remote.client import API, Client, endpoint_folder
-from hub.storage.writing import write_atomic
+from hub.storage.base import temp_file
 
 __all__ = ["RemoteRegistry"]
 
@@ -31,6 +32,25 @@ def _record(make: Callable[[Any], _T], value: Any, what: str) -> _T:
     except (ValueError, TypeError, AttributeError) as exc:
         raise RemoteError(f"{what}: the server answered a record this client can't read ({exc}); "
                           "check HUB_ENDPOINT, or update modelhub to the server's version") from None
+
+
+def _keep(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (a reader sees the old text or
+    the new), unless it holds that already: a warm load by alias rewrites nothing. Not fsynced: a
+    record lost in a crash is asked of the server again."""
+    try:
+        if path.read_text() == text:
+            return
+    except (FileNotFoundError, UnicodeDecodeError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = temp_file(path.parent)
+    try:
+        with open(fd, "w") as out:
+            out.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def _path(name: str) -> str:
@@ -80,9 +100,9 @@ class RemoteRegistry:
     def remember(self, version: ModelVersion, alias: str | None = None) -> ModelVersion:
         """Keep ``version``'s record (and that ``alias`` names it) in the cache; return it."""
         try:
-            write_atomic(self._version_file(version.name, version.version), json.dumps(version.to_dict()))
+            _keep(self._version_file(version.name, version.version), json.dumps(version.to_dict(), sort_keys=True))
             if alias is not None:
-                write_atomic(self._alias_file(version.name, alias), json.dumps({"version": version.version}))
+                _keep(self._alias_file(version.name, alias), json.dumps({"version": version.version}))
         except OSError:  # a cache that can't be written is no cache: the answer stands
             pass
         return version
