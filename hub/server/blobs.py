@@ -37,15 +37,17 @@ class BlobResponse(Response):
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         self.headers["content-length"] = str(self.end - self.start)
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         if self.head or self.end == self.start:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
-        with open(self.path, "rb") as file:
+        with open(self.path, "rb") as file:  # before the headers go: a failure here is still an error response
             mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        view = piece = None
         try:
             if hasattr(mmap, "MADV_SEQUENTIAL"):
                 mapped.madvise(mmap.MADV_SEQUENTIAL)
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             view = memoryview(mapped)
             offset = self.start
             while offset < self.end:  # the socket is written straight from the page cache, no copy here
@@ -53,7 +55,7 @@ class BlobResponse(Response):
                 offset += len(piece)
                 await send({"type": "http.response.body", "body": piece, "more_body": offset < self.end})
         finally:
-            del view, piece
+            view = piece = None
             try:
                 mapped.close()
             except BufferError:  # the server still holds a piece to write: the map goes with it
