@@ -529,3 +529,30 @@ def test_gc_removes_old_partial_uploads_and_verify_lists_them(tmp_path):
     assert local.blobs.append_upload(digest, 0, [data[:10], data[10:]], len(data)) == len(data)
     assert local.blobs.read_bytes(digest) == data
     local.close()
+
+
+@pytest.mark.one_backend
+def test_one_upload_of_a_blob_at_a_time_and_only_at_its_offset(tmp_path):
+    from hub.errors import InvalidArgumentError
+    from hub.storage import FileStore
+
+    store = FileStore(tmp_path / "store")
+    data = os.urandom(1000)
+    digest = hashlib.sha256(data).hexdigest()
+    refused = []
+
+    def chunks():
+        yield data[:100]
+        try:  # a second writer while this one holds the upload
+            store.append_upload(digest, 100, [data[100:]], len(data))
+        except InvalidArgumentError as error:
+            refused.append(error)
+        yield data[100:200]
+
+    assert store.append_upload(digest, 0, chunks(), len(data)) == 200
+    assert len(refused) == 1 and "under way" in str(refused[0])
+    with pytest.raises(InvalidArgumentError, match="at offset 200, not 150") as wrong:
+        store.append_upload(digest, 150, [data[150:]], len(data))
+    assert wrong.value.offset == 200 and store.upload_offset(digest) == 200
+    assert store.append_upload(digest, 200, [data[200:]], len(data)) == len(data)  # read back and hashed: it came in pieces
+    assert store.read_bytes(digest) == data and store.partial_uploads() == []
