@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from hub.access import ANONYMOUS
+from hub.errors import IntegrityError
 from hub.server.context import ServerContext, context, principal
 from hub.server.errors import error_body
 from hub.server.uploads import check_digest
@@ -29,17 +30,24 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
 class BlobResponse(Response):
-    """Bytes ``start`` to ``end`` (exclusive) of a local file, read in large chunks off the event loop."""
+    """Bytes ``start`` to ``end`` (exclusive) of a blob: from a memory map of its local file, or, for a
+    store that has none (:meth:`BlobStore.local_path` None), read by ranges off the event loop."""
 
-    def __init__(self, path: str, start: int, end: int, status_code: int, headers: dict[str, str], *, head: bool) -> None:
+    def __init__(self, store: Any, digest: str, start: int, end: int, status_code: int, headers: dict[str, str], *,
+                 head: bool) -> None:
         super().__init__(status_code=status_code, headers=headers)
-        self.path, self.start, self.end, self.head = path, start, end, head
+        self.store, self.digest, self.start, self.end, self.head = store, digest, start, end, head
+        local = store.local_path(digest)
+        self.path = str(local) if local is not None else None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         self.headers["content-length"] = str(self.end - self.start)
         if self.head or self.end == self.start:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        if self.path is None:
+            await self._send_read(send)
             return
         with open(self.path, "rb") as file:  # before the headers go: a failure here is still an error response
             mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
@@ -60,6 +68,16 @@ class BlobResponse(Response):
                 mapped.close()
             except BufferError:  # the server still holds a piece to write: the map goes with it
                 pass
+
+    async def _send_read(self, send: Any) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        offset = self.start
+        while offset < self.end:
+            piece = await run_in_threadpool(self.store.read_range, self.digest, offset, min(CHUNK_BYTES, self.end - offset))
+            if not piece:
+                raise IntegrityError(f"blob {self.digest} ended at {offset} bytes, {self.end} expected")
+            offset += len(piece)
+            await send({"type": "http.response.body", "body": piece, "more_body": offset < self.end})
 
 
 def _range(header: str | None, size: int) -> tuple[int, int] | None | str:
@@ -102,9 +120,9 @@ async def get_blob(sha256: str, request: Request, server: ServerContext = Depend
     """The blob's bytes (``Range: bytes=a-b`` for one range), ``ETag`` its sha256, cacheable forever."""
     check_digest(sha256)
     readable, public = await run_in_threadpool(_visibility, server, who, sha256)
-    path = server.hub.blobs.local_path(sha256)
-    size = server.hub.blobs.size(sha256) if readable else None
-    if size is None or path is None:
+    store = server.hub.blobs
+    size = store.size(sha256) if readable else None
+    if size is None:
         return _not_here(sha256)
     headers = {"etag": f'"{sha256}"', "accept-ranges": "bytes", "content-type": "application/octet-stream",
                "cache-control": f"{'public' if public else 'private'}, max-age=31536000, immutable"}
@@ -117,9 +135,9 @@ async def get_blob(sha256: str, request: Request, server: ServerContext = Depend
     if span == "unsatisfiable":
         return Response(status_code=416, headers={**headers, "content-range": f"bytes */{size}"})
     if span is None:
-        return BlobResponse(str(path), 0, size, 200, headers, head=head)
+        return BlobResponse(store, sha256, 0, size, 200, headers, head=head)
     start, end = span
-    return BlobResponse(str(path), start, end, 206, {**headers, "content-range": f"bytes {start}-{end - 1}/{size}"}, head=head)
+    return BlobResponse(store, sha256, start, end, 206, {**headers, "content-range": f"bytes {start}-{end - 1}/{size}"}, head=head)
 
 
 def _visibility(server: ServerContext, who: Any, sha256: str) -> tuple[bool, bool]:
