@@ -59,10 +59,19 @@ def registry_url(request, tmp_path, monkeypatch) -> str:
         _postgres(f"DROP SCHEMA {schema} CASCADE")
 
 
+# The modules whose tests take longest start first, so that with several pytest-xdist workers
+# (the README's `-n auto`) the last test to finish is a short one.
+SLOWEST_FIRST = {name: rank for rank, name in enumerate([
+    "test_readme.py", "test_webui_e2e.py", "test_remote_jobs.py", "test_finetune.py", "test_registry.py", "test_fencing.py",
+    "test_concurrency.py", "test_workers.py", "test_crash.py", "test_remote.py", "test_server.py", "test_sample.py",
+])}
+
+
 def pytest_collection_modifyitems(config, items) -> None:
-    """Tests marked ``one_backend`` run on SQLite only: what they check (parsing, files, the
+    """The slowest modules go first (:data:`SLOWEST_FIRST`). Tests marked ``one_backend`` run on SQLite only: what they check (parsing, files, the
     blob store) does not depend on the registry's database, so a PostgreSQL run repeats them.
     The long form (``HUB_TEST_LONG=1``) runs them on every backend all the same."""
+    items.sort(key=lambda item: SLOWEST_FIRST.get(item.path.name, len(SLOWEST_FIRST)))  # stable: the rest keep their order
     if os.environ.get("HUB_TEST_LONG") == "1":
         return
 
@@ -152,6 +161,7 @@ REGISTRY_TABLES = [
     "registered_models", "model_versions", "model_version_files", "model_version_tags",
     "model_version_metrics", "model_version_metadata", "model_aliases", "model_alias_history",
     "finetune_jobs", "finetune_job_events", "finetune_job_metrics",
+    "hub_users", "api_tokens", "namespaces", "namespace_members", "model_visibility",
 ]
 
 
