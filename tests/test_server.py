@@ -507,7 +507,8 @@ def test_hub_serve_says_in_one_line_why_it_cannot_start(tmp_path):
             assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("hub: error: "), (args, result.stderr)
     finally:
         taken.close()
-    server = start_server(tmp_path / "h", env["HUB_REGISTRY_URL"], workers=2)
+    # HUB_ENDPOINT plays no part in a server: it serves its own HUB_HOME
+    server = start_server(tmp_path / "h", env["HUB_REGISTRY_URL"], workers=2, env={"HUB_ENDPOINT": "http://127.0.0.1:9"})
     for _ in range(4):
         assert httpx.get(f"{server.url}/api/v1/models").json() == {"models": [], "total": 0}
     assert server.stop() == 0  # SIGTERM: a clean stop
