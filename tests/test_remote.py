@@ -321,12 +321,14 @@ def test_offline_loads_what_the_cache_holds(registry_url, tmp_path):
         x = torch.ones(1, 4)
         h = hub.default_hub()
         out(pinned=hub.load("alice/off:2")(x).tolist(), alias=hub.load("alice/off@production")(x).tolist(),
-            never=failure(hub.load, "alice/off:3"), latest=failure(hub.info, "alice/off"),
+            never=failure(hub.load, "alice/off:3"), unseen=failure(hub.info, "alice/off@staging"),
+            latest=hub.info("alice/off").ref,
             listing=failure(hub.list_models), requests=h.client.requests)
     """, client_env(served.url, home, served.write, HUB_OFFLINE="1"))
     assert offline["pinned"] == online["pinned"] and offline["alias"] == online["alias"]
     assert offline["never"][0] == "OfflineError" and "alice/off:3" in offline["never"][1]
-    assert offline["latest"][0] == "OfflineError" and offline["listing"][0] == "OfflineError"
+    assert offline["unseen"][0] == "OfflineError" and offline["listing"][0] == "OfflineError"
+    assert offline["latest"] == "alice/off:2"  # the latest version as last seen (this client published it)
     assert offline["requests"] == 0
     stopped = run_client("out(error=failure(hub.list_models))", client_env(served.url, home, served.write))
     assert stopped["error"][0] == "RemoteError" and "HUB_ENDPOINT" in stopped["error"][1]

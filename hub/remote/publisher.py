@@ -19,6 +19,7 @@ from hub.entities import FileEntry, ModelVersion
 from hub.errors import IntegrityError, InvalidArgumentError, MissingBlobsError, RemoteError
 from hub.manifest import Manifest
 from hub.publisher import Publisher
+from hub.reference import LATEST
 from hub.remote.client import API, RETRIES, Client
 from hub.remote.registry import _record
 
@@ -158,7 +159,7 @@ class RemotePublisher(Publisher):
                 send(client, store, {digest: sizes[digest] for digest in exc.digests})
                 self.uploaded += list(exc.digests)
         published = registry.remember(_record(ModelVersion.from_dict, answer, what))
-        for alias in aliases:
+        for alias in [*aliases, *([LATEST] if version is None else [])]:  # as last seen, for HUB_OFFLINE=1
             registry.remember(published, alias)
         return published
 
