@@ -275,9 +275,10 @@ class FileStore(BlobStore):
                     try:
                         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     except BlockingIOError:
-                        error = InvalidArgumentError(f"another upload of blob {path.name} is under way; wait for it, then "
-                                                     "ask where it stopped (HEAD /api/v1/uploads/{sha256})")
-                        error.offset = os.fstat(fd).st_size  # type: ignore[attr-defined]
+                        held = os.fstat(fd).st_size
+                        error = InvalidArgumentError(f"another upload of blob {path.name} is under way (at offset {held}); "
+                                                     "wait for it, then ask where it stopped (HEAD /api/v1/uploads/{sha256})")
+                        error.offset = held  # type: ignore[attr-defined]
                         raise error from None
                 try:  # completed (renamed into blobs/) or removed while we waited: open the new one
                     if os.stat(path).st_ino == os.fstat(fd).st_ino:
