@@ -66,7 +66,9 @@ def error_from(status: int, body: Any, *, what: str) -> HubError:
 
 
 class Client:
-    """Requests to one hub server, over a pool of keep-alive connections shared by threads.
+    """Requests to one hub server, over pools of keep-alive connections shared by threads: ``httpx``
+    for the API, plain ``http.client`` for blob bytes (:meth:`raw`). It connects directly (no proxy
+    from the environment).
 
     Args:
         endpoint: the server's URL (``HUB_ENDPOINT``), without a trailing slash.
@@ -176,42 +178,6 @@ class Client:
             return response.json()
         except ValueError:
             raise RemoteError(f"{what or method + ' ' + path}: the server's answer is not JSON; check HUB_ENDPOINT") from None
-
-    @contextmanager
-    def stream(self, method: str, path: str, *, what: str | None = None, expect: tuple[int, ...] = (200,),
-               **kwargs: Any) -> Iterator[Any]:
-        """An answer whose body is read as it arrives (``response.iter_raw()``), inside the block.
-
-        Raises:
-            See :meth:`send` (a connection that breaks while the body is read raises RemoteError too).
-        """
-        import httpx
-
-        what = what or f"{method} {path}"
-        self._check_online(what)
-        for attempt in range(RETRIES):
-            try:
-                self._counted()
-                request = self._http.build_request(method, path, **kwargs)
-                response = self._http.send(request, stream=True)
-                break
-            except httpx.ConnectError as exc:
-                if attempt == RETRIES - 1:
-                    raise self._unreachable(what, exc) from None
-            except httpx.TransportError as exc:
-                if method not in _IDEMPOTENT or attempt == RETRIES - 1:
-                    raise self._unreachable(what, exc) from None
-            time.sleep(_BACKOFF_S[attempt])
-        try:
-            if response.status_code not in expect:
-                response.read()
-                raise self.error(response, what)
-            try:
-                yield response
-            except httpx.TransportError as exc:
-                raise self._unreachable(what, exc) from None
-        finally:
-            response.close()
 
     # --- blob bytes: plain http.client, read straight into the caller's buffers ------------
 
