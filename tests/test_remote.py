@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 from pathlib import Path
 
@@ -349,3 +351,82 @@ def test_error_answers_become_hub_errors():
                  {"error": {"type": "os", "message": "x"}}, "not json", None):
         assert type(error_from(500, body, what="GET /x")) is hub.RemoteError
     assert type(error_from(401, None, what="GET /x")) is hub.AuthenticationError
+
+
+class CuttingProxy:
+    """A TCP proxy on a free loopback port in front of the server that cuts the first blob answer
+    off after ``cut`` bytes (closing both sides), as a dropped connection would; it records the
+    request line and Range header of each blob request it forwards."""
+
+    def __init__(self, upstream: str, cut: int) -> None:
+        host, port = upstream.removeprefix("http://").split(":")
+        self.upstream, self.cut, self.cuts_left, self.requests = (host, int(port)), cut, 1, []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                downstream, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(downstream,), daemon=True).start()
+
+    def _serve(self, downstream: socket.socket) -> None:
+        upstream = socket.create_connection(self.upstream)
+        first = downstream.recv(65536)
+        cutting = first.startswith(b"GET /api/v1/blobs/") and self.cuts_left > 0
+        if first.startswith(b"GET /api/v1/blobs/"):
+            lines = first.decode("latin-1").split("\r\n")
+            self.requests.append((lines[0], next((l for l in lines if l.lower().startswith("range:")), None)))
+        self.cuts_left -= cutting
+        upstream.sendall(first)
+        threading.Thread(target=self._pump, args=(downstream, upstream, None), daemon=True).start()
+        self._pump(upstream, downstream, self.cut if cutting else None)
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket, limit: int | None) -> None:
+        sent = 0
+        try:
+            while data := source.recv(65536):
+                if limit is not None and sent + len(data) >= limit:
+                    sink.sendall(data[: limit - sent])
+                    break
+                sink.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            end.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_download_cut_off_midway_goes_on_where_it_stopped(served, tmp_path):
+    import torch
+
+    from hub.remote import RemoteHub
+
+    publisher = RemoteHub(served.url, served.write, home=tmp_path / "publisher", offline=False)
+    weights = {"w": torch.arange(300_000, dtype=torch.float32)}
+    version = publisher.publish(weights, "alice/cut-off")
+    publisher.close()
+    entry = version.file(version.weight_files[0])
+    proxy = CuttingProxy(served.url, cut=entry.size // 3)
+    try:
+        env = client_env(proxy.url, tmp_path / "user", served.write)
+        folder = Path(run_hub(env, "download", version.ref, "--to", str(tmp_path / "out")).stdout.strip())
+    finally:
+        proxy.close()
+    stored = (served.server.home / "blobs" / entry.sha256).read_bytes()
+    assert (folder / entry.path).read_bytes() == stored
+    blob_requests = [(line, span) for line, span in proxy.requests if entry.sha256 in line]
+    assert len(blob_requests) == 2 and blob_requests[0][1] is None  # cut off, then asked for the rest
+    start = int(blob_requests[1][1].split("=")[1].split("-")[0])
+    assert 0 < start < entry.size and not (tmp_path / "user" / "partial" / entry.sha256).exists()
