@@ -72,28 +72,14 @@ def _signed_in(who: Any) -> None:
 
 
 def _may_write(access: Any, who: Any, name: str, memo: dict[str, bool] | None = None) -> bool:
-    """Whether ``who`` may write model ``name``, asked without claiming an unclaimed namespace (as
-    ``access.require_write`` would): a write or admin token within its namespace restriction, whose user
-    owns or writes the name's namespace (any name for an admin). ``memo`` keeps answers by namespace."""
-    namespace = _namespace(name)
-    if who.user is None or who.scope not in ("write", "admin") or (who.namespace is not None and who.namespace != namespace):
-        return False
-    if who.scope == "admin":
-        return True
-    if namespace is None:
-        return False
-    check = getattr(access, "can_write", None)
-    if check is not None:
-        return bool(check(who, name))
-    if memo is not None and namespace in memo:
-        return memo[namespace]
-    try:
-        record = access.get_namespace(namespace)
-        allowed = who.user in record.owners or who.user in record.writers
-    except NamespaceNotFoundError:  # unclaimed: nobody writes it yet
-        allowed = False
+    """Whether ``who`` may write model ``name``, asked without claiming an unclaimed namespace
+    (:meth:`hub.access.Access.can_write`); ``memo`` keeps answers by namespace (a listing asks often)."""
+    key = _namespace(name) or ""
+    if memo is not None and key in memo:
+        return memo[key]
+    allowed = access.can_write(who, name)
     if memo is not None:
-        memo[namespace] = allowed
+        memo[key] = allowed
     return allowed
 
 

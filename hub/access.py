@@ -506,6 +506,18 @@ class Access:
             PermissionDeniedError: read scope, a token restricted to another namespace, a hub-level name
                 without admin scope, or a user who is not an owner or writer of the namespace.
         """
+        self._check_write(principal, name, claim=True)
+
+    def can_write(self, principal: Principal, name: str) -> bool:
+        """Whether ``principal`` may write model ``name`` now, claiming nothing (so a namespace no one
+        holds yet is False: it is the principal's only once a write claims it)."""
+        try:
+            self._check_write(principal, name, claim=False)
+        except (AuthenticationError, PermissionDeniedError):
+            return False
+        return True
+
+    def _check_write(self, principal: Principal, name: str, *, claim: bool) -> None:
         namespace = _namespace_of(name)
         where = f"namespace {namespace!r}" if namespace else "the hub (a name without a namespace)"
         if principal.user is None:
@@ -537,6 +549,8 @@ class Access:
                     f"namespace {namespace!r} has models but no owners on record, so only admins write it; an admin "
                     f"gives it owners with `hub namespace create {namespace} --owner USER`"
                 )
+            if not claim:
+                raise PermissionDeniedError(f"namespace {namespace!r} has no owner yet; a write claims it")
             if self._claim(namespace, principal.user):
                 return
         raise PermissionDeniedError(f"namespace {namespace!r} changed while it was being claimed; try again")
