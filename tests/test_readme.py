@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ from conftest import POSTGRES_URL, ROOT, _postgres, _postgres_schema_url, is_sql
 README = ROOT / "README.md"
 CI_BLOCKS = ("# setup", "# test")
 SERVING = re.compile(r"^(?:\.venv/bin/)?hub (?:demo|ui)\b")
+BACKGROUND = re.compile(r"^(?P<command>[^#]*?)\s*&\s*(?:#.*)?$")  # `hub serve --port 8765 &   # ...`
 POSTGRES_IN_README = "postgresql+psycopg://postgres@127.0.0.1:5432/modelhub"
 
 
@@ -48,6 +50,8 @@ def serve_then_stop(command: str, env: dict, cwd: Path) -> str:
     """Run a command that serves the web UI until its port answers, then stop it with Ctrl-C."""
     port = re.search(r"--port (\d+)", command)
     url = f"http://127.0.0.1:{port.group(1) if port else 8501}/_stcore/health"
+    with socket.socket() as probe:  # else another process's web UI would answer for this one
+        assert probe.connect_ex(("127.0.0.1", int(port.group(1)) if port else 8501)) != 0, f"`{command}`: its port is taken"
     process = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=cwd, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
@@ -77,6 +81,54 @@ def serve_then_stop(command: str, env: dict, cwd: Path) -> str:
     return output
 
 
+def start_in_background(command: str, env: dict, cwd: Path) -> subprocess.Popen:
+    """Start a command the README runs with ``&`` (``hub serve``, ``finetune worker``) in a session of its
+    own; for ``hub serve``, return once its ``/healthz`` answers."""
+    port = re.search(r"^(?:\.venv/bin/)?hub serve\b.*--port (\d+)", command)
+    if port:
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", int(port.group(1)))) != 0, f"`{command}`: its port is taken"
+    with open(cwd / f"background-{len(list(cwd.glob('background-*')))}.log", "w") as log:
+        process = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    if port:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, f"`{command}` exited {process.returncode}: {Path(log.name).read_text()}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port.group(1)}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                assert time.monotonic() < deadline, f"`{command}` never answered: {Path(log.name).read_text()}"
+                time.sleep(0.2)
+    return process
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    """Ctrl-C to each background command's process group, then SIGKILL to what is left."""
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture
+def background():
+    """The README's ``&`` commands, stopped when the test ends, pass or fail."""
+    started: list[subprocess.Popen] = []
+    yield started
+    stop(started)
+
+
 @pytest.fixture
 def workdir(tmp_path) -> Path:
     folder = tmp_path / "work"
@@ -87,7 +139,7 @@ def workdir(tmp_path) -> Path:
     return folder
 
 
-def test_every_readme_command_runs(workdir, hub_home):
+def test_every_readme_command_runs(workdir, hub_home, background):
     if not is_sqlite():
         pytest.skip("runs once, on the README's own default (SQLite); its PostgreSQL block uses a schema of its own")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT),
@@ -115,10 +167,15 @@ def test_every_readme_command_runs(workdir, hub_home):
             output = serve_then_stop(command, block_env, workdir)
             ran.append(command)
             assert "Traceback" not in output, output
-        script = "\n".join(c for c in commands(code) if not SERVING.match(c))
+        for command in commands(code):
+            if match := BACKGROUND.match(command):
+                background.append(start_in_background(match.group("command"), block_env, workdir))
+                ran.append(command)
+        script = "\n".join(c for c in commands(code) if not SERVING.match(c) and not BACKGROUND.match(c))
         if script:
             result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=workdir, env=block_env,
                                     capture_output=True, text=True, timeout=600)
             assert result.returncode == 0, f"README bash block {number} failed:\n{script}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
             ran.extend(commands(code))
     assert any("hub demo" in c for c in ran) and any(c.startswith("finetune run") for c in ran)
+    assert any(c.startswith("hub serve") for c in ran) and any(c.startswith("finetune logs --follow") for c in ran)
