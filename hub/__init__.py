@@ -5,7 +5,8 @@
     model = hub.load("acme/digits-cnn@production")
 
 The module-level functions use a default :class:`Hub` built from ``HUB_HOME``
-and ``HUB_REGISTRY_URL``; ``hub.Hub(home, registry_url)`` gives an explicit one.
+and ``HUB_REGISTRY_URL`` (with ``HUB_ENDPOINT`` set, a :class:`hub.remote.RemoteHub`
+against that server, ``HUB_HOME`` its cache); ``hub.Hub(home, registry_url)`` gives an explicit one.
 Importing ``hub`` is light: torch, SQLAlchemy and the rest load only when a
 call needs them (names below are imported on first use).
 """
