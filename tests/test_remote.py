@@ -3,7 +3,9 @@
 Each client is another process (``python -c`` or the ``hub`` CLI) whose environment holds only
 ``HUB_ENDPOINT``, ``HUB_TOKEN`` and its own ``HUB_HOME`` (its cache): no registry URL, no access to
 the server's folder. The test process looks into the server's folder only to check what the
-server stored, and to damage a blob there.
+server stored and to damage a blob there, makes the tokens, and, where a test needs a model on the
+server or a filled cache before the client under test runs, makes it with a ``RemoteHub`` of its own
+(over HTTP too).
 """
 
 from __future__ import annotations
