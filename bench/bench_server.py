@@ -3,8 +3,7 @@
 One ``hub serve`` process (``--workers 1``, the default; SQLite registry) runs on a free loopback
 port over a temporary hub; the benchmark process is its client (``hub.remote.RemoteHub`` with a
 ``read`` or ``write`` token of user ``alice``, who owns the private namespace ``alice`` where every
-model goes) and also opens the server's hub directly
-(``Hub(home, url)``) for the local baselines. A ~1 GB ``mlp`` (five square float32 layers, built
+model goes) and also opens the server's hub directly (``Hub(home, url)``) for the local baselines. A ~1 GB ``mlp`` (five square float32 layers, built
 with ``hub.create``, ~250M parameters) is published into it locally first. Contenders alternate
 round by round (``common.alternate``, one unmeasured warm-up round each), medians are reported.
 
@@ -13,9 +12,11 @@ Figures:
 (a) blob download throughput: ``curl -s -o /dev/null`` of the model's 1 GB blob from
     ``GET /api/v1/blobs/{sha256}`` (with the read token), against Debian's nginx serving the same
     file from the store's ``blobs`` folder (its own instance: a generated config in a temporary
-    folder, ``daemon off; master_process off``, ``sendfile on``, ``access_log off``, one worker,
-    a free loopback port). The same client for both; GB/s from curl's ``time_total``; the page
-    cache is warm for both.                                    target hub >= 0.8x nginx
+    folder, ``daemon off; master_process off``, ``sendfile on`` and ``tcp_nopush on`` as in
+    Debian's nginx.conf, ``access_log off``, one worker, a free loopback port). The same client
+    for all; GB/s from curl's ``time_total``; the page cache is warm.  target hub >= 0.8x nginx
+    A second nginx with ``sendfile off; output_buffers 1 4m`` runs alongside: over loopback it is
+    the faster nginx on this machine, so the table shows hub against both.
 (b) remote ``load(name:N, device="cpu")`` plus one pass over the weights (``t.sum()`` of every
     tensor), against the local ``Hub(home, url).load`` + pass on the server's own hub:
     cold: a new ``RemoteHub`` with a new, empty cache folder each round (the download is in the
@@ -78,8 +79,7 @@ error_log {folder}/error.log warn;
 events {{ worker_connections 64; }}
 http {{
     access_log off;
-    sendfile on;
-    tcp_nopush on;
+    {sending}
     default_type application/octet-stream;
     client_body_temp_path {folder}/body;
     proxy_temp_path {folder}/proxy;
@@ -93,6 +93,8 @@ http {{
     }}
 }}
 """
+SENDFILE = "sendfile on;\n    tcp_nopush on;"  # Debian's nginx.conf
+BUFFERED = "sendfile off;\n    output_buffers 1 4m;"  # faster over loopback here: read() into 4 MB, write()
 
 
 def _free_port() -> int:
@@ -113,11 +115,17 @@ def _wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: flo
 
 
 @contextlib.contextmanager
-def nginx(root: Path, folder: Path) -> Iterator[str]:
-    """Debian's nginx serving the files of ``root`` on a free loopback port, as a child process; its URL."""
+def nginx(root: Path, folder: Path, sending: str = SENDFILE) -> Iterator[str]:
+    """Debian's nginx serving the files of ``root`` on a free loopback port, as a child process; its URL.
+
+    Args:
+        root: the folder served (``/NAME`` is ``root/NAME``).
+        folder: for its config, pid file, error log and temporary files.
+        sending: how it sends files (:data:`SENDFILE` or :data:`BUFFERED`).
+    """
     port = _free_port()
     conf = folder / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(folder=folder, port=port, root=root))
+    conf.write_text(NGINX_CONF.format(folder=folder, port=port, root=root, sending=sending))
     process = subprocess.Popen([NGINX, "-p", str(folder), "-c", str(conf), "-e", str(folder / "error.log")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -205,15 +213,24 @@ class Setup:
 def blob_download(setup: Setup, repeats: int) -> list[Row]:
     digest, size = setup.blob.sha256, setup.blob.size
     root = setup.local.blobs.path(digest).parent
-    with temp_dir("hubbench-nginx-", str(setup.folder)) as folder, nginx(root, folder) as nginx_url:
+    with contextlib.ExitStack() as stack:
+        plain = stack.enter_context(nginx(root, stack.enter_context(temp_dir("hubbench-nginx-", str(setup.folder)))))
+        buffered = stack.enter_context(nginx(root, stack.enter_context(temp_dir("hubbench-nginx-", str(setup.folder))), BUFFERED))
         medians = alternate({
             "hub": lambda: curl_seconds(f"{setup.server.url}/api/v1/blobs/{digest}", size, {"Authorization": f"Bearer {setup.read}"}),
-            "nginx": lambda: curl_seconds(f"{nginx_url}/{digest}", size),
+            "nginx": lambda: curl_seconds(f"{plain}/{digest}", size),
+            "nginx buffered": lambda: curl_seconds(f"{buffered}/{digest}", size),
         }, repeats)
-    hub_gbps, nginx_gbps = size / medians["hub"]["s"] / GB, size / medians["nginx"]["s"] / GB
-    return [at_least_row(f"(a) blob download, {size / GB:.2f} GB (curl)", hub_gbps, nginx_gbps, "GB/s", 0.8, "nginx 1.22",
-                         "hub serve --workers 1 (the default), sendfile on in nginx; warm page cache; "
-                         "curl's time_total, median")]
+    gbps = {name: size / timing["s"] / GB for name, timing in medians.items()}
+    figure = f"(a) blob download, {size / GB:.2f} GB (curl)"
+    return [
+        at_least_row(figure, gbps["hub"], gbps["nginx"], "GB/s", 0.8, "nginx 1.22, sendfile",
+                     "hub serve --workers 1 (the default); nginx as Debian configures it: sendfile on, tcp_nopush on; "
+                     "warm page cache; curl's time_total, median"),
+        at_least_row(f"{figure}, vs nginx buffered", gbps["hub"], gbps["nginx buffered"], "GB/s", 0.8, "nginx, 4 MB buffers",
+                     "nginx with sendfile off, output_buffers 1 4m: the faster nginx over loopback on this machine "
+                     "(sendfile's 2 MB chunks to a loopback socket are slower here)"),
+    ]
 
 
 # --- (b) remote load -----------------------------------------------------------------
@@ -223,7 +240,7 @@ def load_pass(instance: Any, ref: str) -> dict[str, float]:
     """Seconds of one ``load(ref, device="cpu")`` and of that load plus a pass over every weight."""
     load_s, module = timed(lambda: instance.load(ref, device="cpu"))
     pass_s, _ = timed(lambda: weight_pass(module))
-    del module
+    module = None  # frees the weights
     gc.collect()
     return {"load": load_s, "load_pass": load_s + pass_s}
 
@@ -311,7 +328,7 @@ def remote_publish(setup: Setup, total_mb: int) -> dict[str, float]:
             seconds, version = timed(lambda: remote.publish(state, f"{USER}/remote-publish"))
         finally:
             remote.close()
-    del state
+    state = None  # frees the weights
     _forget(setup, version.ref)
     return {"s": seconds}
 
@@ -319,7 +336,7 @@ def remote_publish(setup: Setup, total_mb: int) -> dict[str, float]:
 def local_publish(setup: Setup, total_mb: int) -> dict[str, float]:
     state = _next_state(setup, total_mb)
     seconds, version = timed(lambda: setup.local.publish(state, f"{USER}/local-publish"))
-    del state
+    state = None  # frees the weights
     _forget(setup, version.ref)
     return {"s": seconds}
 
@@ -395,7 +412,7 @@ def run(size_mb: float, models: int, versions: int, repeats: int, calls: int, re
     with temp_dir("hubbench-server-", tmp_parent) as folder:
         setup = Setup(folder, size_mb, log)
         try:
-            log(f"[server] (a) {repeats} x curl of the {setup.blob.size / MB:.0f} MB blob from hub serve / nginx")
+            log(f"[server] (a) {repeats} x curl of the {setup.blob.size / MB:.0f} MB blob from hub serve / nginx / nginx buffered")
             rows += blob_download(setup, repeats)
             rows += remote_load(setup, repeats, log)
             rows += publishing(setup, int(size_mb), repeats, log)
