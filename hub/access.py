@@ -30,7 +30,6 @@ files has full access. Only a server calls :class:`Access`.
 from __future__ import annotations
 
 import base64
-import difflib
 import hashlib
 import hmac
 import re
@@ -54,6 +53,7 @@ from hub.errors import (
 )
 from hub.reference import MAX_PART_LENGTH
 from hub.registry.database import Database
+from hub.registry.store import model_not_found
 
 __all__ = [
     "Access",
@@ -438,14 +438,7 @@ class Access:
             f"SELECT m.name FROM registered_models m WHERE m.latest_version IS NOT NULL AND m.name <> :name AND {where}",
             {**params, "name": name},
         )]
-        close = difflib.get_close_matches(name, names, n=1)
-        if not close:  # by the model's part alone, as the registry does
-            parts: dict[str, str] = {}
-            for known in names:
-                parts.setdefault(known.rpartition("/")[2], known)
-            close = [parts[part] for part in difflib.get_close_matches(name.rpartition("/")[2], list(parts), n=1)]
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return ModelNotFoundError(f"model {name!r} is not in the registry{hint}; `hub list` shows what is")
+        return model_not_found(name, names)
 
     def read_filter(self, principal: Principal, *, snapshot: bool = True) -> ReadFilter | None:
         """What ``principal`` may list, for ``list_models(readable=...)``; None: everything (an unrestricted admin).

@@ -33,7 +33,7 @@ from hub.registry.database import Database
 if TYPE_CHECKING:
     from hub.access import ReadFilter
 
-__all__ = ["RegistryStore", "ModelChanges", "now_ms"]
+__all__ = ["RegistryStore", "ModelChanges", "now_ms", "model_not_found"]
 
 MAX_WRITE_ATTEMPTS = 20
 _IN_CHUNK = 5000
@@ -93,6 +93,20 @@ def _model_filters(search: str | None, task: str | None, tag: str | None, licens
     return " AND ".join(where), params
 
 
+def model_not_found(name: str, names: list[str]) -> ModelNotFoundError:
+    """The error for a model ``name`` that is not among ``names`` (those the asker may know of), naming the closest."""
+    import difflib
+
+    close = difflib.get_close_matches(name, names, n=1)
+    if not close:  # by the model's part alone: 'acme/cnn' for 'cnn'
+        parts: dict[str, str] = {}
+        for known in names:
+            parts.setdefault(known.rpartition("/")[2], known)
+        close = [parts[part] for part in difflib.get_close_matches(name.rpartition("/")[2], list(parts), n=1)]
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ModelNotFoundError(f"model {name!r} is not in the registry{hint}; `hub list` shows what is")
+
+
 class RegistryStore:
     """Registry operations on one database.
 
@@ -123,17 +137,7 @@ class RegistryStore:
 
     def _not_registered(self, name: str) -> ModelNotFoundError:
         """The error for a model ``name`` the registry does not have, naming the closest name it has."""
-        import difflib
-
-        names = [row[0] for row in self.db.query("SELECT name FROM registered_models WHERE latest_version IS NOT NULL")]
-        close = difflib.get_close_matches(name, names, n=1)
-        if not close:  # by the model's part alone: 'acme/cnn' for 'cnn'
-            parts: dict[str, str] = {}
-            for known in names:
-                parts.setdefault(known.rpartition("/")[2], known)
-            close = [parts[part] for part in difflib.get_close_matches(name.rpartition("/")[2], list(parts), n=1)]
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return ModelNotFoundError(f"model {name!r} is not in the registry{hint}; `hub list` shows what is")
+        return model_not_found(name, [row[0] for row in self.db.query("SELECT name FROM registered_models WHERE latest_version IS NOT NULL")])
 
     def resolve(self, ref: Reference) -> ModelVersion:
         """The live version that ``ref`` names.
