@@ -432,3 +432,41 @@ def test_a_download_cut_off_midway_goes_on_where_it_stopped(served, tmp_path):
     assert len(blob_requests) == 2 and blob_requests[0][1] is None  # cut off, then asked for the rest
     start = int(blob_requests[1][1].split("=")[1].split("-")[0])
     assert 0 < start < entry.size and not (tmp_path / "user" / "partial" / entry.sha256).exists()
+
+
+@pytest.mark.one_backend
+def test_import_hf_and_load_tokenizer_over_http(served, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=32, num_labels=2)
+    model = transformers.BertForSequenceClassification(config).eval()
+    folder = tmp_path / "tiny-bert"
+    model.save_pretrained(folder)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "hub", "loads", "models", "over", "http"]
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    tokenizer = transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    tokenizer.save_pretrained(folder)
+    batch = tokenizer(["the hub loads models over http"], return_tensors="pt")
+    with torch.no_grad():
+        expected = model(**batch).logits.tolist()
+    script = f"""
+        import torch
+        from hub.remote import RemoteHub
+        version = hub.import_hf({str(folder)!r}, "alice/tiny-bert", aliases=["production"])
+        reader = RemoteHub(home=Path(os.environ["HUB_HOME"]) / "other")  # another, empty cache
+        tokenizer = reader.load_tokenizer("alice/tiny-bert@production")
+        model = reader.load("alice/tiny-bert@production", device="cpu")
+        batch = tokenizer(["the hub loads models over http"], return_tensors="pt")
+        with torch.no_grad():
+            logits = model(**batch).logits.tolist()
+        out(architecture=version.architecture, ids=batch["input_ids"].tolist(), logits=logits,
+            fetched=len(reader.blobs.downloaded))
+    """
+    answer = run_client(script, client_env(served.url, tmp_path / "client", served.write))
+    assert answer["architecture"] == "transformers"
+    assert answer["ids"] == batch["input_ids"].tolist()
+    assert torch.allclose(torch.tensor(answer["logits"]), torch.tensor(expected), atol=1e-5)
+    assert answer["fetched"] >= 2  # the weights and the tokenizer's files came over HTTP
