@@ -356,13 +356,14 @@ def test_error_answers_become_hub_errors():
 
 
 class CuttingProxy:
-    """A TCP proxy on a free loopback port in front of the server that cuts the first blob answer
-    off after ``cut`` bytes (closing both sides), as a dropped connection would; it records the
-    request line and Range header of each blob request it forwards."""
+    """A TCP proxy on a free loopback port in front of the server that cuts the first answer for blob
+    ``digest`` off after ``cut`` bytes (closing both sides), as a dropped connection would; it records
+    the request line and Range header of each blob request it forwards."""
 
-    def __init__(self, upstream: str, cut: int) -> None:
+    def __init__(self, upstream: str, digest: str, cut: int) -> None:
         host, port = upstream.removeprefix("http://").split(":")
-        self.upstream, self.cut, self.cuts_left, self.requests = (host, int(port)), cut, 1, []
+        self.upstream, self.digest, self.cut, self.cuts_left, self.requests = (host, int(port)), digest, cut, 1, []
+        self.lock = threading.Lock()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         threading.Thread(target=self._accept, daemon=True).start()
@@ -378,20 +379,27 @@ class CuttingProxy:
     def _serve(self, downstream: socket.socket) -> None:
         upstream = socket.create_connection(self.upstream)
         first = downstream.recv(65536)
-        cutting = first.startswith(b"GET /api/v1/blobs/") and self.cuts_left > 0
-        if first.startswith(b"GET /api/v1/blobs/"):
-            lines = first.decode("latin-1").split("\r\n")
-            self.requests.append((lines[0], next((l for l in lines if l.lower().startswith("range:")), None)))
-        self.cuts_left -= cutting
+        with self.lock:
+            cutting = first.startswith(f"GET /api/v1/blobs/{self.digest}".encode()) and self.cuts_left > 0
+            self.cuts_left -= cutting
+        self._record(first)
         upstream.sendall(first)
-        threading.Thread(target=self._pump, args=(downstream, upstream, None), daemon=True).start()
+        threading.Thread(target=self._pump, args=(downstream, upstream, None, self._record), daemon=True).start()
         self._pump(upstream, downstream, self.cut if cutting else None)
 
+    def _record(self, data: bytes) -> None:
+        for head in data.split(b"GET /api/v1/blobs/")[1:]:  # the blob requests in what a client sent
+            lines = ("GET /api/v1/blobs/" + head.decode("latin-1")).split("\r\n")
+            with self.lock:
+                self.requests.append((lines[0], next((l for l in lines if l.lower().startswith("range:")), None)))
+
     @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket, limit: int | None) -> None:
+    def _pump(source: socket.socket, sink: socket.socket, limit: int | None, record=None) -> None:
         sent = 0
         try:
             while data := source.recv(65536):
+                if record is not None:
+                    record(data)
                 if limit is not None and sent + len(data) >= limit:
                     sink.sendall(data[: limit - sent])
                     break
@@ -420,7 +428,7 @@ def test_a_download_cut_off_midway_goes_on_where_it_stopped(served, tmp_path):
     version = publisher.publish(weights, "alice/cut-off")
     publisher.close()
     entry = version.file(version.weight_files[0])
-    proxy = CuttingProxy(served.url, cut=entry.size // 3)
+    proxy = CuttingProxy(served.url, entry.sha256, cut=entry.size // 3)
     try:
         env = client_env(proxy.url, tmp_path / "user", served.write)
         folder = Path(run_hub(env, "download", version.ref, "--to", str(tmp_path / "out")).stdout.strip())
