@@ -3,9 +3,9 @@
 One ``hub serve`` process (``--workers 1``, the default; SQLite registry) runs on a free loopback
 port over a temporary hub; the benchmark process is its client (``hub.remote.RemoteHub`` with a
 ``read`` or ``write`` token of user ``alice``, who owns the private namespace ``alice`` where every
-model goes) and also opens the server's hub directly (``Hub(home, url)``) for the local baselines. A ~1 GB ``mlp`` (five square float32 layers, built
-with ``hub.create``, ~250M parameters) is published into it locally first. Contenders alternate
-round by round (``common.alternate``, one unmeasured warm-up round each), medians are reported.
+model goes) and also opens the server's hub directly (``Hub(home, url)``) for the local baselines.
+A ~1 GB ``mlp`` (five square float32 layers, built with ``hub.create``, ~250M parameters) is
+published into it locally first. Contenders alternate round by round (``common.alternate``, one unmeasured warm-up round each), medians are reported.
 
 Figures:
 
@@ -185,15 +185,19 @@ class Setup:
         self.url = f"sqlite:///{self.home / 'registry.db'}"
         self.server: Server = start_server(self.home, self.url)
         self.local = hub.Hub(self.home, self.url)
-        access = Access(self.local.db)
-        self.write = access.create_token(USER, "write")[0]
-        self.read = access.create_token(USER, "read")[0]
-        access.create_namespace(USER, owners=[USER])
-        log(f"[server] publishing a ~{size_mb:g} MB mlp into the server's hub")
-        self.config = mlp_config(size_mb)
-        module = hub.create("mlp", **self.config)
-        self.weight_bytes = sum(t.numel() * t.element_size() for t in module.state_dict().values())
-        version = self.local.publish(module, MODEL)
+        try:
+            access = Access(self.local.db)
+            self.write = access.create_token(USER, "write")[0]
+            self.read = access.create_token(USER, "read")[0]
+            access.create_namespace(USER, owners=[USER])
+            log(f"[server] publishing a ~{size_mb:g} MB mlp into the server's hub")
+            self.config = mlp_config(size_mb)
+            module = hub.create("mlp", **self.config)
+            self.weight_bytes = sum(t.numel() * t.element_size() for t in module.state_dict().values())
+            version = self.local.publish(module, MODEL)
+        except BaseException:
+            self.close()
+            raise
         del module
         gc.collect()
         self.ref = version.ref  # name:N, pinned
@@ -350,17 +354,44 @@ def publishing(setup: Setup, total_mb: int, repeats: int, log: Callable[[str], N
     nbytes = state_bytes(total_mb)
     remote_gbps, local_gbps = nbytes / medians["remote"]["s"] / GB, nbytes / medians["local"]["s"] / GB
     return [at_least_row(f"(c) publish {nbytes / GB:.2f} GB state dict: throughput", remote_gbps, local_gbps, "GB/s", 0.8,
-                         "local publish", f"remote {medians['remote']['s']:.2f} s, local {medians['local']['s']:.2f} s; "
-                                          "a fresh random state dict each round, made before the clock starts")]
+                         "local publish", f"remote {medians['remote']['s']:.2f} s (the same local build into its cache, "
+                                          f"then the upload), local {medians['local']['s']:.2f} s; a fresh random state "
+                                          "dict each round, made before the clock starts")]
 
 
 # --- (d) listing ---------------------------------------------------------------------
 
 
-def listing(models: int, versions: int, calls: int, rebuild: bool, tmp_parent: str | None,
-            log: Callable[[str], None]) -> list[Row]:
+def page_timings(endpoint: str, token: str | None, models: int, calls: int, cache: Path) -> dict[str, float]:
+    """Median seconds of one page of the model list as ``GET /api/v1/models`` (keep-alive ``httpx``) and as
+    ``RemoteHub.list_models()``, with ``token`` (None: anonymous); and the page's bytes of JSON."""
     import httpx
 
+    who = "with a token" if token else "anonymously"
+    with httpx.Client(base_url=endpoint, headers={"Authorization": f"Bearer {token}"} if token else {}, trust_env=False) as client:
+        def page() -> bytes:
+            answer = client.get("/api/v1/models", params={"limit": PAGE})
+            answer.raise_for_status()
+            body = answer.json()
+            if len(body["models"]) != PAGE or body["total"] != models:
+                raise RuntimeError(f"GET /api/v1/models {who}: {len(body['models'])} models of {body['total']}, "
+                                   f"expected {PAGE} of {models}")
+            return answer.content
+
+        size = len(page())
+        request_s = median_call_time(page, calls)
+    remote = RemoteHub(endpoint, token, home=cache)
+    try:
+        if len(remote.list_models()) != PAGE:
+            raise RuntimeError(f"RemoteHub.list_models() {who} did not list {PAGE} models")
+        list_s = median_call_time(remote.list_models, calls)
+    finally:
+        remote.close()
+    return {"request": request_s, "list_models": list_s, "bytes": size}
+
+
+def listing(models: int, versions: int, calls: int, rebuild: bool, tmp_parent: str | None,
+            log: Callable[[str], None]) -> list[Row]:
     from hub.access import Access
 
     cached, _ = cached_registry(models, versions, rebuild, log)
@@ -371,38 +402,23 @@ def listing(models: int, versions: int, calls: int, rebuild: bool, tmp_parent: s
         url = f"sqlite:///{home / 'registry.db'}"
         log(f"[server] (d) {models} models x {versions} versions: {calls} x one page of {PAGE}, anonymous / read token")
         server = start_server(home, url, env={"HUB_DEFAULT_VISIBILITY": "public"})
-        local = hub.Hub(home, url)
         try:
-            token = Access(local.db).create_token(USER, "read")[0]
-            baseline = median_call_time(lambda: local.list_models(limit=PAGE), calls)
+            local = hub.Hub(home, url)
+            try:
+                token = Access(local.db).create_token(USER, "read")[0]
+                baseline = median_call_time(lambda: local.list_models(limit=PAGE), calls)
+            finally:
+                local.close()
             for who, auth in (("anonymous", None), ("read token", token)):
-                headers = {"Authorization": f"Bearer {auth}"} if auth else {}
-                with httpx.Client(base_url=server.url, headers=headers, trust_env=False) as client:
-                    def page() -> None:
-                        answer = client.get("/api/v1/models", params={"limit": PAGE})
-                        answer.raise_for_status()
-                        body = answer.json()
-                        if len(body["models"]) != PAGE or body["total"] != models:
-                            raise RuntimeError(f"GET /api/v1/models as {who}: {len(body['models'])} models of "
-                                               f"{body['total']}, expected {PAGE} of {models}")
-                    request_s = median_call_time(page, calls)
-                    size = len(client.get("/api/v1/models", params={"limit": PAGE}).content)
                 with temp_dir("hubbench-cache-", str(folder)) as cache:
-                    remote = RemoteHub(server.url, auth, home=cache)
-                    try:
-                        if len(remote.list_models()) != PAGE:
-                            raise RuntimeError(f"RemoteHub.list_models() as {who} did not list {PAGE} models")
-                        list_s = median_call_time(remote.list_models, calls)
-                    finally:
-                        remote.close()
-                rows.append(Row(BENCH, f"(d) GET /api/v1/models?limit={PAGE}, {who}", request_s, baseline, "s",
-                                request_s / baseline, "< 50 ms", request_s < 0.05, "local list_models",
-                                f"{models} models x {versions} versions; keep-alive httpx, median of {calls}; "
-                                f"{size / 1000:.0f} kB of JSON" if who == "anonymous" else ""))
-                rows.append(Row(BENCH, f"(d) RemoteHub.list_models() (hub list), {who}", list_s, baseline, "s",
-                                list_s / baseline, "< 50 ms", list_s < 0.05, "local list_models"))
+                    timing = page_timings(server.url, auth, models, calls, cache)
+                note = (f"{models} models x {versions} versions; keep-alive httpx, median of {calls}; "
+                        f"{timing['bytes'] / 1000:.0f} kB of JSON") if auth is None else ""
+                rows.append(Row(BENCH, f"(d) GET /api/v1/models?limit={PAGE}, {who}", timing["request"], baseline, "s",
+                                timing["request"] / baseline, "< 50 ms", timing["request"] < 0.05, "local list_models", note))
+                rows.append(Row(BENCH, f"(d) RemoteHub.list_models() (hub list), {who}", timing["list_models"], baseline, "s",
+                                timing["list_models"] / baseline, "< 50 ms", timing["list_models"] < 0.05, "local list_models"))
         finally:
-            local.close()
             server.stop()
     return rows
 
