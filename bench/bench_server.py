@@ -5,7 +5,8 @@ port over a temporary hub; the benchmark process is its client (``hub.remote.Rem
 ``read`` or ``write`` token of user ``alice``, who owns the private namespace ``alice`` where every
 model goes) and also opens the server's hub directly (``Hub(home, url)``) for the local baselines.
 A ~1 GB ``mlp`` (five square float32 layers, built with ``hub.create``, ~250M parameters) is
-published into it locally first. Contenders alternate round by round (``common.alternate``, one unmeasured warm-up round each), medians are reported.
+published into it locally first. Contenders alternate round by round (``common.alternate``, one
+unmeasured warm-up round each), medians are reported.
 
 Figures:
 
