@@ -651,6 +651,17 @@ class Access:
         return [self._user(row) for row in self._query(
             "SELECT name, is_admin, password_hash IS NOT NULL, created_at_ms FROM hub_users ORDER BY name")]
 
+    def configured(self) -> bool:
+        """Whether this hub has authentication configured: a user with a password, or a live token
+        (neither revoked nor expired). Without it the web UI only serves this machine (``hub ui``
+        on a non-loopback address refuses to start)."""
+        rows = self._query(
+            "SELECT 1 WHERE EXISTS (SELECT 1 FROM hub_users WHERE password_hash IS NOT NULL) OR EXISTS (SELECT 1 FROM "
+            "api_tokens WHERE revoked_at_ms IS NULL AND (expires_at_ms IS NULL OR expires_at_ms > :now))",
+            {"now": _now_ms()},
+        )
+        return bool(rows)
+
     # --- tokens --------------------------------------------------------------------
 
     def create_token(self, user: str, scope: str, *, namespace: str | None = None,

@@ -18,12 +18,18 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from hub.access import ReadFilter
     from hub.api import Hub
     from hub.families import ModelSpec
 
 __all__ = ["Catalog", "SORTS"]
 
 SORTS = ("name", "updated", "size")
+
+
+def _only(readable: ReadFilter | None) -> dict[str, ReadFilter]:
+    """``readable=`` for the registry where a filter is given (a remote registry takes none: its server filters)."""
+    return {} if readable is None else {"readable": readable}
 
 
 class Catalog:
@@ -55,6 +61,7 @@ class Catalog:
         sort: str = "name",
         limit: int | None = 50,
         offset: int = 0,
+        readable: ReadFilter | None = None,
     ) -> list[ModelSummary]:
         """Models with a live version, each described by its latest version.
 
@@ -63,6 +70,9 @@ class Catalog:
             task, tag, license: keep models whose latest version has these.
             sort: ``"name"``, ``"updated"`` (newest first) or ``"size"`` (largest first).
             limit: page size (None for all); offset: how many to skip.
+            readable: only the models someone may read (:meth:`hub.access.Access.read_filter`), for
+                a local hub that serves several people (the web UI); a remote hub's server applies
+                its caller's rules itself.
 
         Raises:
             InvalidArgumentError: a bad sort, limit or offset.
@@ -71,16 +81,18 @@ class Catalog:
             raise InvalidArgumentError(f"sort {sort!r} is unknown; use one of {', '.join(SORTS)}")
         if (limit is not None and (not isinstance(limit, int) or limit < 0)) or not isinstance(offset, int) or offset < 0:
             raise InvalidArgumentError(f"limit and offset must be non-negative whole numbers, got {limit!r} and {offset!r}").about("limit", "offset")
-        return self.hub.registry.list_models(search, task=task, tag=tag, license=license, sort=sort, limit=limit, offset=offset)
+        return self.hub.registry.list_models(search, task=task, tag=tag, license=license, sort=sort, limit=limit, offset=offset,
+                                             **_only(readable))
 
     def count_models(self, search: str | None = None, *, task: str | None = None, tag: str | None = None,
-                     license: str | None = None) -> int:
+                     license: str | None = None, readable: ReadFilter | None = None) -> int:
         """How many models :meth:`list_models` finds with these filters (for paging)."""
-        return self.hub.registry.count_models(search, task=task, tag=tag, license=license)
+        return self.hub.registry.count_models(search, task=task, tag=tag, license=license, **_only(readable))
 
-    def model_facets(self) -> dict[str, list[str]]:
-        """``{"task": [...], "tag": [...], "license": [...]}``: the values to filter models by."""
-        return self.hub.registry.model_facets()
+    def model_facets(self, *, readable: ReadFilter | None = None) -> dict[str, list[str]]:
+        """``{"task": [...], "tag": [...], "license": [...]}``: the values to filter models by (of the
+        models ``readable`` lets through, when given; see :meth:`list_models`)."""
+        return self.hub.registry.model_facets(**_only(readable))
 
     def input_spec(self, ref: str | ModelVersion) -> InputSpec:
         """What the version takes as input: kind, shape, value range, feature names, ...

@@ -328,11 +328,49 @@ def cmd_architectures(args: argparse.Namespace) -> int:
     return 0
 
 
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only (``localhost``, ``127.x.x.x``, ``::1``)."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:  # a host name: it may be any interface
+        return False
+
+
+def _check_ui_host(host: str) -> str | None:
+    """The hub server the web UI runs against (``HUB_ENDPOINT``, which enforces its own rules), or
+    None for a local hub, once it is checked that a UI on a non-loopback ``host`` has authentication to enforce.
+
+    Raises:
+        PermissionDeniedError: ``host`` is reachable from other machines and the local hub has no user
+            with a password and no live token (anyone could publish and move aliases).
+    """
+    from hub import settings
+
+    if (endpoint := settings.endpoint()) is not None:
+        return endpoint
+    if _loopback(host):
+        return None
+    from hub.access import Access
+    from hub.errors import PermissionDeniedError
+
+    if not Access(_hub().db).configured():
+        raise PermissionDeniedError(
+            f"the web UI on {host} would let anyone on the network publish and move aliases, and this hub has no "
+            "authentication configured: add a user who signs in (`hub user create NAME --password-stdin`) or a token "
+            "(`hub token create --user NAME --scope write`), or serve on 127.0.0.1")
+    return None
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     import subprocess
 
     from hub.processes import Children
 
+    remote = _check_ui_host(args.host)  # before anything starts
     command = [sys.executable, "-m", "webui", "--host", args.host, "--port", str(args.port)]  # a process: hub imports no webui
 
     def ended(process: subprocess.Popen) -> None:
@@ -342,8 +380,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     # The server and worker stop with this process: Ctrl-C, SIGTERM and SIGHUP are passed on, and
     # (Linux) they get SIGTERM if it is killed.
     with Children() as children:
-        worker = None if args.no_worker else children.start([sys.executable, "-m", "finetune", "worker", "--poll", "1"])
-        print(f"modelhub UI at http://{args.host}:{args.port}"
+        # against a hub server its own workers run the jobs: a local one would find no queue
+        worker = None if args.no_worker or remote else children.start([sys.executable, "-m", "finetune", "worker", "--poll", "1"])
+        print(f"modelhub UI at http://{args.host}:{args.port}" + (f" for the hub server {remote}" if remote else "")
               + ("" if worker is None else " (with a fine-tune worker)") + "; Ctrl-C stops it", flush=True)
         server = children.start(command, stdout=subprocess.DEVNULL)
         status = children.wait(server, on_exit=ended)
@@ -463,9 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--json", action="store_true")
 
     def ui_arguments(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
+        sub.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface, which needs "
+                         "a user with a password or a token: `hub user create`, `hub token create`)")
         sub.add_argument("--port", type=int, default=8501)
-        sub.add_argument("--no-worker", action="store_true", help="leave fine-tune jobs to `finetune worker` processes")
+        sub.add_argument("--no-worker", action="store_true", help="leave fine-tune jobs to `finetune worker` processes (with HUB_ENDPOINT, "
+                         "the server's workers run them: no worker starts)")
 
     stopping = (" Ctrl-C, SIGTERM or SIGHUP stops it with its Streamlit server and fine-tune worker (exit 0); "
                 "they stop too if it is killed.")

@@ -75,7 +75,7 @@ def base() -> hub.ModelVersion:
 
 
 def test_the_fine_tune_form_validates_and_queues_a_job_with_exactly_its_settings(digits):
-    app = page("finetune", ref="acme/digits-cnn")
+    app = page("fine_tune", ref="acme/digits-cnn")
     assert app.selectbox(key="base").value == "acme/digits-cnn" and app.selectbox(key="version:acme/digits-cnn").value == 1
     app.file_uploader(key="data").set_value(("digits.csv", digits.read_bytes(), "text/csv")).run()
     assert len(app.dataframe[0].value) == 20 and app.selectbox(key="label").value == "label"
@@ -104,7 +104,7 @@ def test_validation_names_the_classes_of_the_data_of_the_base_and_of_the_fine_tu
     torch.manual_seed(0)
     hub.publish(hub.create("convnet", num_classes=5, id2label={str(i): str(i) for i in range(5)}), "acme/digits-0to4")
     data = ROOT / "samples" / "data" / "digits-5to9.csv"
-    app = page("finetune", ref="acme/digits-0to4")
+    app = page("fine_tune", ref="acme/digits-0to4")
     app.file_uploader(key="data").set_value(("digits-5to9.csv", data.read_bytes(), "text/csv")).run()
     app.button(key="validate").click().run()
     assert not app.exception and not app.error
@@ -123,7 +123,7 @@ def test_a_zip_of_class_folders_is_unpacked_previewed_by_class_and_validated():
             image = io.BytesIO()
             Image.fromarray((pixels * 16).clip(0, 255).astype("uint8"), mode="L").save(image, format="PNG")
             zipped.writestr(f"digits/{label}/{number}.png", image.getvalue())
-    app = page("finetune", ref="acme/digits-cnn")
+    app = page("fine_tune", ref="acme/digits-cnn")
     app.file_uploader(key="data").set_value(("digits.zip", archive.getvalue(), "application/zip")).run()
     classes = app.dataframe[0].value
     assert list(classes["class"]) == [str(label) for label in range(10)] and classes["images"].sum() == ROWS
@@ -138,7 +138,7 @@ def test_a_zip_of_class_folders_is_unpacked_previewed_by_class_and_validated():
 def test_bad_data_shows_the_data_error_on_the_page_and_queues_nothing(problem, tmp_path, hub_home):
     header = [*PIXELS, "lable"] if problem == "misspelled label column" else [*PIXELS, "label"]
     bad = write_digits(tmp_path / "bad.csv", header, spoil_row=None if problem == "misspelled label column" else 7)
-    app = page("finetune", ref="acme/digits-cnn:1")
+    app = page("fine_tune", ref="acme/digits-cnn:1")
     app.file_uploader(key="data").set_value(("bad.csv", bad.read_bytes(), "text/csv")).run()
     app.button(key="submit").click().run()
 
@@ -230,7 +230,7 @@ def test_the_job_page_without_an_id_offers_the_recent_jobs_and_names_an_unknown_
 
 
 def test_gc_removes_old_uploads_but_not_those_a_waiting_job_reads(digits, tmp_path, hub_home):
-    app = page("finetune", ref="acme/digits-cnn")
+    app = page("fine_tune", ref="acme/digits-cnn")
     app.file_uploader(key="data").set_value(("digits.csv", digits.read_bytes(), "text/csv")).run()
     labelled(app.text_input, "Output model").set_value("me/digits-ft")
     app.button(key="submit").click().run()
@@ -271,7 +271,7 @@ def test_text_from_the_data_and_the_user_is_escaped_on_the_fine_tune_and_job_pag
     with open(spoiled_csv, "w", newline="") as f:
         csv.writer(f).writerows(rows)
 
-    app = page("finetune", ref="acme/digits-cnn")
+    app = page("fine_tune", ref="acme/digits-cnn")
     app.file_uploader(key="data").set_value(("labelled.csv", labelled_csv.read_bytes(), "text/csv")).run()
     app.button(key="validate").click().run()
     assert not app.exception and not app.error and live_links(app) == []
@@ -292,7 +292,7 @@ def test_text_from_the_data_and_the_user_is_escaped_on_the_fine_tune_and_job_pag
 def test_the_preview_refuses_a_ten_million_column_csv_before_parsing_it():
     import time
 
-    app = page("finetune", ref="acme/digits-cnn")
+    app = page("fine_tune", ref="acme/digits-cnn")
     started = time.perf_counter()
     app.file_uploader(key="data").set_value(("wide.csv", b"c," * 10_000_000 + b"label\n", "text/csv")).run()
     assert time.perf_counter() - started < 20  # the page run, upload and all; parsing the header took a minute and 2 GB
@@ -302,7 +302,7 @@ def test_the_preview_refuses_a_ten_million_column_csv_before_parsing_it():
 
 
 def test_the_preview_refuses_jsonl_nested_too_deep_without_a_traceback():
-    app = page("finetune", ref="acme/digits-cnn")
+    app = page("fine_tune", ref="acme/digits-cnn")
     deep = b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b', "label": 0}\n'
     app.file_uploader(key="data").set_value(("deep.jsonl", deep, "application/json")).run()
     assert not app.exception and "nests arrays or objects more than 100 deep" in app.warning[0].value

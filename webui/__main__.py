@@ -4,7 +4,8 @@ It builds the ``streamlit run`` command (the app, the address, the upload limit 
 ``HUB_UI_MAX_UPLOAD_MB``, no usage statistics, a viewer's toolbar) and becomes it (``exec``): the
 server is this very process, so the signals ``hub ui`` sends, and the kernel's
 ``PR_SET_PDEATHSIG`` request it set up, reach Streamlit itself. A bad setting prints one line
-and exits 1.
+and exits 1, and so does a non-loopback ``--host`` over a local hub with no authentication
+configured (:func:`webui.auth.refusal`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         command = streamlit_command(args.host, args.port)
+        from webui.auth import refusal
+
+        if problem := refusal(args.host):
+            print(f"webui: error: {problem}", file=sys.stderr)
+            return 1
     except HubError as exc:
         print(f"webui: error: {exc}", file=sys.stderr)
         return 1

@@ -27,7 +27,7 @@ navigation = st.navigation({
         st.Page(VIEWS / "publish.py", title="Publish", icon=":material/upload:", url_path="publish"),
     ],
     "Fine-tuning": [
-        st.Page(VIEWS / "finetune.py", title="Fine-tune", icon=":material/tune:", url_path="finetune"),
+        st.Page(VIEWS / "fine_tune.py", title="Fine-tune", icon=":material/tune:", url_path="finetune"),
         st.Page(VIEWS / "jobs.py", title="Jobs", icon=":material/list:", url_path="jobs"),
         st.Page(VIEWS / "job.py", title="Job", icon=":material/monitoring:", url_path="job"),
     ],

@@ -24,6 +24,7 @@ import hub
 from hub.errors import InvalidArgumentError, UnsafeFormatError
 from hub.formatting import human_size
 from hub.settings import current_user
+from webui.auth import session_hub
 from webui.settings import max_upload_mb
 from webui.uploads import uploads_folder
 
@@ -45,8 +46,9 @@ _BLOCK_START = re.compile(r"^(\s*)(?:([-+=])|(\d+)([.)]))")  # a list or a headi
 
 
 def the_hub() -> hub.Hub:
-    """The hub every page uses: ``HUB_HOME`` and ``HUB_REGISTRY_URL``, as for the CLI."""
-    return hub.default_hub()
+    """The hub this session uses: the local one of ``HUB_HOME`` and ``HUB_REGISTRY_URL``, as for the
+    CLI, or with ``HUB_ENDPOINT`` set the session's own remote hub (:func:`webui.auth.session_hub`)."""
+    return session_hub()
 
 
 def query_param(name: str) -> str | None:

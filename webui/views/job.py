@@ -10,9 +10,10 @@ from typing import Any
 
 import streamlit as st
 
-import finetune
 from finetune import Job
 from hub.errors import HubError
+from webui import jobs
+from webui.auth import OPEN, page_visitor
 from webui.common import md, model_link, query_param, show_error, status_badge
 
 RECENT = 50
@@ -27,7 +28,7 @@ def chosen_job_id() -> str | None:
     """``?id=``, or a pick from the recent jobs when the page was opened without one."""
     if job_id := query_param("id"):
         return job_id
-    recent = finetune.list_jobs(limit=RECENT)
+    recent = jobs.list_jobs(visitor, limit=RECENT)
     if not recent:
         st.info("No fine-tuning job yet. Start one on the Fine-tune page, or with `finetune submit`.")
         return None
@@ -42,7 +43,7 @@ def show_cancel(job: Job) -> Job:
             st.caption("Cancel requested: the job stops after its current step.")
         return job
     try:
-        job = finetune.cancel(job.id)
+        job = jobs.cancel(visitor, job)
     except HubError as exc:
         show_error(exc)
         return job
@@ -84,8 +85,8 @@ def show_metrics(job_id: str) -> None:
     """The loss by step (training, and validation after each epoch) on one chart, and the other
     evaluation metrics on another: scores in [0, 1] (accuracy, macro F1) on an axis of exactly that
     span, errors (MSE, MAE) on their own."""
-    train = finetune.job_metrics(job_id, split="train")
-    evaluations = finetune.job_metrics(job_id, split="eval")
+    train = jobs.job_metrics(visitor, job_id, split="train")
+    evaluations = jobs.job_metrics(visitor, job_id, split="eval")
     loss_column, eval_column = st.columns(2)
     with loss_column:
         st.markdown("**Loss**")
@@ -109,7 +110,7 @@ def show_metrics(job_id: str) -> None:
 
 
 def show_events(job_id: str) -> None:
-    events = finetune.job_events(job_id)
+    events = jobs.job_events(visitor, job_id)
     st.dataframe([{"time": e.created_at.strftime("%Y-%m-%d %H:%M:%S"), "level": e.level, "message": e.message} for e in events],
                  hide_index=True, width="stretch")
 
@@ -123,12 +124,16 @@ def show_outcome(job: Job) -> None:
         st.code(f'import hub\n\nmodel = hub.load("{job.result}")', language="python")
 
 
+visitor = page_visitor()
 st.title("Job")
+if visitor.mode != OPEN and not visitor.signed_in:
+    st.info("Fine-tuning jobs belong to users: sign in (in the sidebar) to see yours.")
+    st.stop()
 job_id = chosen_job_id()
 if job_id is None:
     st.stop()
 try:
-    job = finetune.get_job(job_id)
+    job = jobs.get_job(visitor, job_id)
 except HubError as exc:
     show_error(exc)
     st.stop()
@@ -142,7 +147,7 @@ job = show_cancel(job)
 @st.fragment(run_every=None if job.finished else REFRESH_SECONDS)
 def live_view(was_finished: bool) -> None:
     """Everything that changes while the job runs; redraws itself every few seconds until the job finishes."""
-    current = finetune.get_job(job_id)
+    current = jobs.get_job(visitor, job_id)
     if current.finished and not was_finished:
         st.rerun()  # it just finished: draw the whole page again, without the timer and the Cancel button
     st.markdown(f"Status: {status_badge(current.status)}" + (f" · worker {md(current.worker)}" if current.worker else ""))

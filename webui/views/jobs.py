@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-import finetune
 from finetune import STATUSES, Job
+from webui import jobs as job_api
+from webui.auth import OPEN, page_visitor
 from webui.common import job_link, md, model_link, status_badge
 
 ACTIVE = ("queued", "running")
@@ -15,7 +16,7 @@ REFRESH_SECONDS = 2.0
 
 def any_active() -> bool:
     """Whether some job is queued or running, so the table is worth refreshing."""
-    return any(finetune.list_jobs(status, limit=1) for status in ACTIVE)
+    return any(job_api.list_jobs(visitor, status, limit=1) for status in ACTIVE)
 
 
 def table_row(job: Job) -> str:
@@ -26,7 +27,11 @@ def table_row(job: Job) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+visitor = page_visitor()
 st.title("Jobs")
+if visitor.mode != OPEN and not visitor.signed_in:
+    st.info("Fine-tuning jobs belong to users: sign in (in the sidebar) to see yours.")
+    st.stop()
 status = st.selectbox("Status", ["any", *STATUSES], key="status")
 refreshing = any_active()
 
@@ -34,7 +39,7 @@ refreshing = any_active()
 @st.fragment(run_every=REFRESH_SECONDS if refreshing else None)
 def jobs_table() -> None:
     """The jobs table; while jobs are queued or running it redraws itself every few seconds."""
-    jobs = finetune.list_jobs(None if status == "any" else status, limit=LIMIT)
+    jobs = job_api.list_jobs(visitor, None if status == "any" else status, limit=LIMIT)
     if not jobs:
         st.info("No fine-tuning job yet. Start one on the Fine-tune page, or with `finetune submit`.")
     else:

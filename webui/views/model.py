@@ -6,21 +6,24 @@ import streamlit as st
 
 from hub.errors import HubError
 from hub.formatting import human_size
-from webui.common import card_body, md, model_link, query_param, show_error, the_hub
+from webui.auth import page_visitor
+from webui.common import card_body, md, model_link, query_param, show_error
 from webui.tryout import try_mode
 
 LINEAGE_DEPTH = 8
 ALIAS_SET = "alias-set"  # session state: what the last "Set alias" did, shown once after the page is redrawn
 
-hub = the_hub()
+visitor = page_visitor()
+hub = visitor.hub
 ref = query_param("ref")
 if ref is None:
-    names = [m.name for m in hub.list_models(limit=None)]
+    names = [m.name for m in hub.list_models(limit=None, readable=visitor.readable())]
     if not names:
         st.info("The hub holds no model yet. Publish one on the Publish page.")
         st.stop()
     ref = st.selectbox("Model", names)
 try:
+    visitor.check_read(ref)  # a private model this visitor can't read is "not found", as a missing one
     version = hub.info(ref)
 except HubError as error:
     show_error(error)
@@ -67,12 +70,25 @@ with aliases_tab:
         target = version_column.selectbox("Version", [v.version for v in reversed(versions)])
         if st.form_submit_button("Set alias"):
             try:
-                hub.set_alias(name, alias, int(target))
+                with visitor.writing(name, f"setting @{alias.strip()} of {name!r}"):
+                    hub.set_alias(name, alias, int(target))
             except HubError as error:
                 show_error(error)
             else:  # the badges, the list above, the versions and the histories all show the old state: draw them again
                 st.session_state[ALIAS_SET] = f"@{alias} now points at {name}:{target}"
                 st.rerun()
+    if aliases:
+        with st.form("remove-alias"):
+            gone = st.selectbox("Alias to remove", sorted(aliases), format_func=lambda a: f"@{a}", key="remove-alias")
+            if st.form_submit_button("Remove alias"):
+                try:
+                    with visitor.writing(name, f"removing @{gone} of {name!r}"):
+                        hub.delete_alias(name, gone)
+                except HubError as error:
+                    show_error(error)
+                else:
+                    st.session_state[ALIAS_SET] = f"@{gone} no longer points at a version of {name}"
+                    st.rerun()
     for alias in sorted(aliases):
         st.caption(f"History of @{alias}")
         st.dataframe([{"from": c.from_version, "to": c.to_version, "by": c.changed_by, "when": c.changed_at.strftime("%Y-%m-%d %H:%M:%S")}
@@ -86,12 +102,13 @@ with lineage_tab:
     ancestors, cursor = [], version
     while cursor.parent and len(ancestors) < LINEAGE_DEPTH:
         try:
+            visitor.check_read(cursor.parent)
             cursor = hub.info(cursor.parent)
         except HubError:  # the parent was deleted, or lives in another hub
             ancestors.append(cursor.parent)
             break
         ancestors.append(cursor.ref)
-    children = [c.ref for c in hub.list_children(version.ref)]
+    children = [c.ref for c in hub.list_children(version.ref) if visitor.can_read(c.name)]
     chain = [*reversed(ancestors), version.ref]
     edges = [*zip(chain, chain[1:]), *((version.ref, child) for child in children)]
     nodes = [*chain, *children]

@@ -5,22 +5,26 @@ from __future__ import annotations
 import streamlit as st
 
 from hub.formatting import human_size
-from webui.common import md, model_link, the_hub
+from webui.auth import page_visitor
+from webui.common import md, model_link
 
 PAGE_SIZE = 50
 SORTS = {"name": "Name", "updated": "Recently updated", "size": "Size"}
 
-hub = the_hub()
+visitor = page_visitor()
+hub = visitor.hub
+readable = visitor.readable()
 st.title("Models")
 
 
 @st.cache_data(ttl=15, show_spinner=False)
-def facets_of(home: str, registry_url: str) -> dict[str, list[str]]:
-    """The filter choices; they change only when models are published, so a few seconds' cache is fine."""
-    return hub.model_facets()
+def facets_of(visitor_key: str) -> dict[str, list[str]]:
+    """The filter choices of the models this visitor may list (``visitor_key`` tells visitors apart);
+    they change only when models are published, so a few seconds' cache is fine."""
+    return hub.model_facets(readable=readable)
 
 
-facets = facets_of(str(hub.home), hub.db.url)
+facets = facets_of(visitor.key)
 search_column, task_column, tag_column, license_column, sort_column = st.columns([3, 1, 1, 1, 1])
 search = search_column.text_input("Search", placeholder="name or description", key="search")
 task = task_column.selectbox("Task", ["any", *facets["task"]], key="task")
@@ -30,10 +34,10 @@ sort = sort_column.selectbox("Sort by", list(SORTS), format_func=SORTS.__getitem
 
 filters = {"task": None if task == "any" else task, "tag": None if tag == "any" else tag,
            "license": None if license_ == "any" else license_}
-total = hub.count_models(search or None, **filters)
+total = hub.count_models(search or None, readable=readable, **filters)
 pages = max(1, -(-total // PAGE_SIZE))
 page = st.number_input("Page", min_value=1, max_value=pages, value=1, key="page") if pages > 1 else 1
-models = hub.list_models(search or None, sort=sort, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, **filters)
+models = hub.list_models(search or None, sort=sort, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, readable=readable, **filters)
 
 st.caption(f"{total:,} model{'s' if total != 1 else ''}" + (f" · page {page} of {pages}" if pages > 1 else ""))
 if not models:

@@ -22,7 +22,8 @@ import streamlit as st
 
 from hub.errors import HubError, InvalidArgumentError
 from hub.limits import loads
-from webui.common import MAX_UPLOAD_MB, extract_zip, model_link, private_folder, rename_into_place, show_error, store_upload, the_hub
+from webui.auth import Visitor, current_visitor, page_visitor
+from webui.common import MAX_UPLOAD_MB, extract_zip, model_link, private_folder, rename_into_place, show_error, store_upload
 
 WEIGHTS_TYPES = (".safetensors",)
 CONFIG_TYPES = (".json",)
@@ -91,8 +92,9 @@ def import_folder(hub: Any, folder: Path, name: str, details: Details) -> Any:
                          tags=details.tags, description=details.description, card=details.card)
 
 
-def publish_uploads(name: str, details: Details, *, weights: Any = None, config: Any = None, zipped: Any = None) -> Any:
-    """Publish uploaded files as a new version of ``name``.
+def publish_uploads(name: str, details: Details, *, weights: Any = None, config: Any = None, zipped: Any = None,
+                    visitor: Visitor | None = None) -> Any:
+    """Publish uploaded files as a new version of ``name``, as ``visitor`` (who must be allowed to write it).
 
     Args:
         name: ``model`` or ``namespace/model``.
@@ -100,17 +102,26 @@ def publish_uploads(name: str, details: Details, *, weights: Any = None, config:
         weights: a ``.safetensors`` upload (an object with ``name``, ``size`` and ``getvalue()``).
         config: with ``weights``, an optional ``config.json`` upload (see ``CONFIG_FORM``).
         zipped: instead of ``weights``, a zipped Hugging Face folder.
+        visitor: who publishes (default this session's :func:`webui.auth.current_visitor`).
 
     Returns:
         The new version.
 
     Raises:
+        AuthenticationError, PermissionDeniedError: ``visitor`` may not write ``name`` (checked first:
+            nothing is stored).
         HubError: the uploads are too big, of the wrong type or unsafe; the name, aliases or
             details are invalid; the weights don't fit the architecture. Nothing is published.
     """
-    hub = the_hub()
+    visitor = visitor or current_visitor()
     if (weights is None) == (zipped is None):
         raise InvalidArgumentError("upload a .safetensors file (with its config.json) or a zipped Hugging Face folder")
+    with visitor.writing(name, f"publishing {name!r}"):
+        return _publish(visitor.hub, name, details, weights, config, zipped)
+
+
+def _publish(hub: Any, name: str, details: Details, weights: Any, config: Any, zipped: Any) -> Any:
+    """The uploads stored, checked and published (see :func:`publish_uploads`)."""
     if zipped is not None:
         return import_folder(hub, extract_zip(store_upload(zipped, allowed=ZIP_TYPES)), name, details)
     weights_path = store_upload(weights, allowed=WEIGHTS_TYPES)
@@ -127,6 +138,7 @@ def publish_uploads(name: str, details: Details, *, weights: Any = None, config:
 
 def render() -> None:
     """The page: which files, the form, and what came of it."""
+    visitor = page_visitor()
     st.title("Publish a model")
     source = st.radio("Files", [WEIGHTS_AND_CONFIG, ZIPPED_FOLDER], horizontal=True, key="source")
     with st.form("publish"):
@@ -157,7 +169,7 @@ def render() -> None:
     details = Details(split_list(aliases), task.strip() or None, license_name.strip() or None, split_list(tags),
                       description.strip() or None, card.strip() or None)
     try:
-        version = publish_uploads(name.strip(), details, weights=weights, config=config, zipped=zipped)
+        version = publish_uploads(name.strip(), details, weights=weights, config=config, zipped=zipped, visitor=visitor)
     except HubError as error:
         show_error(error)
         return

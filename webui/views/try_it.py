@@ -20,6 +20,7 @@ import streamlit as st
 
 from hub.errors import HubError, InvalidArgumentError
 from webui import tryout
+from webui.auth import Visitor, page_visitor
 from webui.common import md, model_link, query_param, show_error, the_hub
 
 TOP_K = 5
@@ -145,12 +146,13 @@ def top_predictions(model: Any, inputs: Any) -> Any:
                          "probability": values.tolist()})
 
 
-def chosen_ref(hub: Any) -> str | None:
+def chosen_ref(visitor: Visitor) -> str | None:
     """``?ref=``, or the model and version picked here (latest first); None when the hub is empty."""
+    hub = visitor.hub
     ref = query_param("ref")
     if ref is not None:
         return ref
-    names = [m.name for m in hub.list_models(limit=None)]
+    names = [m.name for m in hub.list_models(limit=None, readable=visitor.readable())]
     if not names:
         st.info("The hub holds no model yet. Publish one on the [Publish](/publish) page.")
         return None
@@ -165,11 +167,13 @@ def chosen_ref(hub: Any) -> str | None:
 st.title("Try it")
 st.caption("Run a model on an input of your own: a classifier of numbers, images or text shows its five likeliest "
            "classes; a sentence-embedding model shows how alike your sentences are.")
-hub = the_hub()
-ref = chosen_ref(hub)
+visitor = page_visitor()
+hub = visitor.hub
+ref = chosen_ref(visitor)
 if ref is None:
     st.stop()
 try:
+    visitor.check_read(ref)
     version = hub.info(ref)
     model_spec = hub.model_spec(version)
 except HubError as error:

@@ -1,8 +1,9 @@
 """Fine-tune: pick a base model, upload data, map its columns, set hyperparameters, then validate or submit a job.
 
 Every check is the ``finetune`` package's own: "Validate" calls ``finetune.validate``
-and "Submit" calls ``finetune.submit``, which checks everything again and queues
-nothing when something is wrong. This page only reads the first rows for a preview.
+and "Submit" calls ``finetune.submit`` (or a hub server's job route), which checks everything again
+and queues nothing when something is wrong. This page only reads the first rows for a preview.
+Submitting needs a visitor who may read the base and write the output (:mod:`webui.jobs`).
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from typing import Any
 
 import streamlit as st
 
-import finetune
 import hub
 from finetune import SCHEDULERS, TASKS, FinetuneConfig
 from finetune.config import default_learning_rates
 from finetune.data import IMAGE_SUFFIXES, MAX_CSV_FIELD_CHARS, check_csv_header
 from hub.errors import DataError, HubError
 from hub.limits import loads
-from webui.common import current_user, extract_zip, job_link, md, query_param, show_error, store_upload, the_hub
+from webui import jobs
+from webui.auth import Visitor, page_visitor
+from webui.common import extract_zip, job_link, md, query_param, show_error, store_upload
 
 UPLOAD_TYPES = (".csv", ".jsonl", ".ndjson", ".parquet", ".zip")
 PREVIEW_ROWS = 20
@@ -107,18 +109,19 @@ def show_preview(path: Path) -> list[str]:
     return columns
 
 
-def base_choice(models: list[str]) -> hub.ModelVersion:
+def base_choice(visitor: Visitor, models: list[str]) -> hub.ModelVersion:
     """The base model and version pickers, preselected from ``?ref=``; returns the chosen version."""
     wanted = None
     if ref := query_param("ref"):
         try:
-            wanted = the_hub().info(ref)
+            visitor.check_read(ref)
+            wanted = visitor.hub.info(ref)
         except HubError as exc:
             show_error(exc)
     name_column, version_column = st.columns([3, 1])
     name = name_column.selectbox("Base model", models, index=models.index(wanted.name) if wanted and wanted.name in models else 0,
                                  key="base")
-    versions = list(reversed(the_hub().list_versions(name)))
+    versions = list(reversed(visitor.hub.list_versions(name)))
     numbers = [v.version for v in versions]
     chosen = version_column.selectbox(
         "Version", numbers, index=numbers.index(wanted.version) if wanted and wanted.name == name else 0,
@@ -193,14 +196,15 @@ def show_summary(summary: dict[str, Any]) -> None:
                f"{summary['validation_rows']:,} validation rows" + "".join(f"; {part}" for part in classes) + ".", icon=":material/check:")
 
 
+visitor = page_visitor()
 st.title("Fine-tune")
-models = [summary.name for summary in the_hub().list_models(limit=None)]
+models = [summary.name for summary in visitor.hub.list_models(limit=None, readable=visitor.readable())]
 if not models:
     st.info("There is no model to fine-tune yet. Publish one on the Publish page, or with `hub publish`.")
     st.stop()
 
 st.subheader("Base model")
-base = base_choice(models)
+base = base_choice(visitor, models)
 task = st.selectbox("Task", TASKS, index=TASKS.index(base.task) if base.task in TASKS else 0, key="task")
 
 st.subheader("Data")
@@ -211,13 +215,14 @@ validation_path, validation_messages = data_field("Validation data (optional)", 
 settings: dict[str, Any] = {}
 if data_path is not None:
     columns = show_preview(data_path)
-    settings.update(column_choice(columns, texts=task == "text-classification" or the_hub().model_spec(base).takes_text))
+    settings.update(column_choice(columns, texts=task == "text-classification" or visitor.hub.model_spec(base).takes_text))
 
 st.subheader("Hyperparameters")
 settings.update(hyperparameters(validation_file=validation_path is not None))
 
 st.subheader("Output")
-output = st.text_input("Output model", value=f"{current_user()}/{base.name.rsplit('/', 1)[-1]}-ft",
+owner = visitor.user if visitor.signed_in or visitor.principal is None else "me"
+output = st.text_input("Output model", value=f"{owner}/{base.name.rsplit('/', 1)[-1]}-ft",
                        help="The fine-tuned model is published as this model's next version.")
 
 validate_column, submit_column, _ = st.columns([1, 1, 6])
@@ -230,11 +235,11 @@ elif validate_clicked or submit_clicked:
     job_inputs = {"task": task, "config": settings, "validation_data": validation_path}
     try:
         if submit_clicked:
-            job = finetune.submit(base.ref, data_path, output=output, **job_inputs)
+            job = jobs.submit(visitor, base.ref, data_path, output=output, **job_inputs)
             outcome.success(f"Queued job {job_link(job.id)}: fine-tune {job.base} into {job.output}.", icon=":material/schedule:")
         else:
             with outcome:
-                show_summary(finetune.validate(base.ref, data_path, **job_inputs))
+                show_summary(jobs.validate(visitor, base.ref, data_path, **job_inputs))
     except DataError as exc:
         in_validation = validation_path is not None and exc.file is not None and Path(exc.file).is_relative_to(validation_path)
         with validation_messages if in_validation else data_messages:
