@@ -39,6 +39,8 @@ def _postgres(sql: str) -> None:
 def registry_url(request, tmp_path, monkeypatch) -> str:
     """Point HUB_HOME at a fresh folder and HUB_REGISTRY_URL at a fresh database; yield the URL."""
     home = tmp_path / "hub-home"
+    for variable in ("HUB_ENDPOINT", "HUB_TOKEN", "HUB_OFFLINE"):  # a developer's own settings can't turn the suite remote
+        monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("HUB_HOME", str(home))
     monkeypatch.setenv("HUB_USER", "tester")
     if request.param == "sqlite":
