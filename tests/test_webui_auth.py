@@ -258,12 +258,31 @@ def test_against_a_hub_server_the_ui_signs_in_and_the_server_enforces(tmp_path, 
         tune = page("fine_tune", ref="acme/iris", token=tokens["alice"])
         tune.file_uploader(key="data").set_value(("iris.csv", data.read_bytes(), "text/csv")).run()
         next(t for t in tune.text_input if t.label == "Output model").input("acme/iris-ft")
-        submitted = tune.button(key="submit").click().run()
+        validated = tune.button(key="validate").click().run()
+        assert not validated.error and "training rows" in validated.success[0].value, texts(validated)
+        submitted = validated.button(key="submit").click().run()
         assert not submitted.error, texts(submitted)
         jobs = page("jobs", token=tokens["alice"])
         assert "acme/iris-ft" in texts(jobs)
+        [job_id] = [j.id for j in finetune.list_jobs(hub=served)]
+        job = page("job", token=tokens["alice"], id=job_id)
+        assert job.subheader[0].value == job_id and "by alice" in texts(job)
+        assert "sign in" in texts(page("job", id=job_id)).lower()
+
+        publish = page("publish", token=tokens["alice"])
+        weights = safetensors_bytes({k: v.contiguous() for k, v in mlp().state_dict().items()})
+        publish.file_uploader(key="weights").set_value(("model.safetensors", weights, "application/octet-stream"))
+        publish.text_input(key="name").set_value("acme/uploaded")
+        published = button(publish, "Publish").click().run()
+        assert not published.error and "acme/uploaded:1" in published.success[0].value, texts(published)
+
+        tried = page("try_it", ref="acme/iris:1")
+        next(t for t in tried.text_area if "numbers" in t.label).input("0.1, 0.2, 0.3, 0.4")
+        predicted = button(tried, "Predict").click().run()
+        assert not predicted.exception and not predicted.error and predicted.subheader, texts(predicted)
         monkeypatch.delenv("HUB_ENDPOINT")
         monkeypatch.setenv("HUB_HOME", str(served.home))
         assert [(c.to_version, c.changed_by) for c in served.alias_history("acme/iris", "production")] == [(1, "tester"), (2, "alice")]
         [job] = finetune.list_jobs(hub=served)
         assert job.created_by == "alice"
+        assert served.info("acme/uploaded").ref == "acme/uploaded:1"
