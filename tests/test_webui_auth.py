@@ -216,6 +216,30 @@ def test_hub_ui_on_every_interface_without_authentication_refuses_to_start():
         assert sock.connect_ex(("127.0.0.1", port)) != 0
 
 
+def test_with_authentication_configured_every_interface_is_allowed(tokens):
+    from webui.auth import refusal
+
+    assert refusal("0.0.0.0") is None and refusal("127.0.0.1") is None
+
+
+@pytest.mark.one_backend
+def test_hub_ui_against_a_hub_server_starts_no_worker():
+    """The queue is the server's: `hub ui` with HUB_ENDPOINT starts the UI alone (and needs no local auth)."""
+    import signal
+
+    environment = {**os.environ, "HUB_ENDPOINT": "http://127.0.0.1:9"}
+    process = subprocess.Popen([sys.executable, "-m", "hub", "ui", "--host", "0.0.0.0", "--port", str(free_port())],
+                               cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    try:
+        first = process.stdout.readline()
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # its own session: the UI and whatever it started
+        process.wait(30)
+    assert first.startswith("modelhub UI at http://0.0.0.0:") and "for the hub server http://127.0.0.1:9" in first
+    assert "worker" not in first
+
+
 # --- against a real hub server ------------------------------------------------------------
 
 
