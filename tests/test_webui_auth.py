@@ -143,6 +143,12 @@ def test_a_signed_in_writer_writes_in_their_own_name(tokens, tmp_path):
     assert not staged.error and hub.alias_history("acme/iris", "staging")[-1].changed_by == "alice"
     signed_out = button(staged, "Sign out").click().run()
     assert "Sign in" in [b.label for b in signed_out.button]
+    session = page("model", ref="acme/iris", token=tokens["alice"])
+    Access(hub.default_hub().db).revoke_token(tokens["alice"])
+    revoked = session.run()  # signed in with it: the next run finds it revoked
+    assert "was revoked" in revoked.warning[0].value and "Sign in" in [b.label for b in revoked.button]
+    wrong = page("model", ref="acme/iris", login=("alice", "not-it"))
+    assert "wrong user name or password" in wrong.error[0].value and "Signed in" not in texts(wrong)
 
     tune = page("fine_tune", ref="acme/iris", login=("alice", "alice-pw"))
     data = iris_csv(tmp_path / "iris.csv")

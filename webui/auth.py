@@ -20,6 +20,9 @@ Pages call :func:`page_visitor` once, at the top (it draws the sidebar), and ask
 
 from __future__ import annotations
 
+import collections
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -211,6 +214,32 @@ class Visitor:
 # --- the session's hub and sign-in -------------------------------------------------------
 
 
+class _Throttle:
+    """Slows down repeated failed sign-ins from one address: after ``free`` within ``window`` seconds,
+    each further one waits, doubling from ``first`` up to ``most`` seconds (in this process)."""
+
+    def __init__(self, free: int = 5, window: float = 60.0, first: float = 0.125, most: float = 2.0) -> None:
+        self.free, self.window, self.first, self.most = free, window, first, most
+        self._failures: dict[str, collections.deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def failed(self, address: str) -> float:
+        """Record a failure from ``address``; return how many seconds to wait before answering."""
+        now = time.monotonic()
+        with self._lock:
+            if len(self._failures) > 10_000:  # forget the quiet ones
+                self._failures = {a: q for a, q in self._failures.items() if q and q[-1] > now - self.window}
+            times = self._failures.setdefault(address, collections.deque())
+            while times and times[0] < now - self.window:
+                times.popleft()
+            times.append(now)
+            excess = len(times) - self.free
+        return 0.0 if excess <= 0 else min(self.most, self.first * 2 ** (excess - 1))
+
+
+_THROTTLE = _Throttle()
+
+
 def _remote_hub(token: str | None) -> Any:
     """The session's :class:`~hub.remote.RemoteHub` for ``token`` (made once per token and session)."""
     from hub.remote import RemoteHub
@@ -350,6 +379,9 @@ def _sidebar(visitor: Visitor) -> None:
     if submitted:
         try:
             sign_in(token=token, user=user, password=password)
+        except AuthenticationError as error:
+            time.sleep(_THROTTLE.failed(st.context.ip_address or "?"))  # repeated guesses get slower
+            bar.error(_md(error), icon=":material/error:")
         except HubError as error:
             bar.error(_md(error), icon=":material/error:")
         else:
