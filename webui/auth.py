@@ -301,8 +301,24 @@ def current_visitor() -> Visitor:
             sign_out()
             st.session_state[_PROBLEM] = str(error)
     elif (login := st.session_state.get(_LOGIN)) is not None:
-        principal = Principal(login[0], login[1], None, None)
+        principal = _still_signed_in(access, login)
     return Visitor(session, SIGN_IN, principal, access)
+
+
+def _still_signed_in(access: Access, user: str) -> Principal:
+    """The principal of ``user``, who signed in with a password: read again each run, so a user
+    removed, without a password now, or no longer an admin, stops being one at once."""
+    from hub.errors import UserNotFoundError
+
+    try:
+        record = access.get_user(user)
+    except UserNotFoundError:
+        record = None
+    if record is None or not record.has_password:
+        sign_out()
+        st.session_state[_PROBLEM] = f"{user} can no longer sign in with a password; ask an admin (`hub user password {user}`)"
+        return ANONYMOUS
+    return Principal(record.name, "admin" if record.is_admin else "write", None, None)
 
 
 def sign_in(*, token: str | None = None, user: str | None = None, password: str | None = None) -> Principal:
@@ -338,7 +354,7 @@ def sign_in(*, token: str | None = None, user: str | None = None, password: str 
         st.session_state[_TOKEN] = token
     else:
         principal = access.login(user, password)
-        st.session_state[_LOGIN] = (principal.user, principal.scope)
+        st.session_state[_LOGIN] = principal.user
     return principal
 
 
