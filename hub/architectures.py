@@ -78,13 +78,26 @@ def register_architecture(name: str, *, overwrite: bool = False) -> Callable[[Bu
     return decorator
 
 
-def load_entry_points(group: str) -> list[tuple[str, str, Any]]:
+def load_entry_points(group: str, *, skip_broken: Callable[[str, str, ImportError], None] | None = None) -> list[tuple[str, str, Any]]:
     """``(name, value, loaded object)`` of each entry point of ``group``, by name: modelhub loads plugins
-    here only (architectures here, ``hub gc``'s collectors for :mod:`hub.gc_roots`)."""
+    here only (architectures here, ``hub gc``'s collectors for :mod:`hub.gc_roots`, ``hub serve``'s routes).
+
+    Args:
+        skip_broken: called with ``(name, value, error)`` for an entry point that can't be imported,
+            which is then left out; default: the ImportError is raised.
+    """
     from importlib.metadata import entry_points
 
-    found = sorted(entry_points(group=group), key=lambda entry: entry.name)
-    return [(entry.name, getattr(entry, "value", entry.name), entry.load()) for entry in found]
+    loaded = []
+    for entry in sorted(entry_points(group=group), key=lambda entry: entry.name):
+        value = getattr(entry, "value", entry.name)
+        try:
+            loaded.append((entry.name, value, entry.load()))
+        except ImportError as error:
+            if skip_broken is None:
+                raise
+            skip_broken(entry.name, value, error)
+    return loaded
 
 
 def _load_plugins() -> None:

@@ -25,7 +25,7 @@ from hub.cli import build_parser
 # Every command the parser knows, as typed after `hub` (a nested one as "db upgrade").
 COMMANDS = [
     "list", "info", "versions", "history", "publish", "import-hf", "tag", "untag", "download",
-    "verify", "gc", "reindex", "delete", "architectures", "ui", "demo", "db upgrade",
+    "verify", "gc", "reindex", "delete", "architectures", "ui", "demo", "db upgrade", "serve",
     "user create", "user password", "user list", "token create", "token list", "token revoke",
     "namespace create", "namespace set", "namespace list", "visibility",
 ]

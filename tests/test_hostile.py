@@ -765,6 +765,7 @@ FORBIDDEN_CALLS = {
 DYNAMIC_IMPORTS = {
     ("hub/__init__.py", "_LAZY[name]"): "lazy public names: the module comes from the _LAZY table beside it",
     ("finetune/__init__.py", "_LAZY[name]"): "the same lazy table for finetune",
+    ("hub/server/__init__.py", "_LAZY[name]"): "the same lazy table for the server (FastAPI only when asked for)",
 }
 # Entry points load code named by installed packages (group ``modelhub.architectures``): code the
 # user chose to install, never a name read from a model. Only the architecture registry reads them.

@@ -28,20 +28,12 @@ logger = logging.getLogger("hub.server")
 def _load_plugins(app: FastAPI, server: ServerContext) -> None:
     """Call ``register(app, context)`` of each entry point of group ``modelhub.server`` (the
     fine-tuning package's job routes). One that can't be imported is logged and skipped."""
-    from importlib.metadata import entry_points
-
     from hub.architectures import load_entry_points
 
-    try:
-        plugins = load_entry_points(PLUGIN_GROUP)
-    except ImportError as exc:  # one broken plugin: load the others one by one
-        logger.warning("a %s plugin could not be imported (%s); loading the others", PLUGIN_GROUP, exc)
-        plugins = []
-        for entry in sorted(entry_points(group=PLUGIN_GROUP), key=lambda entry: entry.name):
-            try:
-                plugins.append((entry.name, entry.value, entry.load()))
-            except ImportError as error:
-                logger.warning("server plugin %s = %s skipped: %s", entry.name, entry.value, error)
+    def skipped(name: str, value: str, error: ImportError) -> None:
+        logger.warning("server plugin %s = %s skipped: %s", name, value, error)
+
+    plugins = load_entry_points(PLUGIN_GROUP, skip_broken=skipped)
     for name, value, register in plugins:
         if not callable(register):
             raise InvalidArgumentError(f"entry point {name} = {value} ({PLUGIN_GROUP}) is not a function register(app, context)")
