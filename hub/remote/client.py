@@ -65,6 +65,19 @@ def error_from(status: int, body: Any, *, what: str) -> HubError:
     return made
 
 
+def _open(connection: Any) -> bool:
+    """Whether an idle keep-alive ``http.client`` connection is still open (the server has not closed it)."""
+    import select
+
+    sock = connection.sock
+    if sock is None:
+        return False
+    try:  # an idle connection that is readable holds the server's close (or bytes no request asked for)
+        return not select.select([sock], [], [], 0)[0]
+    except (OSError, ValueError):
+        return False
+
+
 class Client:
     """Requests to one hub server, over pools of keep-alive connections shared by threads: ``httpx``
     for the API, plain ``http.client`` for blob bytes (:meth:`raw`). It connects directly (no proxy
@@ -184,12 +197,67 @@ class Client:
     def _connection(self) -> Any:
         import http.client
 
-        with self._count_lock:
-            if self._idle:
-                return self._idle.pop()
+        while True:
+            with self._count_lock:
+                connection = self._idle.pop() if self._idle else None
+            if connection is None:
+                break
+            if _open(connection):
+                return connection
+            connection.close()  # the server closed it while it was idle (its keep-alive timeout)
         parts = urlsplit(self.endpoint)
         kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         return kind(parts.hostname, parts.port, timeout=self._timeout)
+
+    def send_file(self, method: str, path: str, source: Any, offset: int, length: int, *, what: str | None = None,
+                  expect: tuple[int, ...] = (200,), headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
+        """Send ``length`` bytes of the open file ``source`` from ``offset`` as the request body, straight
+        from the page cache to the socket (``socket.sendfile``: no copy in Python), on a keep-alive
+        connection of the :meth:`raw` pool. Sent once, never again (a PATCH is continued by its caller).
+
+        Returns:
+            ``(status, headers)``: the answer's status and headers (names lowercase); its body is read and dropped.
+
+        Raises:
+            RemoteError: the connection broke (the request may have been partly received); the server's
+            errors as they are; IntegrityError: the file is shorter than ``offset + length``; OfflineError
+            with ``offline``.
+        """
+        import http.client
+
+        what = what or f"{method} {path}"
+        self._check_online(what)
+        prefix = urlsplit(self.endpoint).path.rstrip("/")
+        connection = self._connection()
+        kept = False
+        try:
+            self._counted()
+            connection.putrequest(method, prefix + path, skip_accept_encoding=True)
+            for name, value in {**self._headers, **(headers or {}), "Content-Length": str(length)}.items():
+                connection.putheader(name, value)
+            connection.endheaders()
+            sent = connection.sock.sendfile(source, offset, length) if length else 0
+            if sent != length:
+                raise errors.IntegrityError(f"{what}: {getattr(source, 'name', 'the file')} ended {length - sent} bytes "
+                                            "early while it was sent (it changed under the upload); publish again")
+            response = connection.getresponse()
+            body = response.read()
+            if response.status not in expect:
+                try:
+                    decoded = json.loads(body)
+                except ValueError:
+                    decoded = None
+                raise error_from(response.status, decoded, what=what)
+            kept = not response.will_close
+            return response.status, {name.lower(): value for name, value in response.getheaders()}
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._unreachable(what, exc) from None
+        finally:
+            if kept:
+                with self._count_lock:
+                    self._idle.append(connection)
+            else:
+                connection.close()
 
     @contextmanager
     def raw(self, method: str, path: str, *, what: str | None = None, expect: tuple[int, ...] = (200,),

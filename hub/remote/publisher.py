@@ -2,15 +2,15 @@
 :meth:`RemotePublisher.commit` uploads what the server lacks and commits the manifest.
 
 The upload is content-addressed (``POST .../-/uploads`` says which blobs the server lacks: unchanged
-weights upload nothing), streamed from the cached file in large chunks over keep-alive connections,
-several blobs at once, and resumable: a ``PATCH`` that breaks off is continued from the offset the
+weights upload nothing), sent from the cached file straight to the socket (``sendfile``) over
+keep-alive connections, several blobs at once, and resumable: a ``PATCH`` that breaks off is continued from the offset the
 server reports (``HEAD /api/v1/uploads/{sha256}``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,23 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["RemotePublisher", "upload_blobs", "PARALLEL_UPLOADS"]
 
 PARALLEL_UPLOADS = 4  # blobs uploaded at once
-UPLOAD_CHUNK = 8 * 1024 * 1024  # bytes read from the file and handed to the connection at a time
-
-
-def _file_chunks(path: Path, offset: int, length: int) -> Iterator[bytes]:
-    """``length`` bytes of the file from ``offset``, ``UPLOAD_CHUNK`` at a time.
-
-    Raises:
-        IntegrityError: the file ends before (it changed under the upload).
-    """
-    with open(path, "rb", buffering=0) as stream:
-        stream.seek(offset)
-        while length > 0:
-            chunk = stream.read(min(UPLOAD_CHUNK, length))
-            if not chunk:
-                raise IntegrityError(f"{path} ended {length} bytes early while it was uploaded; publish again")
-            length -= len(chunk)
-            yield chunk
 
 
 def _upload_one(client: Client, store: CacheStore, digest: str, size: int) -> None:
@@ -69,16 +52,16 @@ def _upload_one(client: Client, store: CacheStore, digest: str, size: int) -> No
             raise RemoteError(f"{what}: the server's Upload-Offset {head.headers.get('upload-offset')!r} is no number") from None
         if not 0 <= offset <= size:
             raise RemoteError(f"{what}: the server holds {offset} of {size} bytes; check HUB_ENDPOINT")
-        headers = {"Upload-Offset": str(offset), "Upload-Length": str(size), "Content-Length": str(size - offset),
-                   "Content-Type": "application/offset+octet-stream"}
+        headers = {"Upload-Offset": str(offset), "Upload-Length": str(size), "Content-Type": "application/offset+octet-stream"}
         try:
-            response = client.send("PATCH", f"{API}/uploads/{digest}", what=what, headers=headers,
-                                   content=_file_chunks(path, offset, size - offset), expect=(200, 204, 409))
+            with open(path, "rb") as source:
+                status, _ = client.send_file("PATCH", f"{API}/uploads/{digest}", source, offset, size - offset, what=what,
+                                             headers=headers, expect=(200, 204, 409))
         except RemoteError as exc:  # the connection broke: what arrived is kept there; ask where to go on
             if type(exc) is not RemoteError or attempt == RETRIES:
                 raise
             continue
-        if response.status_code != 409:  # 409: another offset (a concurrent upload of the same blob): ask again
+        if status != 409:  # 409: another offset (a concurrent upload of the same blob): ask again
             return
     raise RemoteError(f"{what}: the server's offset kept moving ({RETRIES + 1} tries); publish again")
 

@@ -71,7 +71,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, workers: int = 1, log_le
     hub.db.ensure_schema()  # once, here, before the workers start
     sock = _bind(host, port)
     config = uvicorn.Config(APP_FACTORY, factory=True, workers=workers, log_level=log_level, lifespan="off",
-                            timeout_graceful_shutdown=5, server_header=False)
+                            timeout_graceful_shutdown=5, server_header=False, http=_http_protocol())
     print(f"serving {hub.home} at {_url(sock)}", flush=True)
     hub.close()
     if workers == 1:
@@ -81,6 +81,16 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, workers: int = 1, log_le
 
         Multiprocess(config, sockets=[sock]).run()
     print("stopped", file=sys.stderr, flush=True)
+
+
+def _http_protocol() -> str:
+    """uvicorn's ``http=``: :class:`hub.server.protocol.UploadProtocol` (uploads read in large pieces)
+    where ``httptools`` is installed, else uvicorn's choice."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:  # pragma: no cover - uvicorn[standard] brings it
+        return "auto"
+    return "hub.server.protocol:UploadProtocol"
 
 
 class _Server:

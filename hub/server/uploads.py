@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -32,7 +34,7 @@ from hub.settings import acting_as
 __all__ = ["router", "check_digest", "UPLOAD_PIECE"]
 
 router = APIRouter(tags=["publishing"])
-UPLOAD_PIECE = 4 * 1024 * 1024  # bytes of a request body gathered before one write to the store
+UPLOAD_PIECE = 4 * 1024 * 1024  # bytes of a request body handed to the store (a worker thread) at a time
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
@@ -91,32 +93,57 @@ def upload_status(sha256: str, server: ServerContext = Depends(context), who: An
     return Response(status_code=200, headers={"Upload-Offset": str(server.hub.blobs.upload_offset(sha256))})
 
 
-async def _pieces(request: Request) -> AsyncIterator[bytes]:
-    """The request body in pieces of about :data:`UPLOAD_PIECE` bytes; what arrived before the client went away first."""
+async def _pieces(request: Request) -> AsyncIterator[list[bytes]]:
+    """The request body as lists of chunks of about :data:`UPLOAD_PIECE` bytes together (not joined:
+    the store writes a list with one ``writev``); what arrived before the client went away first."""
     parts: list[bytes] = []
     held = 0
     try:
         async for chunk in request.stream():
-            parts.append(chunk)
-            held += len(chunk)
+            if chunk:
+                parts.append(chunk)
+                held += len(chunk)
             if held >= UPLOAD_PIECE:
-                yield b"".join(parts)
+                yield parts
                 parts, held = [], 0
     except ClientDisconnect:
         if parts:
-            yield b"".join(parts)
+            yield parts
         raise
     if parts:
-        yield b"".join(parts)
+        yield parts
 
 
-def _pull(pieces: AsyncIterator[bytes]) -> Iterator[bytes]:
-    """The async ``pieces``, read from a worker thread (the store's writes run there, off the event loop)."""
-    while True:
-        try:
-            yield anyio.from_thread.run(pieces.__anext__)
-        except StopAsyncIteration:
-            return
+READ_AHEAD = 2  # pieces received ahead of the store's writes (double buffering)
+
+
+async def _receive(request: Request, queue: asyncio.Queue) -> bool:
+    """Put the body's pieces on ``queue`` (at most :data:`READ_AHEAD` waiting), then None when it ended or
+    the client went away (what arrived first), or the exception that stopped it.
+
+    Returns:
+        Whether the client went away.
+    """
+    went_away = False
+    try:
+        async for piece in _pieces(request):
+            await queue.put(piece)
+    except ClientDisconnect:
+        went_away = True
+    except Exception as error:  # the store's thread raises it
+        await queue.put(error)
+        return False
+    await queue.put(None)
+    return went_away
+
+
+def _pull(queue: asyncio.Queue) -> Iterator[bytes]:
+    """The chunks :func:`_receive` puts on ``queue``, read from a worker thread (the store's writes and
+    hashing run there, off the event loop, while the loop receives the next pieces)."""
+    while (piece := anyio.from_thread.run(queue.get)) is not None:
+        if isinstance(piece, Exception):
+            raise piece
+        yield from piece
 
 
 @router.patch("/uploads/{sha256}", status_code=204,
@@ -134,14 +161,20 @@ async def upload(sha256: str, request: Request, server: ServerContext = Depends(
     stored = await run_in_threadpool(store.size, sha256)
     if stored is not None:
         return Response(status_code=204, headers={"Upload-Offset": str(stored), "Upload-Complete": "1"})
+    queue: asyncio.Queue = asyncio.Queue(maxsize=READ_AHEAD)
+    receiving = asyncio.ensure_future(_receive(request, queue))
     try:
-        reached = await run_in_threadpool(lambda: store.append_upload(sha256, offset, _pull(_pieces(request)), total))
-    except ClientDisconnect:
-        return Response(status_code=400)  # no one reads it; what arrived is kept
+        reached = await run_in_threadpool(lambda: store.append_upload(sha256, offset, _pull(queue), total))
     except InvalidArgumentError as error:
         if getattr(error, "offset", None) is None:
             raise
         return error_response(error, status=409, headers={"Upload-Offset": str(error.offset)})
+    finally:
+        receiving.cancel()  # done by now, unless the store stopped early (a wrong offset): the rest is not read
+        with contextlib.suppress(asyncio.CancelledError):
+            await receiving
+    if not receiving.cancelled() and receiving.result():
+        return Response(status_code=400)  # no one reads it; what arrived is kept
     headers = {"Upload-Offset": str(reached)}
     if reached == total:
         headers["Upload-Complete"] = "1"

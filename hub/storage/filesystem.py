@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from hub.errors import IntegrityError, InvalidArgumentError, storage_error
 from hub.storage.base import TEMP_PREFIX, BlobStore, file_mode, temp_file
@@ -39,6 +39,31 @@ GC_LOCK = ".gc-lock"
 PARTIAL_UPLOADS = "partial-uploads"
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _verified: dict[Path, tuple[int, int, int]] = {}  # blobs whose sha256 claim() checked: path -> (inode, size, mtime_ns)
+
+
+WRITE_BATCH = 4 * 1024 * 1024  # bytes of an upload written (one writev) and hashed at a time
+_IOV_MAX = 1024  # buffers in one writev (Linux's IOV_MAX)
+
+
+def _update_all(hasher: Any, views: list[memoryview]) -> None:
+    for view in views:
+        hasher.update(view)
+
+
+def _writev_all(fd: int, views: list[memoryview]) -> None:
+    """Write every byte of ``views`` at the file's position (``writev`` may write fewer)."""
+    if not hasattr(os, "writev"):  # Windows
+        for view in views:
+            while view:
+                view = view[os.write(fd, view):]
+        return
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= views[0].nbytes:
+            written -= views[0].nbytes
+            views = views[1:]
+        if views and written:
+            views = [views[0][written:], *views[1:]]
 
 
 def _flock_within(fd: int, operation: int, timeout: float) -> None:
@@ -315,23 +340,46 @@ class FileStore(BlobStore):
             error.offset = held  # type: ignore[attr-defined]
             raise error
         hasher, pool = (hashlib.sha256(), hash_pool()) if offset == 0 else (None, None)
-        size = offset
+        size, writeback = offset, Writeback(fd)  # the disk writes start as bytes arrive: the fsync finds them done
+
+        def put(batch: list[memoryview]) -> None:
+            """Write ``batch`` with one ``writev`` (no join) while the hash thread hashes it."""
+            nonlocal size
+            length = sum(view.nbytes for view in batch)
+            if size + length > total:
+                os.ftruncate(fd, offset)
+                raise InvalidArgumentError(f"the upload of blob {digest} runs past its Upload-Length of {total} "
+                                           f"bytes; this request's bytes were dropped, continue from {offset}")
+            hashed = pool.submit(_update_all, hasher, batch) if hasher is not None else None
+            try:
+                _writev_all(fd, batch)
+                writeback.chunk_written(size, length)
+            finally:
+                if hashed is not None:
+                    hashed.result()
+            size += length
+            if self.on_bytes is not None:
+                self.on_bytes(length)
+
+        batch: list[memoryview] = []
+        pending = 0
         try:
             os.lseek(fd, offset, os.SEEK_SET)
-            with open(fd, "wb", buffering=0, closefd=False) as f:
+            try:
                 for chunk in chunks:
                     view = memoryview(chunk).cast("B")
-                    if size + view.nbytes > total:
-                        os.ftruncate(fd, offset)
-                        raise InvalidArgumentError(f"the upload of blob {digest} runs past its Upload-Length of {total} "
-                                                   f"bytes; this request's bytes were dropped, continue from {offset}")
-                    hashed = pool.submit(hasher.update, view) if hasher is not None else None
-                    write_all(f, view)
-                    if hashed is not None:
-                        hashed.result()
-                    size += view.nbytes
-                    if self.on_bytes is not None:
-                        self.on_bytes(view.nbytes)
+                    batch.append(view)
+                    pending += view.nbytes
+                    if pending >= WRITE_BATCH or len(batch) >= _IOV_MAX:
+                        full, batch, pending = batch, [], 0
+                        put(full)
+            except BaseException:
+                if batch:  # what arrived before the client went away is kept too
+                    full, batch = batch, []
+                    put(full)
+                raise
+            if batch:
+                put(batch)
         finally:
             os.fsync(fd)  # what arrived stays, also when the client went away
         if size < total:
