@@ -54,6 +54,8 @@ from hub.errors import (
     VersionNotFoundError,
 )
 
+pytestmark = pytest.mark.one_backend  # bad input is refused before anything is written, whatever the backend; test_access and test_server check refusals on both
+
 sklearn = pytest.importorskip("sklearn.datasets")
 DIGITS = sklearn.load_digits()
 PIXELS = [f"pixel_{i}" for i in range(64)]

@@ -22,6 +22,8 @@ import hub
 from conftest import ROOT, assert_same_tensors, snapshot, is_sqlite
 from hub.cli import build_parser
 
+pytestmark = pytest.mark.one_backend  # the commands' parsing, wording and output; the registry's own work is tested on both (test_registry, test_api), and the reindex and db tests below run on both
+
 # Every command the parser knows, as typed after `hub` (a nested one as "db upgrade").
 COMMANDS = [
     "list", "info", "versions", "history", "publish", "import-hf", "tag", "untag", "download",
@@ -621,6 +623,7 @@ def versions_view(run_cli) -> list[tuple]:
             for v in cli_json(run_cli, "versions", "acme/iris", "--json")]
 
 
+@pytest.mark.one_backend(False)
 def test_reindex_rebuilds_the_same_registry(run_cli, hub_home):
     publish_three_and_delete_the_third()
     before = versions_view(run_cli)
@@ -633,6 +636,7 @@ def test_reindex_rebuilds_the_same_registry(run_cli, hub_home):
     assert_one_line_error(run_cli("info", "acme/iris:3", check=False), 1, "no version 3")
 
 
+@pytest.mark.one_backend(False)
 def test_reindex_after_losing_the_sqlite_database(run_cli, hub_home):
     if not is_sqlite():
         pytest.skip("removes the SQLite file")
@@ -652,6 +656,7 @@ def test_reindex_after_losing_the_sqlite_database(run_cli, hub_home):
     assert publish_iris(seed=3, aliases=[]).version == 4  # the deleted number 3 is not reused
 
 
+@pytest.mark.one_backend(False)
 def test_reindex_keeps_deleted_numbers_taken(run_cli, hub_home):
     publish_three_and_delete_the_third()
     run_cli("reindex")
@@ -661,6 +666,7 @@ def test_reindex_keeps_deleted_numbers_taken(run_cli, hub_home):
     assert len(report["leftovers"]) == 2  # the deleted version's weights and manifest, for `hub gc`
 
 
+@pytest.mark.one_backend(False)
 def test_reindex_with_models_named_like_refs_folders(run_cli, hub_home):
     for name in ("acme", "acme/aliases", "acme/versions", "versions", "aliases"):
         hub.publish({"w": torch.zeros(2)}, name, aliases=["production"])
@@ -681,6 +687,7 @@ def test_architectures(run_cli):
     assert names == hub.list_architectures()
 
 
+@pytest.mark.one_backend(False)
 def test_db_upgrade_creates_a_new_registry(run_cli, hub_home):
     hub_home.mkdir()
     result = run_cli("db", "upgrade")
@@ -688,6 +695,7 @@ def test_db_upgrade_creates_a_new_registry(run_cli, hub_home):
     assert cli_json(run_cli, "list", "--json") == []
 
 
+@pytest.mark.one_backend(False)
 def test_db_upgrade_on_a_brand_new_sqlite_home(run_cli, hub_home):
     if not is_sqlite():
         pytest.skip("SQLite only: the SQLite file's folder is what is missing")
@@ -698,6 +706,7 @@ def test_db_upgrade_on_a_brand_new_sqlite_home(run_cli, hub_home):
     assert (hub_home / "registry.db").is_file()
 
 
+@pytest.mark.one_backend(False)
 def test_db_upgrade_keeps_an_existing_registry(run_cli, iris):
     state = db_state()
     assert run_cli("db", "upgrade").stdout.endswith(" is at schema 0003_access\n")

@@ -21,6 +21,8 @@ import hub
 from conftest import ROOT, is_sqlite
 from hub.errors import AliasNotFoundError, ColumnNotFoundError, ConfigError, HubNotFoundError, ModelNotFoundError
 
+pytestmark = pytest.mark.one_backend  # the command line's wording and exit codes; the registry-elsewhere tests below run on both
+
 
 def publish_iris(name: str = "acme/iris", seed: int = 0, **kwargs):
     torch.manual_seed(seed)
@@ -193,6 +195,7 @@ def test_finetune_reads_of_a_hub_that_is_not_there_and_a_write_that_makes_one(hu
     assert run("finetune", "list").stdout == "no jobs\n"
 
 
+@pytest.mark.one_backend(False)
 def test_a_registry_elsewhere_still_lists_without_the_folder(hub_home, tmp_path, monkeypatch):
     """A registry outside HUB_HOME (PostgreSQL, or a SQLite file elsewhere) answers list and info
     without the folder, which is not created; what reads the store says where it is missing."""
@@ -209,6 +212,7 @@ def test_a_registry_elsewhere_still_lists_without_the_folder(hub_home, tmp_path,
     assert not elsewhere.exists()
 
 
+@pytest.mark.one_backend(False)
 def test_an_empty_registry_elsewhere_is_no_hub_either(hub_home, tmp_path, monkeypatch):
     """A registry outside HUB_HOME that has no modelhub tables yet (a new PostgreSQL database, a SQLite
     file not yet made) is no hub: a read says so and creates neither tables nor folders."""

@@ -15,6 +15,8 @@ import hub
 from conftest import ROOT, is_sqlite
 from hub.demo import make_demo
 
+pytestmark = pytest.mark.one_backend  # the sample hub and hub demo; PostgreSQL demos are rebuilt by the same code the reindex tests run on both
+
 spec = importlib.util.spec_from_file_location("build_sample", ROOT / "samples" / "build_sample.py")
 build_sample = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(build_sample)

@@ -23,6 +23,8 @@ import hub
 from conftest import ROOT, registry_dump, snapshot
 from hub.access import Access
 
+pytestmark = pytest.mark.one_backend  # the web UI's sign-in and checks; the access rules are tested on both (test_access, test_server)
+
 VIEWS = ROOT / "webui" / "views"
 FEATURES = ["f0", "f1", "f2", "f3"]
 

@@ -21,6 +21,8 @@ from finetune.config import FinetuneConfig
 from hub.errors import DataError
 from webui.common import md
 
+pytestmark = pytest.mark.one_backend  # the Jobs pages' rendering; the job queue is tested on both (test_finetune, test_workers)
+
 sklearn = pytest.importorskip("sklearn.datasets")
 PIXELS = [f"pixel_{i}" for i in range(64)]
 ROWS = 400

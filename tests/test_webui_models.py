@@ -8,6 +8,8 @@ import torch
 import hub
 from conftest import ROOT
 
+pytestmark = pytest.mark.one_backend  # the Models pages' rendering; listings are tested on both (test_registry, test_access)
+
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 PAGES = ROOT / "webui" / "views"
 
