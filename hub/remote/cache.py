@@ -18,8 +18,9 @@ import hashlib
 import itertools
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -62,6 +63,7 @@ class CacheStore(FileStore):
         self.downloaded: list[str] = []
         self._mutex = threading.Lock()
         self._digest_locks: dict[str, threading.Lock] = {}
+        self._sending = threading.local()
 
     def __repr__(self) -> str:
         return f"CacheStore({str(self.root)!r}, {self.client.endpoint!r})"
@@ -93,10 +95,14 @@ class CacheStore(FileStore):
         fsynced: the cache is not where a hub keeps its bytes (the server is, and it checks every upload's
         sha256), so a publish does not wait for the disk twice. After a crash, ``hub verify`` finds a
         cached blob the disk lost, and deleting it is the cure (it is fetched again)."""
+        sender = getattr(self._sending, "sender", None)
+        sending = None
         with self.in_use():
             self.blobs.mkdir(parents=True, exist_ok=True)
             fd, temp = temp_file(self.blobs)
             try:
+                if sender is not None and (sending := sender.start(chunks)) is not None:
+                    chunks = sending.chunks
                 digest, size, pool = hashlib.sha256(), 0, hash_pool()
                 with open(fd, "wb", buffering=0) as out:
                     for chunk in chunks:
@@ -119,10 +125,27 @@ class CacheStore(FileStore):
                 if created:
                     for recorder in getattr(self._recorders, "stack", ()):
                         recorder.add(sha256)
-                return sha256, size
             except BaseException:
                 temp.unlink(missing_ok=True)
+                if sending is not None:
+                    sending.finish(None, 0)
                 raise
+        if sending is not None:
+            sending.finish(sha256, size)
+        return sha256, size
+
+    @contextmanager
+    def sending(self, sender: Any) -> Iterator[None]:
+        """While the block runs, each blob this thread writes is also offered to ``sender`` as it is built
+        (a remote publish sends its weights while it writes them here): ``sender.start(chunks)`` answers
+        None, or an object whose ``.chunks`` the write consumes and whose ``.finish(sha256, size)`` it
+        calls once at the end (``sha256`` None: the write failed)."""
+        previous = getattr(self._sending, "sender", None)
+        self._sending.sender = sender
+        try:
+            yield
+        finally:
+            self._sending.sender = previous
 
     # --- fetching ------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -109,6 +109,11 @@ class Client:
 
     def __repr__(self) -> str:
         return f"Client({self.endpoint!r})"
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether requests carry a token."""
+        return "Authorization" in self._headers
 
     def close(self) -> None:
         """Close the connections."""
@@ -210,22 +215,56 @@ class Client:
         return kind(parts.hostname, parts.port, timeout=self._timeout)
 
     def send_file(self, method: str, path: str, source: Any, offset: int, length: int, *, what: str | None = None,
-                  expect: tuple[int, ...] = (200,), headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
+                  expect: tuple[int, ...] = (200,), headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
         """Send ``length`` bytes of the open file ``source`` from ``offset`` as the request body, straight
         from the page cache to the socket (``socket.sendfile``: no copy in Python), on a keep-alive
         connection of the :meth:`raw` pool. Sent once, never again (a PATCH is continued by its caller).
 
         Returns:
-            ``(status, headers)``: the answer's status and headers (names lowercase); its body is read and dropped.
+            ``(status, headers, body)``: the answer's status, headers (names lowercase) and body.
 
         Raises:
             RemoteError: the connection broke (the request may have been partly received); the server's
             errors as they are; IntegrityError: the file is shorter than ``offset + length``; OfflineError
             with ``offline``.
         """
+        what = what or f"{method} {path}"
+
+        def body(sock: Any) -> None:
+            sent = sock.sendfile(source, offset, length) if length else 0
+            if sent != length:
+                raise errors.IntegrityError(f"{what}: {getattr(source, 'name', 'the file')} ended {length - sent} bytes "
+                                            "early while it was sent (it changed under the upload); publish again")
+
+        return self._send_body(method, path, length, body, what=what, expect=expect, headers=headers)
+
+    def send_chunks(self, method: str, path: str, chunks: Iterable[bytes | memoryview], length: int, *,
+                    what: str | None = None, expect: tuple[int, ...] = (200,),
+                    headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        """:meth:`send_file`, the body ``chunks`` (``length`` bytes together, each written to the socket as it is).
+
+        Raises:
+            See :meth:`send_file`; RemoteError also when ``chunks`` are not ``length`` bytes (the request is
+            cut off), and what ``chunks`` raises.
+        """
+        what = what or f"{method} {path}"
+
+        def body(sock: Any) -> None:
+            sent = 0
+            for chunk in chunks:
+                sent += memoryview(chunk).nbytes
+                if sent > length:
+                    raise OSError(f"the body is longer than its {length} bytes")
+                sock.sendall(chunk)
+            if sent != length:
+                raise OSError(f"the body ended {length - sent} bytes before its {length} bytes")
+
+        return self._send_body(method, path, length, body, what=what, expect=expect, headers=headers)
+
+    def _send_body(self, method: str, path: str, length: int, body: Callable[[Any], None], *, what: str,
+                   expect: tuple[int, ...], headers: dict[str, str] | None) -> tuple[int, dict[str, str], bytes]:
         import http.client
 
-        what = what or f"{method} {path}"
         self._check_online(what)
         prefix = urlsplit(self.endpoint).path.rstrip("/")
         connection = self._connection()
@@ -236,20 +275,17 @@ class Client:
             for name, value in {**self._headers, **(headers or {}), "Content-Length": str(length)}.items():
                 connection.putheader(name, value)
             connection.endheaders()
-            sent = connection.sock.sendfile(source, offset, length) if length else 0
-            if sent != length:
-                raise errors.IntegrityError(f"{what}: {getattr(source, 'name', 'the file')} ended {length - sent} bytes "
-                                            "early while it was sent (it changed under the upload); publish again")
+            body(connection.sock)
             response = connection.getresponse()
-            body = response.read()
+            content = response.read()
             if response.status not in expect:
                 try:
-                    decoded = json.loads(body)
+                    decoded = json.loads(content)
                 except ValueError:
                     decoded = None
                 raise error_from(response.status, decoded, what=what)
             kept = not response.will_close
-            return response.status, {name.lower(): value for name, value in response.getheaders()}
+            return response.status, {name.lower(): value for name, value in response.getheaders()}, content
         except (OSError, http.client.HTTPException) as exc:
             raise self._unreachable(what, exc) from None
         finally:

@@ -9,8 +9,11 @@ server reports (``HEAD /api/v1/uploads/{sha256}``).
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Sequence
+import queue
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,7 +58,7 @@ def _upload_one(client: Client, store: CacheStore, digest: str, size: int) -> No
         headers = {"Upload-Offset": str(offset), "Upload-Length": str(size), "Content-Type": "application/offset+octet-stream"}
         try:
             with open(path, "rb") as source:
-                status, _ = client.send_file("PATCH", f"{API}/uploads/{digest}", source, offset, size - offset, what=what,
+                status, _, _ = client.send_file("PATCH", f"{API}/uploads/{digest}", source, offset, size - offset, what=what,
                                              headers=headers, expect=(200, 204, 409))
         except RemoteError as exc:  # the connection broke: what arrived is kept there; ask where to go on
             if type(exc) is not RemoteError or attempt == RETRIES:
@@ -99,6 +102,144 @@ def send(client: Client, store: CacheStore, blobs: dict[str, int]) -> None:
             future.result()
 
 
+STREAM_MIN = 32 * 1024 * 1024  # weight files at least this big are sent while they are built
+_QUEUED = 4  # chunks built ahead of the connection
+_END, _ABORT = object(), object()
+
+
+class _Aborted(Exception):
+    """The blob's write failed: the streamed request is cut off (the server keeps nothing)."""
+
+
+def safetensors_size(first: bytes | memoryview) -> int | None:
+    """The size of the safetensors file whose first bytes are ``first`` (they must hold its whole
+    header), or None where they are no safetensors header."""
+    view = memoryview(first).cast("B")
+    if view.nbytes < 8:
+        return None
+    length = int.from_bytes(view[:8], "little")
+    if view.nbytes < 8 + length:
+        return None
+    try:
+        header = json.loads(bytes(view[8 : 8 + length]))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(header, dict):
+        return None
+    end = 0
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int and o >= 0 for o in offsets)):
+            return None
+        end = max(end, offsets[1])
+    return 8 + length + end
+
+
+class _Passing:
+    """A blob written to the cache alone."""
+
+    def __init__(self, chunks: Iterator[bytes | memoryview]) -> None:
+        self.chunks = chunks
+
+    def finish(self, sha256: str | None, size: int) -> None:
+        pass
+
+
+class _Streaming:
+    """One weight file sent to ``POST .../-/blobs`` while the cache writes it: the write hands each chunk
+    to a thread that sends it (at most :data:`_QUEUED` waiting), and :meth:`finish` waits for the
+    server's answer. Whatever goes wrong here only means the blob is uploaded by sha256 at the commit."""
+
+    def __init__(self, sender: _Sender, chunks: Iterator[bytes | memoryview], size: int) -> None:
+        self.sender, self.size = sender, size
+        self.queue: queue.Queue = queue.Queue(maxsize=_QUEUED)
+        self.answer: Any = None
+        self.failed = False
+        self.taken = False  # whether the connection took the end (or the abort) off the queue
+        self.chunks = self._tee(chunks)
+        self.thread = threading.Thread(target=self._send, name="hub-publish-send", daemon=True)
+        self.thread.start()
+
+    def _tee(self, chunks: Iterator[bytes | memoryview]) -> Iterator[bytes | memoryview]:
+        for chunk in chunks:
+            if not self.failed:
+                self.queue.put(chunk)
+            yield chunk
+        self.queue.put(_END)
+
+    def _body(self) -> Iterator[bytes | memoryview]:
+        while (item := self.queue.get()) is not _END:
+            if item is _ABORT:
+                self.taken = True
+                raise _Aborted
+            yield item
+        self.taken = True
+
+    def _send(self) -> None:
+        client, name = self.sender.client, self.sender.name
+        try:
+            _, _, content = client.send_chunks("POST", f"{API}/models/{name}/-/blobs", self._body(), self.size,
+                                               what=f"publishing {name}", expect=(201,),
+                                               headers={"Content-Type": "application/octet-stream"})
+            self.answer = json.loads(content)
+        except BaseException:  # noqa: BLE001 - any failure: upload it by sha256 instead
+            self.failed = True
+            while not self.taken and self.queue.get() not in (_END, _ABORT):
+                pass  # let the write go on
+
+    def finish(self, sha256: str | None, size: int) -> None:
+        if sha256 is None:
+            self.queue.put(_ABORT)
+        self.thread.join()
+        if sha256 is not None and not self.failed and self.answer == {"sha256": sha256, "size": size}:
+            self.sender.sent.append(sha256)
+
+
+class _Sender:
+    """What a remote publish offers the cache (:meth:`CacheStore.sending`): a weight file of at least
+    :data:`STREAM_MIN` bytes goes to the server while it is built, unless it may be a blob the server
+    holds. That is, unless it is the rest of a state dict shared with its parent (unchanged tensors
+    stay in the parent's files, so this file is new), the model's latest version on the server has a
+    weight file of the same size: then it is hashed first and uploaded only if missing, so
+    republishing unchanged weights sends no weight bytes."""
+
+    def __init__(self, client: Client, name: str, *, shared: bool) -> None:
+        self.client, self.name, self.shared = client, name, shared
+        self.sent: list[str] = []
+        self._sizes: set[int] | None = None
+
+    def _latest_sizes(self) -> set[int] | None:
+        """The weight file sizes of the model's latest version on the server (none: no version), None if unknown."""
+        if self._sizes is None:
+            try:
+                answer = self.client.json("GET", f"{API}/models/{self.name}/-/latest", expect=(200, 404))
+            except Exception:  # noqa: BLE001 - unknown: don't stream (the commit says what is wrong)
+                return None
+            if not isinstance(answer, dict) or "error" in answer:
+                self._sizes = set()
+            else:
+                weights = set(answer.get("weight_files") or [])
+                self._sizes = {f.get("size") for f in answer.get("files") or [] if isinstance(f, dict) and f.get("path") in weights}
+        return self._sizes
+
+    def start(self, chunks: Iterable[bytes | memoryview]) -> _Passing | _Streaming:
+        iterator = iter(chunks)
+        first = next(iterator, None)
+        if first is None:
+            return _Passing(iterator)
+        rest = itertools.chain([first], iterator)
+        size = safetensors_size(first)
+        if size is None or size < STREAM_MIN:
+            return _Passing(rest)
+        if not self.shared:
+            sizes = self._latest_sizes()
+            if sizes is None or size in sizes:
+                return _Passing(rest)
+        return _Streaming(self, rest, size)
+
+
 class RemotePublisher(Publisher):
     """:class:`hub.publisher.Publisher` for a remote hub: everything up to the commit runs here (the
     checks, the bytes built into the local cache, weights shared with the parent); the commit
@@ -111,6 +252,28 @@ class RemotePublisher(Publisher):
     def __init__(self, hub: Any) -> None:
         super().__init__(hub)
         self.uploaded: list[str] = []
+        self._local = threading.local()  # this thread's publish: its name, the blobs sent while built
+
+    def publish(self, source: Any, name: str, **kwargs: Any) -> ModelVersion:
+        """:meth:`Publisher.publish`; a large new weight file is sent to the server while it is built in the
+        cache (``POST .../-/blobs``, see :class:`_Sender`), the rest at the commit."""
+        self._local.name, self._local.sent = name, []
+        try:
+            return super().publish(source, name, **kwargs)
+        finally:
+            self._local.name = None
+
+    def _store_files(self, prepared: Any, card_bytes: bytes | None, parent: ModelVersion | None) -> Any:
+        name = getattr(self._local, "name", None)
+        client = self.hub.client
+        if name is None or client.offline or not client.authenticated:
+            return super()._store_files(prepared, card_bytes, parent)
+        sender = _Sender(client, name, shared=parent is not None and prepared.tensors is not None)
+        try:
+            with self.hub.blobs.sending(sender):
+                return super()._store_files(prepared, card_bytes, parent)
+        finally:
+            self._local.sent = sender.sent
 
     def commit(self, draft: Manifest, *, version: int | None = None, aliases: Sequence[str] = (),
                fence: Any = None) -> ModelVersion:
@@ -128,7 +291,8 @@ class RemotePublisher(Publisher):
         hub = self.hub
         client, store, registry = hub.client, hub.blobs, hub.registry
         name = draft.name
-        self.uploaded = upload_blobs(client, store, name, draft.files)
+        sent, self._local.sent = getattr(self._local, "sent", []), []
+        self.uploaded = [*sent, *upload_blobs(client, store, name, draft.files)]
         body = {"manifest": json.loads(draft.to_json()), "version": version, "aliases": list(aliases)}
         what = f"publishing {name}"
         sizes = {entry.sha256: entry.size for entry in draft.files}

@@ -6,6 +6,8 @@
    ``PATCH`` with ``Upload-Offset`` and ``Upload-Length`` streams the next bytes. Once whole, the
    bytes are hashed and become a blob; partial uploads live in the store, so any server process
    continues one.
+   ``POST /api/v1/models/{name}/-/blobs`` stores a body whose sha256 the client does not know yet (it
+   sends a weight file while it builds it) and answers the sha256 and size it hashed to.
 3. ``POST /api/v1/models/{name}/-/versions`` commits the manifest (:meth:`hub.publisher.Publisher.publish_stored`):
    every blob is claimed, and the registry reserves the number atomically.
 """
@@ -117,9 +119,12 @@ async def _pieces(request: Request) -> AsyncIterator[list[bytes]]:
 READ_AHEAD = 2  # pieces received ahead of the store's writes (double buffering)
 
 
-async def _receive(request: Request, queue: asyncio.Queue) -> bool:
+async def _receive(request: Request, queue: asyncio.Queue, *, whole: bool = False) -> bool:
     """Put the body's pieces on ``queue`` (at most :data:`READ_AHEAD` waiting), then None when it ended or
     the client went away (what arrived first), or the exception that stopped it.
+
+    Args:
+        whole: only a whole body is of use: the client going away is put as :class:`ClientDisconnect`.
 
     Returns:
         Whether the client went away.
@@ -128,7 +133,10 @@ async def _receive(request: Request, queue: asyncio.Queue) -> bool:
     try:
         async for piece in _pieces(request):
             await queue.put(piece)
-    except ClientDisconnect:
+    except ClientDisconnect as error:
+        if whole:
+            await queue.put(error)
+            return True
         went_away = True
     except Exception as error:  # the store's thread raises it
         await queue.put(error)
@@ -146,6 +154,24 @@ def _pull(queue: asyncio.Queue) -> Iterator[bytes]:
         yield from piece
 
 
+async def _into_store(request: Request, work: Any, *, whole: bool = False) -> tuple[Any, bool]:
+    """``work(chunks)`` on a worker thread, ``chunks`` the request body as the event loop receives it
+    (:data:`READ_AHEAD` pieces ahead): receiving, writing and hashing at once.
+
+    Returns:
+        ``(what work returned, whether the client went away)``.
+    """
+    queue: asyncio.Queue = asyncio.Queue(maxsize=READ_AHEAD)
+    receiving = asyncio.ensure_future(_receive(request, queue, whole=whole))
+    try:
+        result = await run_in_threadpool(work, _pull(queue))
+    finally:
+        receiving.cancel()  # done by now, unless the store stopped early (a wrong offset): the rest is not read
+        with contextlib.suppress(asyncio.CancelledError):
+            await receiving
+    return result, not receiving.cancelled() and receiving.result()
+
+
 @router.patch("/uploads/{sha256}", status_code=204,
               openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {}}}},
               responses={204: {"description": "Upload-Offset: the new offset; Upload-Complete: 1 once stored"},
@@ -161,24 +187,36 @@ async def upload(sha256: str, request: Request, server: ServerContext = Depends(
     stored = await run_in_threadpool(store.size, sha256)
     if stored is not None:
         return Response(status_code=204, headers={"Upload-Offset": str(stored), "Upload-Complete": "1"})
-    queue: asyncio.Queue = asyncio.Queue(maxsize=READ_AHEAD)
-    receiving = asyncio.ensure_future(_receive(request, queue))
     try:
-        reached = await run_in_threadpool(lambda: store.append_upload(sha256, offset, _pull(queue), total))
+        reached, went_away = await _into_store(request, lambda chunks: store.append_upload(sha256, offset, chunks, total))
     except InvalidArgumentError as error:
         if getattr(error, "offset", None) is None:
             raise
         return error_response(error, status=409, headers={"Upload-Offset": str(error.offset)})
-    finally:
-        receiving.cancel()  # done by now, unless the store stopped early (a wrong offset): the rest is not read
-        with contextlib.suppress(asyncio.CancelledError):
-            await receiving
-    if not receiving.cancelled() and receiving.result():
+    if went_away:
         return Response(status_code=400)  # no one reads it; what arrived is kept
     headers = {"Upload-Offset": str(reached)}
     if reached == total:
         headers["Upload-Complete"] = "1"
     return Response(status_code=204, headers=headers)
+
+
+@router.post("/models/{name:path}/-/blobs", status_code=201,
+             openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {}}}},
+             responses={201: {"description": '{"sha256": s, "size": n}: the blob the body is, now stored'}})
+async def upload_unnamed(name: str, request: Request, server: ServerContext = Depends(context),
+                         who: Any = Depends(principal)) -> JSONResponse:
+    """Store the body (streamed) as a blob for a version of ``name`` that is still being built: the
+    server hashes it as it arrives and answers its sha256 and size (the client, which hashed what it
+    sent, compares them). Not resumable: a body cut off leaves nothing (send it again by sha256)."""
+    validate_name(name)
+    server.access.require_write(who, name)  # before a byte is read
+    store = server.hub.blobs
+    try:
+        (sha256, size), _ = await _into_store(request, store.write_upload, whole=True)
+    except ClientDisconnect:
+        return Response(status_code=400)  # no one reads it; nothing was kept
+    return JSONResponse({"sha256": sha256, "size": size}, status_code=201)
 
 
 _COMMIT_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {

@@ -236,6 +236,15 @@ class BlobStore(ABC):
 
     # --- partial uploads (resumable, for hub serve) --------------------------------
 
+    def write_upload(self, chunks: Iterable[bytes | memoryview]) -> tuple[str, int]:
+        """Store an upload whose sha256 is not known before it ends (``hub serve``'s ``POST .../-/blobs``)
+        under the sha256 its bytes hash to; nothing is kept when ``chunks`` raise. Default: :meth:`write`.
+
+        Returns:
+            ``(sha256, size)``.
+        """
+        return self.write(chunks)
+
     @abstractmethod
     def upload_offset(self, digest: str) -> int:
         """How many bytes of the blob ``digest`` a partial upload holds so far (0: none)."""

@@ -332,24 +332,26 @@ class FileStore(BlobStore):
             finally:
                 os.close(fd)  # drops the lock
 
-    def _append(self, fd: int, path: Path, digest: str, offset: int, chunks: Iterable[bytes | memoryview], total: int) -> int:
-        held = os.fstat(fd).st_size
-        if held != offset:
-            error = InvalidArgumentError(f"the upload of blob {digest} is at offset {held}, not {offset}; "
-                                         f"continue from {held} (Upload-Offset: {held})")
-            error.offset = held  # type: ignore[attr-defined]
-            raise error
-        hasher, pool = (hashlib.sha256(), hash_pool()) if offset == 0 else (None, None)
-        size, writeback = offset, Writeback(fd)  # the disk writes start as bytes arrive: the fsync finds them done
+    def _write_batches(self, fd: int, chunks: Iterable[bytes | memoryview], offset: int, hasher: Any, *,
+                       limit: int | None = None, past: Callable[[int], None] | None = None) -> int:
+        """Write ``chunks`` to ``fd`` from ``offset``, gathered into batches of :data:`WRITE_BATCH` bytes, each
+        written with one ``writev`` (no join) while the hash thread adds it to ``hasher`` (None: no hash)
+        and its disk write starts at once. What arrived before ``chunks`` raised is written too.
+
+        Returns:
+            The offset reached.
+
+        Raises:
+            What ``past(length)`` raises where a batch would pass ``limit`` bytes; what ``chunks`` raises.
+        """
+        pool, writeback = hash_pool(), Writeback(fd)  # the disk writes start as bytes arrive: the fsync finds them done
+        size = offset
 
         def put(batch: list[memoryview]) -> None:
-            """Write ``batch`` with one ``writev`` (no join) while the hash thread hashes it."""
             nonlocal size
             length = sum(view.nbytes for view in batch)
-            if size + length > total:
-                os.ftruncate(fd, offset)
-                raise InvalidArgumentError(f"the upload of blob {digest} runs past its Upload-Length of {total} "
-                                           f"bytes; this request's bytes were dropped, continue from {offset}")
+            if limit is not None and size + length > limit and past is not None:
+                past(length)
             hashed = pool.submit(_update_all, hasher, batch) if hasher is not None else None
             try:
                 _writev_all(fd, batch)
@@ -363,23 +365,73 @@ class FileStore(BlobStore):
 
         batch: list[memoryview] = []
         pending = 0
+        os.lseek(fd, offset, os.SEEK_SET)
         try:
-            os.lseek(fd, offset, os.SEEK_SET)
-            try:
-                for chunk in chunks:
-                    view = memoryview(chunk).cast("B")
-                    batch.append(view)
-                    pending += view.nbytes
-                    if pending >= WRITE_BATCH or len(batch) >= _IOV_MAX:
-                        full, batch, pending = batch, [], 0
-                        put(full)
-            except BaseException:
-                if batch:  # what arrived before the client went away is kept too
-                    full, batch = batch, []
+            for chunk in chunks:
+                view = memoryview(chunk).cast("B")
+                batch.append(view)
+                pending += view.nbytes
+                if pending >= WRITE_BATCH or len(batch) >= _IOV_MAX:
+                    full, batch, pending = batch, [], 0
                     put(full)
+        except BaseException:
+            if batch:  # what arrived before the client went away is kept too
+                full, batch = batch, []
+                put(full)
+            raise
+        if batch:
+            put(batch)
+        return size
+
+    def write_upload(self, chunks: Iterable[bytes | memoryview]) -> tuple[str, int]:
+        """Store an upload whose sha256 is not known before it ends (``POST .../-/blobs``): written to a
+        temporary file as it arrives (in batches, hashed beside, its disk writes started at once),
+        fsynced, and renamed to its sha256. Nothing is kept when ``chunks`` raise (the client went away).
+
+        Returns:
+            ``(sha256, size)`` of what arrived.
+        """
+        with self.in_use():
+            self.blobs.mkdir(parents=True, exist_ok=True)
+            fd, temp = temp_file(self.blobs)
+            try:
+                hasher = hashlib.sha256()
+                try:
+                    size = self._write_batches(fd, chunks, 0, hasher)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                sha256 = hasher.hexdigest()
+                final = self.path(sha256)
+                created = not final.exists()
+                os.replace(temp, final)
+                if created:
+                    for recorder in getattr(self._recorders, "stack", ()):
+                        recorder.add(sha256)
+                stored = os.stat(final)
+                _verified[final] = (stored.st_ino, stored.st_size, stored.st_mtime_ns)
+                fsync_dir(self.blobs)
+                return sha256, size
+            except BaseException:
+                temp.unlink(missing_ok=True)
                 raise
-            if batch:
-                put(batch)
+
+    def _append(self, fd: int, path: Path, digest: str, offset: int, chunks: Iterable[bytes | memoryview], total: int) -> int:
+        held = os.fstat(fd).st_size
+        if held != offset:
+            error = InvalidArgumentError(f"the upload of blob {digest} is at offset {held}, not {offset}; "
+                                         f"continue from {held} (Upload-Offset: {held})")
+            error.offset = held  # type: ignore[attr-defined]
+            raise error
+        hasher = hashlib.sha256() if offset == 0 else None
+
+        def past(length: int) -> None:
+            os.ftruncate(fd, offset)
+            raise InvalidArgumentError(f"the upload of blob {digest} runs past its Upload-Length of {total} "
+                                       f"bytes; this request's bytes were dropped, continue from {offset}")
+
+        try:
+            size = self._write_batches(fd, chunks, offset, hasher, limit=total, past=past)
         finally:
             os.fsync(fd)  # what arrived stays, also when the client went away
         if size < total:
