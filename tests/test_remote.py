@@ -10,6 +10,7 @@ server or a filled cache before the client under test runs, makes it with a ``Re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -241,6 +242,45 @@ def test_publish_load_alias_download_and_the_cache(served, tmp_path):
     assert again["after_pinned"] == 0 and again["after_alias"] == 1 and again["downloaded"] == []
     assert again["refs"] == ["alice/mlp:1", "alice/mlp:1"]
     assert len(served.blob_requests()) == blob_requests
+
+
+STREAMED = """
+    import hashlib
+    import torch
+    from hub.remote.publisher import STREAM_MIN
+    h = hub.default_hub()
+    torch.manual_seed(1)
+    state = {"w": torch.randn(STREAM_MIN // 4 + 1000)}  # a weight file over STREAM_MIN: sent while it is built
+    first = hub.publish(state, "alice/streamed")
+    sent_first = h.publisher.uploaded
+    again = hub.publish(state, "alice/streamed")  # the same bytes: the latest version has a file of that size
+    sent_again = h.publisher.uploaded
+    changed = hub.publish({"w": state["w"] + 1}, "alice/streamed")  # the same size, other bytes: hashed, then uploaded
+    sent_changed = h.publisher.uploaded
+    cached = hashlib.sha256(h.blobs.read_bytes(first.file(first.weight_files[0]).sha256)).hexdigest()
+    out(weights=[v.file(v.weight_files[0]).sha256 for v in (first, again, changed)], cached=cached,
+        sent=[sent_first, sent_again, sent_changed])
+"""
+
+
+def test_a_large_weight_file_is_sent_while_it_is_built_and_unchanged_weights_are_not_sent(served, tmp_path):
+    def requests(kind: str) -> list[str]:
+        return [line for line in served.server.stdout_text().splitlines() if kind in line]
+
+    streamed, patched = requests("/alice/streamed/-/blobs"), requests("PATCH /api/v1/uploads/")
+    answer = run_client(STREAMED, client_env(served.url, tmp_path / "client", served.write))
+    first, again, changed = answer["weights"]
+    assert first == again != changed and answer["cached"] == first
+    sent_first, sent_again, sent_changed = answer["sent"]
+    assert first in sent_first and first not in sent_again and changed in sent_changed
+    new_streams = requests("/alice/streamed/-/blobs")[len(streamed):]
+    assert len(new_streams) == 1 and " 201" in new_streams[0]  # the first publish alone streamed its weights
+    new_patches = requests("PATCH /api/v1/uploads/")[len(patched):]
+    assert not any(first in line for line in new_patches)  # sent once, while built
+    assert any(changed in line for line in new_patches)  # the changed weights: by sha256, once they were hashed
+    stored = served.server.home / "blobs"
+    for digest in (first, changed):
+        assert hashlib.sha256((stored / digest).read_bytes()).hexdigest() == digest
 
 
 def test_tokens_decide_who_writes(served, tmp_path):

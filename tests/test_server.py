@@ -410,6 +410,41 @@ def test_an_interrupted_upload_continues_where_it_stopped_also_on_another_server
     assert world.hub.blobs.upload_offset(digest) == 0 and not world.hub.blobs.partial_uploads()
 
 
+def test_a_blob_sent_before_its_sha256_is_known_is_stored_under_the_one_it_hashes_to(world):
+    data = _safetensors(50) + os.urandom(6 * 1024 * 1024 + 17)  # the server takes any bytes: the commit checks them
+    digest = hashlib.sha256(data).hexdigest()
+    path = f"{API}/models/pub/streamed/-/blobs"
+    before = world.state()
+    with world.client() as anonymous:
+        _error(anonymous.post(path, content=data[:1000]), 401, "AuthenticationError")
+    with world.client("bob") as reader:
+        _error(reader.post(path, content=data[:1000]), 403, "PermissionDeniedError")
+    with world.client("alice") as alice:
+        def broken():  # a client that goes away after 3 MiB
+            yield data[:3 * 1024 * 1024]
+            time.sleep(0.3)
+            raise ConnectionError("the client died")
+
+        with pytest.raises(Exception):
+            alice.post(path, content=broken(), headers={"Content-Length": str(len(data))})
+    deadline = time.monotonic() + 10
+    while world.state() != before and time.monotonic() < deadline:  # the server may still be dropping what arrived
+        time.sleep(0.05)
+    assert world.state() == before  # nothing kept: no blob, no temporary file
+
+    with world.client("alice") as alice:
+        answer = alice.post(path, content=(data[i:i + 100_000] for i in range(0, len(data), 100_000)))  # chunked, in small pieces
+        assert answer.status_code == 201, answer.text
+        assert answer.json() == {"sha256": digest, "size": len(data)}
+        assert world.hub.blobs.read_bytes(digest) == data
+        missing = alice.post(f"{API}/models/pub/streamed/-/uploads", json={"blobs": [{"sha256": digest, "size": len(data)}]})
+        assert missing.json() == {"missing": []}
+        draft = _draft("pub/streamed", {"model.safetensors": data})
+        assert alice.post(f"{API}/models/pub/streamed/-/versions", json={"manifest": draft}).status_code == 201
+    assert world.hub.info("pub/streamed:1").file("model.safetensors").sha256 == digest
+    assert not world.hub.blobs.temp_files()
+
+
 # --- who may do what -------------------------------------------------------------------
 
 
