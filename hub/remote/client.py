@@ -80,7 +80,8 @@ def _open(connection: Any) -> bool:
 
 class Client:
     """Requests to one hub server, over pools of keep-alive connections shared by threads: ``httpx``
-    for the API, plain ``http.client`` for blob bytes (:meth:`raw`). It connects directly (no proxy
+    for the API, plain ``http.client`` for blob bytes (:meth:`raw` reads them, :meth:`send_file` and
+    :meth:`send_chunks` send them). It connects directly (no proxy
     from the environment).
 
     Args:

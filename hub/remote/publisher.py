@@ -3,8 +3,10 @@
 
 The upload is content-addressed (``POST .../-/uploads`` says which blobs the server lacks: unchanged
 weights upload nothing), sent from the cached file straight to the socket (``sendfile``) over
-keep-alive connections, several blobs at once, and resumable: a ``PATCH`` that breaks off is continued from the offset the
-server reports (``HEAD /api/v1/uploads/{sha256}``).
+keep-alive connections, several blobs at once, and resumable: a ``PATCH`` that breaks off is
+continued from the offset the server reports (``HEAD /api/v1/uploads/{sha256}``). A large new weight
+file goes to the server while the cache writes it (``POST .../-/blobs``, see :class:`_Sender`), so
+building and uploading overlap; whatever goes wrong there, it is uploaded by sha256 at the commit.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from hub.remote.registry import _record
 if TYPE_CHECKING:
     from hub.remote.cache import CacheStore
 
-__all__ = ["RemotePublisher", "upload_blobs", "PARALLEL_UPLOADS"]
+__all__ = ["RemotePublisher", "upload_blobs", "PARALLEL_UPLOADS", "STREAM_MIN"]
 
 PARALLEL_UPLOADS = 4  # blobs uploaded at once
 
@@ -111,7 +113,7 @@ class _Aborted(Exception):
     """The blob's write failed: the streamed request is cut off (the server keeps nothing)."""
 
 
-def safetensors_size(first: bytes | memoryview) -> int | None:
+def _safetensors_size(first: bytes | memoryview) -> int | None:
     """The size of the safetensors file whose first bytes are ``first`` (they must hold its whole
     header), or None where they are no safetensors header."""
     view = memoryview(first).cast("B")
@@ -199,11 +201,11 @@ class _Streaming:
 
 class _Sender:
     """What a remote publish offers the cache (:meth:`CacheStore.sending`): a weight file of at least
-    :data:`STREAM_MIN` bytes goes to the server while it is built, unless it may be a blob the server
-    holds. That is, unless it is the rest of a state dict shared with its parent (unchanged tensors
-    stay in the parent's files, so this file is new), the model's latest version on the server has a
-    weight file of the same size: then it is hashed first and uploaded only if missing, so
-    republishing unchanged weights sends no weight bytes."""
+    :data:`STREAM_MIN` bytes is sent to the server while it is built, unless it may be a blob the server
+    holds already. When the model's latest version on the server has a weight file of exactly its size,
+    it is hashed first and uploaded only if missing (so republishing unchanged weights sends no weight
+    bytes); but a file that holds what sharing with the parent left (the tensors that changed) is new,
+    and is sent while built."""
 
     def __init__(self, client: Client, name: str, *, shared: bool) -> None:
         self.client, self.name, self.shared = client, name, shared
@@ -230,7 +232,7 @@ class _Sender:
         if first is None:
             return _Passing(iterator)
         rest = itertools.chain([first], iterator)
-        size = safetensors_size(first)
+        size = _safetensors_size(first)
         if size is None or size < STREAM_MIN:
             return _Passing(rest)
         if not self.shared:
