@@ -30,6 +30,7 @@ files has full access. Only a server calls :class:`Access`.
 from __future__ import annotations
 
 import base64
+import collections
 import hashlib
 import hmac
 import re
@@ -57,6 +58,8 @@ from hub.registry.store import model_not_found
 
 __all__ = [
     "Access",
+    "Throttle",
+    "is_loopback",
     "Principal",
     "ANONYMOUS",
     "ReadFilter",
@@ -452,7 +455,7 @@ class Access:
         if principal.scope == "admin" and principal.namespace is None:
             return None
         limit = SNAPSHOT_LIMIT + 1
-        parts = [f"SELECT 'u', namespace, role FROM namespace_members WHERE user_name = :user"] if principal.user else []
+        parts = ["SELECT 'u', namespace, role FROM namespace_members WHERE user_name = :user"] if principal.user else []
         if snapshot:
             parts += [f"SELECT * FROM (SELECT 'n', name, visibility FROM namespaces ORDER BY name LIMIT {limit}) rf_n",
                       f"SELECT * FROM (SELECT 'm', name, visibility FROM model_visibility ORDER BY name LIMIT {limit}) rf_m"]
@@ -905,3 +908,41 @@ class Access:
                else "INSERT INTO model_visibility (name, visibility) VALUES (:name, :vis)")
         self._write([(sql, {"name": name, "vis": visibility})])
         return kind
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` is this machine only (``localhost``, ``127.x.x.x``, ``::1``); a host name may be any interface."""
+    import ipaddress
+
+    if not host:
+        return False
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Throttle:
+    """Slows down repeated bad tokens or passwords from one client address: after ``free`` failures
+    within ``window`` seconds, each further one waits, doubling from ``first`` up to ``most`` seconds
+    (in this process; the server and the web UI each keep one)."""
+
+    def __init__(self, free: int = 5, window: float = 60.0, first: float = 0.125, most: float = 2.0) -> None:
+        self.free, self.window, self.first, self.most = free, window, first, most
+        self._failures: dict[str, collections.deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def failed(self, address: str) -> float:
+        """Record a failure from ``address``; return how many seconds its answer should wait."""
+        now = time.monotonic()
+        with self._lock:
+            if len(self._failures) > 10_000:  # forget the quiet ones
+                self._failures = {a: q for a, q in self._failures.items() if q and q[-1] > now - self.window}
+            times = self._failures.setdefault(address, collections.deque())
+            while times and times[0] < now - self.window:
+                times.popleft()
+            times.append(now)
+            excess = len(times) - self.free
+        return 0.0 if excess <= 0 else min(self.most, self.first * 2 ** (excess - 1))

@@ -328,18 +328,6 @@ def cmd_architectures(args: argparse.Namespace) -> int:
     return 0
 
 
-def _loopback(host: str) -> bool:
-    """Whether ``host`` is this machine only (``localhost``, ``127.x.x.x``, ``::1``)."""
-    import ipaddress
-
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:  # a host name: it may be any interface
-        return False
-
-
 def _check_ui_host(host: str) -> str | None:
     """The hub server the web UI runs against (``HUB_ENDPOINT``, which enforces its own rules), or
     None for a local hub, once it is checked that a UI on a non-loopback ``host`` has authentication to enforce.
@@ -352,9 +340,10 @@ def _check_ui_host(host: str) -> str | None:
 
     if (endpoint := settings.endpoint()) is not None:
         return endpoint
-    if _loopback(host):
+    from hub.access import Access, is_loopback
+
+    if is_loopback(host):
         return None
-    from hub.access import Access
     from hub.errors import PermissionDeniedError
 
     if not Access(_hub().db).configured():

@@ -20,8 +20,6 @@ Pages call :func:`page_visitor` once, at the top (it draws the sidebar), and ask
 
 from __future__ import annotations
 
-import collections
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,12 +30,12 @@ import streamlit as st
 
 import hub
 from hub import settings
-from hub.access import ANONYMOUS, Access, Principal, ReadFilter
+from hub.access import ANONYMOUS, Access, Principal, ReadFilter, Throttle, is_loopback
 from hub.errors import AuthenticationError, HubError, InvalidArgumentError, JobNotFoundError, PermissionDeniedError
 from hub.reference import parse_reference, validate_name
 
 __all__ = ["OPEN", "SIGN_IN", "REMOTE", "Visitor", "session_hub", "current_visitor", "page_visitor", "sign_in", "sign_out",
-           "loopback", "refusal"]
+           "refusal"]
 
 OPEN, SIGN_IN, REMOTE = "open", "sign-in", "remote"
 _TOKEN, _LOGIN, _REMOTE, _PROBLEM = "webui:token", "webui:login", "webui:remote", "webui:sign-in-problem"
@@ -45,24 +43,10 @@ SIGN_IN_HINT = "sign in in the sidebar (a token, or your user name and password)
 CREATE_USER = "`hub user create NAME --password-stdin`"
 
 
-def loopback(host: str | None) -> bool:
-    """Whether ``host`` is this machine only (``localhost``, ``127.x.x.x``, ``::1``)."""
-    import ipaddress
-
-    if not host:
-        return False
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:  # a host name: it may be any interface
-        return False
-
-
 def refusal(host: str | None) -> str | None:
     """Why the UI must not serve a local hub on ``host`` (None: it may): a non-loopback address and no
     authentication configured, so anyone on the network could publish and move aliases."""
-    if settings.endpoint() is not None or loopback(host):
+    if settings.endpoint() is not None or is_loopback(host):
         return None
     if Access(hub.default_hub().db).configured():
         return None
@@ -214,30 +198,7 @@ class Visitor:
 # --- the session's hub and sign-in -------------------------------------------------------
 
 
-class _Throttle:
-    """Slows down repeated failed sign-ins from one address: after ``free`` within ``window`` seconds,
-    each further one waits, doubling from ``first`` up to ``most`` seconds (in this process)."""
-
-    def __init__(self, free: int = 5, window: float = 60.0, first: float = 0.125, most: float = 2.0) -> None:
-        self.free, self.window, self.first, self.most = free, window, first, most
-        self._failures: dict[str, collections.deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def failed(self, address: str) -> float:
-        """Record a failure from ``address``; return how many seconds to wait before answering."""
-        now = time.monotonic()
-        with self._lock:
-            if len(self._failures) > 10_000:  # forget the quiet ones
-                self._failures = {a: q for a, q in self._failures.items() if q and q[-1] > now - self.window}
-            times = self._failures.setdefault(address, collections.deque())
-            while times and times[0] < now - self.window:
-                times.popleft()
-            times.append(now)
-            excess = len(times) - self.free
-        return 0.0 if excess <= 0 else min(self.most, self.first * 2 ** (excess - 1))
-
-
-_THROTTLE = _Throttle()
+_THROTTLE = Throttle()
 
 
 def _remote_hub(token: str | None) -> Any:

@@ -6,13 +6,11 @@ request body of at most 16 MiB (:func:`json_body`). FastAPI dependencies: ``Depe
 from __future__ import annotations
 
 import asyncio
-import collections
-import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
+from hub.access import Throttle
 from hub.errors import AuthenticationError, InvalidArgumentError, PermissionDeniedError
 from hub.server.errors import MAX_JSON_BYTES
 
@@ -21,29 +19,6 @@ if TYPE_CHECKING:
     from hub.api import Hub
 
 __all__ = ["ServerContext", "context", "principal", "json_body", "require_write_scope"]
-
-
-class _Throttle:
-    """Slows down repeated bad tokens from one client address: after ``free`` failures within
-    ``window`` seconds, each further one waits, doubling from ``first`` up to ``most`` seconds."""
-
-    def __init__(self, free: int = 5, window: float = 60.0, first: float = 0.125, most: float = 2.0) -> None:
-        self.free, self.window, self.first, self.most = free, window, first, most
-        self._failures: dict[str, collections.deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def failed(self, address: str) -> float:
-        """Record a failure from ``address``; return how many seconds its answer should wait."""
-        now = time.monotonic()
-        with self._lock:
-            if len(self._failures) > 10_000:  # forget the quiet ones
-                self._failures = {a: q for a, q in self._failures.items() if q and q[-1] > now - self.window}
-            times = self._failures.setdefault(address, collections.deque())
-            while times and times[0] < now - self.window:
-                times.popleft()
-            times.append(now)
-            excess = len(times) - self.free
-        return 0.0 if excess <= 0 else min(self.most, self.first * 2 ** (excess - 1))
 
 
 class ServerContext:
@@ -63,7 +38,7 @@ class ServerContext:
 
         self.hub = hub
         self.access = Access(hub.db)
-        self.throttle = _Throttle()
+        self.throttle = Throttle()
 
     def principal(self, request: Request) -> Principal:
         """Who sent ``request``: its ``Authorization`` header authenticated (none: anonymous).
