@@ -213,9 +213,12 @@ class _Sender:
         self._sizes: set[int] | None = None
 
     def _latest_sizes(self) -> set[int] | None:
-        """The weight file sizes of the model's latest version on the server (none: no version), None if unknown."""
+        """The weight file sizes of the model's latest version on the server (none: no version), None if
+        unknown or if the token can't write (then nothing is sent before the commit says why)."""
         if self._sizes is None:
             try:
+                if self.client.json("GET", f"{API}/whoami").get("scope") not in ("write", "admin"):
+                    return None
                 answer = self.client.json("GET", f"{API}/models/{self.name}/-/latest", expect=(200, 404))
             except Exception:  # noqa: BLE001 - unknown: don't stream (the commit says what is wrong)
                 return None
@@ -235,10 +238,9 @@ class _Sender:
         size = _safetensors_size(first)
         if size is None or size < STREAM_MIN:
             return _Passing(rest)
-        if not self.shared:
-            sizes = self._latest_sizes()
-            if sizes is None or size in sizes:
-                return _Passing(rest)
+        sizes = self._latest_sizes()  # also asks whether the token may write at all
+        if sizes is None or (size in sizes and not self.shared):
+            return _Passing(rest)
         return _Streaming(self, rest, size)
 
 
