@@ -73,8 +73,8 @@ def create_app(hub: Hub | None = None) -> FastAPI:
         """The server is up."""
         return {"status": "ok", "version": __version__}
 
+    app.include_router(blobs.router, prefix=API_PREFIX)  # before models': its GET /models/{name:path} takes any path under it
     app.include_router(models.router, prefix=API_PREFIX)
-    app.include_router(blobs.router, prefix=API_PREFIX)
     app.include_router(uploads.router, prefix=API_PREFIX)
     app.include_router(session.router, prefix=API_PREFIX)
     _load_plugins(app, server)

@@ -17,12 +17,13 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from hub.access import ANONYMOUS
-from hub.errors import IntegrityError
+from hub.errors import IntegrityError, ModelNotFoundError, VersionNotFoundError
+from hub.reference import validate_name, validate_version
 from hub.server.context import ServerContext, context, principal
 from hub.server.errors import error_body
 from hub.server.uploads import check_digest
 
-__all__ = ["router", "BlobResponse", "CHUNK_BYTES"]
+__all__ = ["router", "BlobResponse", "CHUNK_BYTES", "blob_response"]
 
 router = APIRouter(tags=["blobs"])
 CHUNK_BYTES = 4 * 1024 * 1024  # one read from the file, one send to the socket
@@ -120,10 +121,26 @@ async def get_blob(sha256: str, request: Request, server: ServerContext = Depend
     """The blob's bytes (``Range: bytes=a-b`` for one range), ``ETag`` its sha256, cacheable forever."""
     check_digest(sha256)
     readable, public = await run_in_threadpool(_visibility, server, who, sha256)
-    store = server.hub.blobs
-    size = store.size(sha256) if readable else None
-    if size is None:
+    if not readable or server.hub.blobs.size(sha256) is None:
         return _not_here(sha256)
+    return blob_response(request, server.hub.blobs, sha256, public=public)
+
+
+@router.get("/models/{name:path}/-/versions/{n}/files/{path:path}", operation_id="get_file", **_BLOB_RESPONSES)
+@router.head("/models/{name:path}/-/versions/{n}/files/{path:path}", operation_id="head_file", **_BLOB_RESPONSES)
+async def get_file(name: str, n: str, path: str, request: Request, server: ServerContext = Depends(context),
+                   who: Any = Depends(principal)) -> Response:
+    """A file of version ``n`` by its path in the version (``README.md``, ``config.json``, a weights
+    file): its blob's bytes, as ``GET /blobs/{sha256}`` sends them."""
+    sha256, public = await run_in_threadpool(_file_of, server, who, name, n, path)
+    if server.hub.blobs.size(sha256) is None:
+        return _not_here(sha256)
+    return blob_response(request, server.hub.blobs, sha256, public=public)
+
+
+def blob_response(request: Request, store: Any, sha256: str, *, public: bool) -> Response:
+    """The answer for a stored blob: 304 for its ETag, 206 for one range, 416 beyond it, else all of it."""
+    size = store.size(sha256)
     headers = {"etag": f'"{sha256}"', "accept-ranges": "bytes", "content-type": "application/octet-stream",
                "cache-control": f"{'public' if public else 'private'}, max-age=31536000, immutable"}
     wanted = request.headers.get("if-none-match")
@@ -138,6 +155,27 @@ async def get_blob(sha256: str, request: Request, server: ServerContext = Depend
         return BlobResponse(store, sha256, 0, size, 200, headers, head=head)
     start, end = span
     return BlobResponse(store, sha256, start, end, 206, {**headers, "content-range": f"bytes {start}-{end - 1}/{size}"}, head=head)
+
+
+def _file_of(server: ServerContext, who: Any, name: str, n: str, path: str) -> tuple[str, bool]:
+    """The sha256 of file ``path`` of ``name:n``, and whether anonymous readers may read it.
+
+    Raises:
+        InvalidReferenceError: a malformed name or version.
+        ModelNotFoundError: ``who`` may not read the model (worded as a missing one), or no such version or file.
+    """
+    validate_name(name)
+    server.access.require_read(who, name)
+    try:
+        version = server.hub.info(f"{name}:{validate_version(n)}")
+    except ModelNotFoundError as error:
+        if type(error) is ModelNotFoundError:  # the registry's hint may name any model
+            raise server.access.not_found(who, name) from None
+        raise
+    entry = next((f for f in version.files if f.path == path), None)
+    if entry is None:
+        raise VersionNotFoundError(f"{version.ref} has no file {path!r}; it has {', '.join(f.path for f in version.files)}")
+    return entry.sha256, server.access.can_read(ANONYMOUS, name)
 
 
 def _visibility(server: ServerContext, who: Any, sha256: str) -> tuple[bool, bool]:
