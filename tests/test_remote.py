@@ -283,6 +283,33 @@ def test_a_large_weight_file_is_sent_while_it_is_built_and_unchanged_weights_are
         assert hashlib.sha256((stored / digest).read_bytes()).hexdigest() == digest
 
 
+def test_a_large_weight_file_refused_while_it_is_built_leaves_nothing(served, tmp_path):
+    from hub.access import Access
+    from hub.api import Hub
+
+    local = Hub(served.server.home, served.server.registry_url)
+    try:
+        access = Access(local.db)
+        access.create_token("carol", "read")
+        access.create_namespace("carols", owners=["carol"])
+        token = access.create_token("mallory", "write")[0]  # write scope, but no say in namespace carols
+    finally:
+        local.close()
+    script = """
+        import torch
+        from hub.remote.publisher import STREAM_MIN
+        state = {"w": torch.randn(STREAM_MIN // 4 + 10)}
+        out(refused=failure(hub.publish, state, "carols/not-mallorys"), sent=hub.default_hub().publisher.uploaded)
+    """
+    before = served.blobs()
+    answer = run_client(script, client_env(served.url, tmp_path / "mallory", token))
+    assert answer["refused"][0] == "PermissionDeniedError" and answer["sent"] == []
+    assert served.blobs() == before  # the stream was refused before a byte was kept, and nothing else was uploaded
+    folder = served.server.home / "blobs"
+    assert not folder.is_dir() or all(re.fullmatch(r"[0-9a-f]{64}", p.name) for p in folder.iterdir())  # no temporary file
+    assert any("/carols/not-mallorys/-/blobs" in line and " 403" in line for line in served.server.stdout_text().splitlines())
+
+
 def test_tokens_decide_who_writes(served, tmp_path):
     script = f"""
         import torch
