@@ -4,7 +4,9 @@
 The routes are :mod:`finetune.server`'s. Errors come back as the :mod:`hub.errors` class the
 server raised (:func:`hub.remote.client.error_from`): a bad data file is the same
 :class:`~hub.errors.DataError` a local submit raises, an unknown job a
-:class:`~hub.errors.JobNotFoundError`.
+:class:`~hub.errors.JobNotFoundError`. Each function takes ``client=``, a
+:class:`hub.remote.client.Client` to ask instead of ``HUB_ENDPOINT``'s with ``HUB_TOKEN`` (the web
+UI passes each session's, with the token its visitor signed in with).
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def _data_file(path: PathLike) -> Path:
 
 
 def submit(base: str, data: PathLike, *, output: str, task: str = "classification", config: dict[str, Any] | None = None,
-           validation_data: PathLike | None = None) -> Job:
+           validation_data: PathLike | None = None, client: Any = None) -> Job:
     """Queue a job on the server, sending its data file(s) (streamed); see :func:`finetune.submit`.
 
     Returns:
@@ -93,7 +95,7 @@ def submit(base: str, data: PathLike, *, output: str, task: str = "classificatio
 
     sent = {"data": _data_file(data), **({"validation": _data_file(validation_data)} if validation_data is not None else {})}
     request = json.dumps({"base": base, "output": output, "task": task, "config": config})
-    client = _client()
+    client = client or _client()
     what = f"submitting {sent['data'].name}"
     with contextlib.ExitStack() as stack:  # the files are read as they are sent, never whole in memory
         files = [(field, (path.name, stack.enter_context(open(path, "rb")), "application/octet-stream")) for field, path in sent.items()]
@@ -101,17 +103,17 @@ def submit(base: str, data: PathLike, *, output: str, task: str = "classificatio
     return _record(Job, record, what)
 
 
-def get_job(job_id: str) -> Job:
+def get_job(job_id: str, *, client: Any = None) -> Job:
     """The job ``job_id`` (see :func:`finetune.get_job`).
 
     Raises:
         JobNotFoundError: no such job, or one the token's user may not see.
     """
     what = f"reading job {job_id}"
-    return _record(Job, _client().json("GET", _path(job_id), what=what), what)
+    return _record(Job, (client or _client()).json("GET", _path(job_id), what=what), what)
 
 
-def list_jobs(status: str | None = None, *, limit: int | None = None) -> list[Job]:
+def list_jobs(status: str | None = None, *, limit: int | None = None, client: Any = None) -> list[Job]:
     """The jobs the token's user may see, newest first (at most 1000; default 50).
 
     Raises:
@@ -125,26 +127,26 @@ def list_jobs(status: str | None = None, *, limit: int | None = None) -> list[Jo
     if not 1 <= limit <= MAX_LIST:
         raise InvalidArgumentError(f"limit {limit} is out of range: a hub server lists 1 to {MAX_LIST} jobs at once")
     params: dict[str, Any] = {"limit": limit, **({"state": status} if status else {})}
-    return _records(Job, _client().json("GET", f"{API}/jobs", params=params, what="listing jobs"), "listing jobs")
+    return _records(Job, (client or _client()).json("GET", f"{API}/jobs", params=params, what="listing jobs"), "listing jobs")
 
 
-def cancel(job_id: str) -> Job:
+def cancel(job_id: str, *, client: Any = None) -> Job:
     """Cancel a job (see :func:`finetune.cancel`).
 
     Raises:
         JobNotFoundError, JobStateError (it has finished), PermissionDeniedError.
     """
     what = f"cancelling job {job_id}"
-    return _record(Job, _client().json("POST", f"{_path(job_id)}/cancel", what=what), what)
+    return _record(Job, (client or _client()).json("POST", f"{_path(job_id)}/cancel", what=what), what)
 
 
-def job_events(job_id: str, *, after_id: int = 0) -> list[JobEvent]:
+def job_events(job_id: str, *, after_id: int = 0, client: Any = None) -> list[JobEvent]:
     """The job's log lines after event ``after_id`` (see :func:`finetune.job_events`)."""
     what = f"reading the events of job {job_id}"
-    return _records(JobEvent, _client().json("GET", f"{_path(job_id)}/events", params={"after": int(after_id)}, what=what), what)
+    return _records(JobEvent, (client or _client()).json("GET", f"{_path(job_id)}/events", params={"after": int(after_id)}, what=what), what)
 
 
-def job_metrics(job_id: str, *, split: str | None = None) -> list[JobMetric]:
+def job_metrics(job_id: str, *, split: str | None = None, client: Any = None) -> list[JobMetric]:
     """The job's metrics by step (see :func:`finetune.job_metrics`)."""
     params, what = ({"split": split} if split else {}), f"reading the metrics of job {job_id}"
-    return _records(JobMetric, _client().json("GET", f"{_path(job_id)}/metrics", params=params, what=what), what)
+    return _records(JobMetric, (client or _client()).json("GET", f"{_path(job_id)}/metrics", params=params, what=what), what)
