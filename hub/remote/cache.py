@@ -119,12 +119,7 @@ class CacheStore(FileStore):
                                          "or is corrupt, copy it again")
                 if check is not None:
                     check(temp)
-                final = self.path(sha256)
-                created = not final.exists()
-                os.replace(temp, final)
-                if created:
-                    for recorder in getattr(self._recorders, "stack", ()):
-                        recorder.add(sha256)
+                self._install(temp, sha256)
             except BaseException:
                 temp.unlink(missing_ok=True)
                 if sending is not None:

@@ -226,6 +226,17 @@ class FileStore(BlobStore):
         _verified[path] = (after.st_ino, after.st_size, after.st_mtime_ns)
         return True
 
+    def _install(self, temp: str | os.PathLike[str], sha256: str) -> Path:
+        """Rename a checked temporary file to blob ``sha256`` (atomic; replacing one of that name, which
+        may be damaged), record it for :meth:`recording_new` when it is new, and return its path."""
+        final = self.path(sha256)
+        created = not final.exists()
+        os.replace(temp, final)
+        if created:
+            for recorder in getattr(self._recorders, "stack", ()):
+                recorder.add(sha256)
+        return final
+
     def write(self, chunks: Iterable[bytes | memoryview], *, expected_sha256: str | None = None,
               check: Callable[[Path], None] | None = None) -> tuple[str, int]:
         with self.in_use():
@@ -261,12 +272,7 @@ class FileStore(BlobStore):
             # damaged (same size, a flipped bit), and a publish must not acknowledge unverified bytes.
             # The rename is atomic, readers holding the old file keep it, and the new file's mtime
             # starts gc's grace period afresh.
-            final = self.path(sha256)
-            created = not final.exists()
-            os.replace(temp, final)
-            if created:
-                for recorder in getattr(self._recorders, "stack", ()):
-                    recorder.add(sha256)
+            self._install(temp, sha256)
             fsync_dir(self.blobs)
             return sha256, size
         except BaseException:
@@ -402,12 +408,7 @@ class FileStore(BlobStore):
                 finally:
                     os.close(fd)
                 sha256 = hasher.hexdigest()
-                final = self.path(sha256)
-                created = not final.exists()
-                os.replace(temp, final)
-                if created:
-                    for recorder in getattr(self._recorders, "stack", ()):
-                        recorder.add(sha256)
+                final = self._install(temp, sha256)
                 stored = os.stat(final)
                 _verified[final] = (stored.st_ino, stored.st_size, stored.st_mtime_ns)
                 fsync_dir(self.blobs)
