@@ -52,7 +52,7 @@ from hub.errors import (
     TokenNotFoundError,
     UserNotFoundError,
 )
-from hub.reference import MAX_PART_LENGTH
+from hub.reference import MAX_PART_LENGTH, NAME_PART
 from hub.registry.database import Database
 from hub.registry.store import model_not_found
 
@@ -80,7 +80,6 @@ DEFAULT_EXPIRY = "90d"
 TOKEN_PREFIX = "mh"
 SNAPSHOT_LIMIT = 500  # a read filter carries at most this many namespace (and model) visibility records as IN lists
 LAST_USED_EVERY_MS = 60_000  # last_used is written at most once a minute per token
-_PART = re.compile(r"[a-z0-9][a-z0-9._-]*", re.ASCII)
 _TOKEN = re.compile(r"mh_([0-9a-f]{16})_([A-Za-z0-9_-]{43,128})", re.ASCII)
 _TOKEN_ID = re.compile(r"[0-9a-f]{16}", re.ASCII)
 _EXPIRY = re.compile(r"([1-9][0-9]{0,5})([dhm])", re.ASCII)
@@ -209,7 +208,7 @@ def _check_part(value: object, what: str) -> str:
     """``value`` if it is one name part (like a namespace: ``[a-z0-9][a-z0-9._-]*``, at most 64 characters)."""
     if not isinstance(value, str) or not value:
         raise InvalidArgumentError(f"the {what} is empty; give a name of lowercase letters, digits, '.', '_', '-'")
-    if len(value) > MAX_PART_LENGTH or not _PART.fullmatch(value):
+    if len(value) > MAX_PART_LENGTH or not NAME_PART.fullmatch(value):
         raise InvalidArgumentError(
             f"{what} {value!r} is not a valid name: use lowercase letters, digits, '.', '_', '-', starting with a "
             f"letter or digit, at most {MAX_PART_LENGTH} characters"

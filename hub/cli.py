@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hub.errors import HubError, InvalidArgumentError, storage_error
-from hub.formatting import human_size
+from hub.formatting import format_table, human_size, print_json
 from hub.settings import GC_MIN_AGE_S
 
 __all__ = ["main", "build_parser", "OneLineParser", "add_command", "flag_of", "run_parser", "format_table", "print_json"]
@@ -96,18 +96,6 @@ def run_parser(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return 130
-
-
-def format_table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
-    return "\n".join(lines)
-
-
-def print_json(value: Any) -> None:
-    """Indented for a terminal, compact (and several times faster to encode) for a pipe."""
-    indent = 2 if sys.stdout.isatty() else None
-    sys.stdout.write(json.dumps(value, indent=indent, separators=None if indent else (",", ":")) + "\n")
 
 
 def _hub() -> Any:

@@ -8,13 +8,13 @@ They refuse to run with ``HUB_ENDPOINT`` set, which would suggest they change a 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from hub.errors import InvalidArgumentError
+from hub.formatting import format_table, print_json
 
 __all__ = ["add_commands"]
 
@@ -40,18 +40,6 @@ def _access(*, exists: bool = False) -> Iterator[Any]:
         yield Access(local.db)
     finally:
         local.close()
-
-
-def print_json(value: Any) -> None:
-    """As ``hub.cli.print_json`` (this module is imported by ``hub.cli``, so it does not import it)."""
-    indent = 2 if sys.stdout.isatty() else None
-    sys.stdout.write(json.dumps(value, indent=indent, separators=None if indent else (",", ":")) + "\n")
-
-
-def format_table(rows: list[list[str]], header: list[str]) -> str:
-    """As ``hub.cli.format_table``."""
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows])
 
 
 def _when(value: Any) -> str:

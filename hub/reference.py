@@ -19,7 +19,7 @@ __all__ = ["Reference", "parse_reference", "validate_name", "validate_alias", "v
 LATEST = "latest"
 MAX_PART_LENGTH = 64
 MAX_VERSION = 2**31 - 1  # the registry stores version numbers as 32-bit integers (PostgreSQL INTEGER)
-_PART = re.compile(r"[a-z0-9][a-z0-9._-]*", re.ASCII)
+NAME_PART = re.compile(r"[a-z0-9][a-z0-9._-]*", re.ASCII)  # one part of a name (also a namespace, a user)
 _ALIAS = re.compile(r"[a-z][a-z0-9._-]*", re.ASCII)
 _VERSION = re.compile(r"[1-9][0-9]*", re.ASCII)
 NAME_FORM = "'model' or 'namespace/model' (lowercase letters, digits, '.', '_', '-'; each part starts with a letter or digit, at most 64 characters)"
@@ -49,11 +49,11 @@ def _check_part(part: str, whole: str, what: str) -> None:
         raise InvalidReferenceError(
             f"{what} {whole!r}: part {part[:20]!r}... is {len(part)} characters, at most {MAX_PART_LENGTH} allowed"
         )
-    bad = next((ch for ch in part if not _PART.fullmatch("a" + ch)), None)
+    bad = next((ch for ch in part if not NAME_PART.fullmatch("a" + ch)), None)
     if bad is not None:
         shown = f"{bad!r} (U+{ord(bad):04X})" if not bad.isascii() else repr(bad)
         raise InvalidReferenceError(f"{what} {whole!r}: part {part!r} has the invalid character {shown}; expected {NAME_FORM}")
-    if not _PART.fullmatch(part):
+    if not NAME_PART.fullmatch(part):
         raise InvalidReferenceError(
             f"{what} {whole!r}: part {part!r} must start with a lowercase letter or digit; expected {NAME_FORM}"
         )
