@@ -196,7 +196,9 @@ def walk_through(page, ui: str, digits_csv: Path, shot) -> None:
     shot("02-model")
 
     open_link("Fine-tune it")
-    page.locator("input[type=file]").first.set_input_files(str(digits_csv))
+    # The training data's own uploader (the page also has one for validation data, which may render first).
+    training = page.get_by_test_id("stFileUploader").filter(has_text="Training data")
+    training.locator("input[type=file]").set_input_files(str(digits_csv))
     page.get_by_text("Feature columns").wait_for()
     page.get_by_role("spinbutton", name="Epochs").fill("2")
     page.get_by_role("textbox", name="Output model").fill("me/digits-e2e")
