@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from hub.errors import InvalidArgumentError
-from hub.server import blobs, models, session, uploads
+from hub.server import blobs, hf, models, session, uploads
 from hub.server.context import ServerContext, context, json_body, principal, require_write_scope
 from hub.server.errors import install_handlers
 
@@ -78,4 +78,5 @@ def create_app(hub: Hub | None = None) -> FastAPI:
     app.include_router(uploads.router, prefix=API_PREFIX)
     app.include_router(session.router, prefix=API_PREFIX)
     _load_plugins(app, server)
+    hf.register(app, server)  # last: its /{namespace}/{model}/resolve/... routes take any path
     return app
