@@ -352,6 +352,24 @@ class Access:
         self._touch(token_id, last_used, now)
         return Principal(user, scope, namespace, token_id)
 
+    def signing_key(self, token_id: str) -> bytes | None:
+        """A key for signatures made for token ``token_id`` (the upload grants a Hugging Face LFS batch answer
+        hands out): its stored secret hash, so a grant is void once the token is revoked or expires, and no
+        server process keeps state for it.
+
+        Returns:
+            The key, or None when the token is malformed, unknown, revoked or expired.
+        """
+        if not _TOKEN_ID.fullmatch(token_id):
+            return None
+        rows = self._query("SELECT secret_sha256, expires_at_ms, revoked_at_ms FROM api_tokens WHERE id = :id", {"id": token_id})
+        if not rows:
+            return None
+        secret_hash, expires, revoked = rows[0]
+        if revoked is not None or (expires is not None and expires <= _now_ms()):
+            return None
+        return secret_hash.encode("ascii")
+
     def _touch(self, token_id: str, last_used: int | None, now: int) -> None:
         """Record the token's use, at most once a minute (by the database's value, so across processes too)."""
         if last_used is not None and now - last_used < LAST_USED_EVERY_MS:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from hub.api import Hub
     from hub.entities import ModelVersion
 
-__all__ = ["import_hf", "auto_class_for"]
+__all__ = ["import_hf", "publish_hf_files", "card_fields", "auto_class_for"]
 
 
 # Weights of other frameworks: not loadable by torch, left behind.
@@ -95,7 +95,7 @@ def _convert_pickles(pickles: dict[str, Path], staging: Path) -> dict[str, Path]
     return converted
 
 
-def _check_index(files: dict[str, Path], folder: Path) -> None:
+def _check_index(files: dict[str, Path], folder: str | Path) -> None:
     """A shard index must name only shards that are there, and every tensor's shard.
 
     Raises:
@@ -130,14 +130,27 @@ def _read_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def _card_fields(readme: Path | None) -> dict[str, Any]:
-    if readme is None:
-        return {}
+def card_fields(text: str) -> dict[str, Any]:
+    """The YAML front matter of a model card (``README.md``'s text), as the Hugging Face Hub reads it.
+
+    Raises:
+        InvalidArgumentError: YAML that does not parse, or that is not a mapping of fields.
+    """
     from huggingface_hub import ModelCard
 
     try:
-        return ModelCard.load(readme).data.to_dict()
-    except Exception:  # a README without (valid) YAML is still a README
+        return ModelCard(text).data.to_dict()
+    except Exception as exc:  # yaml.YAMLError, ValueError (not a mapping), TypeError (odd fields)
+        raise InvalidArgumentError(f"the model card's YAML front matter is not valid: {str(exc)[:500]}; fix the block "
+                                   "between the two '---' lines at the top of README.md") from None
+
+
+def _card_fields(readme: Path | None) -> dict[str, Any]:
+    if readme is None:
+        return {}
+    try:
+        return card_fields(readme.read_text(encoding="utf-8", errors="replace"))
+    except InvalidArgumentError:  # a README without (valid) YAML is still a README
         return {}
 
 
@@ -150,14 +163,42 @@ def import_hf(hub: Hub, source: str, name: str | None = None, *, revision: str |
     folder = _fetch(source, revision)
     name = validate_name(name) if name is not None else _default_name(source, folder, local)
     # a Hugging Face cache snapshot is links into its repo's blobs/ folder: links may go that far, no further
-    listed = list_folder(folder, links_within=None if local else folder.parent.parent).files
-    files = {p: f for p, f in listed.items() if f.suffix.lower() not in OTHER_FRAMEWORKS}
-    pickles = {p: f for p, f in files.items() if f.suffix.lower() in PICKLE_SUFFIXES and not p.endswith(("training_args.bin",))}
-    files = {p: f for p, f in files.items() if f.suffix.lower() not in PICKLE_SUFFIXES}
-    has_safetensors = any(p.endswith(".safetensors") for p in files)
+    listed = list_folder(folder, links_within=None if local else folder.parent.parent)
     metadata: dict[str, Any] = {"source": str(folder.resolve()) if local else source}
     if revision:
         metadata["revision"] = revision
+    return publish_hf_files(hub, LocalFiles(listed.files, str(folder)), name, metadata=metadata, convert_pickle=convert_pickle,
+                            auto_class=auto_class, **details)
+
+
+def publish_hf_files(hub: Hub, source: LocalFiles, name: str, *, metadata: dict[str, Any], convert_pickle: bool = False,
+                     auto_class: str | None = None, **details: Any) -> ModelVersion:
+    """Publish files in the Hugging Face layout (a folder's, or a commit's over ``hub serve``) as a new version
+    of ``name``, as :func:`import_hf` does: other frameworks' weights left out, pickles refused (or converted),
+    the architecture from ``config.json``, task, license, tags and lineage from the card's YAML, and a
+    ``modelhub.json`` among them honoured as ``hub publish`` of a folder honours it.
+
+    Args:
+        source: the files; those in ``source.stored`` are claimed from the store, not copied.
+        name: the model.
+        metadata: facts to record (``source``, ...); the card's ``base_model``, ``datasets``, ``language``
+            and ``library_name`` are added.
+        convert_pickle, auto_class, details: as for :meth:`hub.Hub.import_hf`.
+
+    Returns:
+        The new version.
+
+    Raises:
+        UnsafeFormatError: only pickle weights and no ``convert_pickle``.
+        InvalidSourceError: a bad ``config.json`` or shard index, no weights.
+        MissingBlobsError: a file of ``source.stored`` is no longer in the store.
+        And what :meth:`hub.Hub.publish` raises.
+    """
+    files = {p: f for p, f in source.files.items() if f.suffix.lower() not in OTHER_FRAMEWORKS}
+    pickles = {p: f for p, f in files.items() if f.suffix.lower() in PICKLE_SUFFIXES and not p.endswith(("training_args.bin",))}
+    files = {p: f for p, f in files.items() if f.suffix.lower() not in PICKLE_SUFFIXES}
+    has_safetensors = any(p.endswith(".safetensors") for p in files)
+    folder, metadata = source.origin, dict(metadata)
     with tempfile.TemporaryDirectory(prefix="hub-import-") as staging:
         if pickles and not has_safetensors:
             if not convert_pickle:
@@ -181,5 +222,6 @@ def import_hf(hub: Hub, source: str, name: str | None = None, *, revision: str |
         from_card = {"task": card.get("pipeline_tag"), "license": card.get("license") if isinstance(card.get("license"), str) else None,
                      "tags": [t for t in card.get("tags") or [] if isinstance(t, str)]}
         given = {key: value for key, value in details.items() if value not in (None, (), [], "")}
-        return hub.publish(LocalFiles(files, str(folder)), name, architecture=architecture, config=config, metadata=metadata,
+        stored = {p: known for p, known in source.stored.items() if p in files}
+        return hub.publish(LocalFiles(files, folder, stored), name, architecture=architecture, config=config, metadata=metadata,
                            **{**from_card, **given})

@@ -267,6 +267,15 @@ class Publisher:
                 error.add_note(note)
             raise
 
+    def discard_unreferenced(self, digests: set[str]) -> str | None:
+        """Remove the blobs ``digests`` that no version references, as a failed publish removes its new blobs
+        (the same lock and the same rule; the parts of a Hugging Face multipart upload once assembled).
+
+        Returns:
+            None when that is done, else why they are left for ``hub gc``.
+        """
+        return self._discard_new_blobs(set(digests))
+
     def _discard_new_blobs(self, new: set[str]) -> str | None:
         """After a failed publish: remove the blobs it added (``new``) that no version references;
         None when that is done, else why they are left for ``hub gc``.
@@ -330,13 +339,27 @@ class Publisher:
             elif list(views.values()) == [{"prefix": "", "skip": []}]:
                 views = {}  # the parent's one file, unchanged: plain whole-file reuse, as before sharing
         for path, local in prepared.weight_files.items():
-            files[path] = self.hub.blobs.put_file(local, check=stored_as_checked(local, prepared.headers[path]))
+            files[path] = self._claim(prepared, path) or self.hub.blobs.put_file(local, check=stored_as_checked(local, prepared.headers[path]))
         for path, local in prepared.extra_files.items():
-            files[path] = self.hub.blobs.put_file(local)
+            files[path] = self._claim(prepared, path) or self.hub.blobs.put_file(local)
         if card_bytes is not None:
             files["README.md"] = self.hub.blobs.put_bytes(card_bytes)
         entries = tuple(FileEntry(path, sha, size) for path, (sha, size) in sorted(files.items()))
         return entries, tuple(weights), views
+
+    def _claim(self, prepared: Any, path: str) -> tuple[str, int] | None:
+        """The ``(sha256, size)`` of a source file that is a stored blob already (claimed, not copied); None
+        for a file to copy in.
+
+        Raises:
+            MissingBlobsError: the blob is gone, or has another size or hash.
+        """
+        from hub.errors import MissingBlobsError
+
+        known = prepared.stored.get(path)
+        if known is not None and not self.hub.blobs.claim(*known):
+            raise MissingBlobsError([known[0]])
+        return known
 
     def _existing_parent(self, parent: str | None) -> ModelVersion | None:
         """The version a module remembers as its parent, if it is in this registry."""

@@ -55,6 +55,7 @@ class PreparedSource:
     parent: str | None = None
     num_parameters: int | None = None
     input: dict[str, Any] | None = None  # the input facts of the version it came from (kept when the config is)
+    stored: dict[str, tuple[str, int]] = field(default_factory=dict)  # files that are blobs already: (sha256, size)
 
 
 def count_parameters(module: torch.nn.Module) -> int:
@@ -112,10 +113,15 @@ def _checked_header(path: Path) -> SafetensorsHeader:
 
 @dataclass(frozen=True)
 class LocalFiles:
-    """An explicit set of files to publish: ``{path in the version: file on disk}``."""
+    """An explicit set of files to publish: ``{path in the version: file on disk}``.
+
+    ``stored`` names the files that are blobs of the hub's store already, ``{path: (sha256, size)}``
+    (their ``files`` entry is where those bytes can be read): a publish claims them instead of copying.
+    """
 
     files: dict[str, Path]
     origin: str
+    stored: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
 def stored_as_checked(source: Path, checked: SafetensorsHeader) -> Callable[[Path], None]:
@@ -158,7 +164,7 @@ def list_folder(folder: Path, *, links_within: Path | None = None) -> LocalFiles
 
 
 def _from_files(source: LocalFiles) -> PreparedSource:
-    prepared = PreparedSource()
+    prepared = PreparedSource(stored=dict(source.stored))
     for relative, path in sorted(source.files.items()):
         check_relative_path(relative)
         if path.suffix.lower() in PICKLE_SUFFIXES:

@@ -13,6 +13,8 @@
                       versions and last-seen aliases), never the server.
 ``HUB_DEFAULT_VISIBILITY``  ``private`` (default) or ``public``: what a namespace a server
                       creates on its first publish lets anonymous clients read.
+``HUB_HF_MULTIPART_MB``  a server's Hugging Face LFS uploads of at least this many MiB go in
+                      parts of this size (multipart transfer; default 64).
 
 The typed readers (:func:`as_float`, :func:`as_int`) serve the other packages' settings modules
 too (``finetune.settings``, ``webui.settings``): a bad value is an error that names the variable,
@@ -32,7 +34,7 @@ from typing import Any
 
 from hub.errors import HubError, InvalidArgumentError
 
-__all__ = ["DEFAULT_HOME", "GC_MIN_AGE_S", "hub_home", "registry_url", "current_user", "acting_as", "location", "endpoint", "token", "offline", "default_visibility", "as_float", "as_int"]
+__all__ = ["DEFAULT_HOME", "GC_MIN_AGE_S", "hub_home", "registry_url", "current_user", "acting_as", "location", "endpoint", "token", "offline", "default_visibility", "hf_multipart_bytes", "as_float", "as_int"]
 
 DEFAULT_HOME = Path("~/.cache/modelhub")
 # How old a file must be before ``gc`` removes it and ``verify`` lists it as a leftover (by default):
@@ -125,6 +127,16 @@ def default_visibility() -> str:
     if value not in ("private", "public"):
         raise InvalidArgumentError(f"HUB_DEFAULT_VISIBILITY={value!r}: set it to private or public")
     return value
+
+
+def hf_multipart_bytes() -> int:
+    """``$HUB_HF_MULTIPART_MB`` in bytes (default 64 MiB): a Hugging Face client's LFS upload of at least
+    this size is sent in parts of this size (the LFS batch API's multipart transfer).
+
+    Raises:
+        InvalidArgumentError: not a positive whole number.
+    """
+    return as_int("HUB_HF_MULTIPART_MB", 64, what="whole number of MiB") * 1024 * 1024
 
 
 def _read(variable: str, default: Any, convert: Callable[[str], Any], accept: Callable[[Any], bool], kind: str,

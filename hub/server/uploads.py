@@ -33,7 +33,7 @@ from hub.server.context import ServerContext, context, json_body, principal, req
 from hub.server.errors import error_response
 from hub.settings import acting_as
 
-__all__ = ["router", "check_digest", "UPLOAD_PIECE"]
+__all__ = ["router", "check_digest", "into_store", "UPLOAD_PIECE"]
 
 router = APIRouter(tags=["publishing"])
 UPLOAD_PIECE = 4 * 1024 * 1024  # bytes of a request body handed to the store (a worker thread) at a time
@@ -154,7 +154,7 @@ def _pull(queue: asyncio.Queue) -> Iterator[bytes]:
         yield from piece
 
 
-async def _into_store(request: Request, work: Any, *, whole: bool = False) -> tuple[Any, bool]:
+async def into_store(request: Request, work: Any, *, whole: bool = False) -> tuple[Any, bool]:
     """``work(chunks)`` on a worker thread, ``chunks`` the request body as the event loop receives it
     (:data:`READ_AHEAD` pieces ahead): receiving, writing and hashing at once.
 
@@ -188,7 +188,7 @@ async def upload(sha256: str, request: Request, server: ServerContext = Depends(
     if stored is not None:
         return Response(status_code=204, headers={"Upload-Offset": str(stored), "Upload-Complete": "1"})
     try:
-        reached, went_away = await _into_store(request, lambda chunks: store.append_upload(sha256, offset, chunks, total))
+        reached, went_away = await into_store(request, lambda chunks: store.append_upload(sha256, offset, chunks, total))
     except InvalidArgumentError as error:
         if getattr(error, "offset", None) is None:
             raise
@@ -213,7 +213,7 @@ async def upload_unnamed(name: str, request: Request, server: ServerContext = De
     server.access.require_write(who, name)  # before a byte is read
     store = server.hub.blobs
     try:
-        (sha256, size), _ = await _into_store(request, store.write_upload, whole=True)
+        (sha256, size), _ = await into_store(request, store.write_upload, whole=True)
     except ClientDisconnect:
         return Response(status_code=400)  # no one reads it; nothing was kept
     return JSONResponse({"sha256": sha256, "size": size}, status_code=201)

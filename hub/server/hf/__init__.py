@@ -23,9 +23,9 @@ def register(app: Any, context: ServerContext) -> None:
         app: the FastAPI app of :func:`hub.server.app.create_app`.
         context: its :class:`~hub.server.context.ServerContext`.
     """
-    from hub.server.hf import downloads
+    from hub.server.hf import downloads, uploads
     from hub.server.hf.repos import install_handler
 
     install_handler(app)
     app.include_router(downloads.router)
-    # uploads' router (hub.server.hf.uploads) goes here
+    app.include_router(uploads.router)
