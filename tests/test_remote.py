@@ -445,14 +445,17 @@ class CuttingProxy:
 
     def _serve(self, downstream: socket.socket) -> None:
         upstream = socket.create_connection(self.upstream)
-        first = downstream.recv(65536)
-        with self.lock:
-            cutting = first.startswith(f"GET /api/v1/blobs/{self.digest}".encode()) and self.cuts_left > 0
-            self.cuts_left -= cutting
-        self._record(first)
-        upstream.sendall(first)
-        threading.Thread(target=self._pump, args=(downstream, upstream, None, self._record), daemon=True).start()
-        self._pump(upstream, downstream, self.cut if cutting else None)
+        cutting = threading.Event()  # set once this connection carries the request to cut (keep-alive: any of its requests)
+
+        def requested(data: bytes) -> None:
+            self._record(data)
+            with self.lock:
+                if f"GET /api/v1/blobs/{self.digest}".encode() in data and self.cuts_left > 0:
+                    self.cuts_left -= 1
+                    cutting.set()
+
+        threading.Thread(target=self._pump, args=(downstream, upstream, None, requested), daemon=True).start()
+        self._pump(upstream, downstream, self.cut, cutting=cutting)
 
     def _record(self, data: bytes) -> None:
         for head in data.split(b"GET /api/v1/blobs/")[1:]:  # the blob requests in what a client sent
@@ -461,17 +464,20 @@ class CuttingProxy:
                 self.requests.append((lines[0], next((l for l in lines if l.lower().startswith("range:")), None)))
 
     @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket, limit: int | None, record=None) -> None:
+    def _pump(source: socket.socket, sink: socket.socket, limit: int | None, record=None, cutting=None) -> None:
+        """Forward ``source`` to ``sink``; once ``cutting`` is set (the answer after it is the one to cut: a
+        client sends its next request only after the last answer), stop ``limit`` bytes later."""
         sent = 0
         try:
             while data := source.recv(65536):
                 if record is not None:
                     record(data)
-                if limit is not None and sent + len(data) >= limit:
-                    sink.sendall(data[: limit - sent])
-                    break
+                if cutting is not None and cutting.is_set():
+                    if sent + len(data) >= limit:
+                        sink.sendall(data[: limit - sent])
+                        break
+                    sent += len(data)
                 sink.sendall(data)
-                sent += len(data)
         except OSError:
             pass
         for end in (source, sink):
@@ -545,3 +551,36 @@ def test_import_hf_and_load_tokenizer_over_http(served, tmp_path):
     assert answer["ids"] == batch["input_ids"].tolist()
     assert torch.allclose(torch.tensor(answer["logits"]), torch.tensor(expected), atol=1e-5)
     assert answer["fetched"] >= 2  # the weights and the tokenizer's files came over HTTP
+
+
+def test_a_download_killed_midway_trusts_its_partial_file_only_up_to_the_last_whole_window(served, tmp_path):
+    """A download grows its partial file a window at a time before the bytes arrive: a process killed
+    midway leaves zeros at the end of its last window, which the next download fetches again."""
+    import torch
+
+    from hub.remote import RemoteHub
+    from hub.remote.cache import WINDOW_BYTES, trusted_length
+
+    assert trusted_length(0, 100) == 0 and trusted_length(123, 1000) == 123 and trusted_length(2000, 1000) == 0
+    assert trusted_length(2 * WINDOW_BYTES, None) == WINDOW_BYTES and trusted_length(WINDOW_BYTES + 5, WINDOW_BYTES + 5) == WINDOW_BYTES
+    publisher = RemoteHub(served.url, served.write, home=tmp_path / "publisher", offline=False)
+    version = publisher.publish({"w": torch.randn(WINDOW_BYTES // 4 + 1000)}, "alice/killed")
+    publisher.close()
+    entry = version.file(version.weight_files[0])
+    stored = (served.server.home / "blobs" / entry.sha256).read_bytes()
+    for length in (WINDOW_BYTES, entry.size):  # killed inside the second window / after the last byte's window grew
+        user = tmp_path / f"user-{length}"
+        (user / "partial").mkdir(parents=True)
+        torn = bytearray(stored[:length])
+        last = (length - 1) // WINDOW_BYTES * WINDOW_BYTES
+        torn[last + 100:] = bytes(length - last - 100)  # the last window's tail never arrived
+        (user / "partial" / entry.sha256).write_bytes(torn)
+        client = RemoteHub(served.url, served.write, home=user, offline=False)
+        received = []
+        client.blobs.on_bytes = received.append
+        try:
+            client.blobs.fetch([(entry.sha256, entry.size)])
+        finally:
+            client.close()
+        assert sum(received) == entry.size - (length - 1) // WINDOW_BYTES * WINDOW_BYTES  # from the last whole window on, once
+        assert (user / "blobs" / entry.sha256).read_bytes() == stored and not (user / "partial" / entry.sha256).exists()
