@@ -34,7 +34,7 @@ from typing import Any
 
 from hub.errors import HubError, InvalidArgumentError
 
-__all__ = ["DEFAULT_HOME", "GC_MIN_AGE_S", "hub_home", "registry_url", "current_user", "acting_as", "location", "endpoint", "token", "offline", "default_visibility", "hf_multipart_bytes", "as_float", "as_int"]
+__all__ = ["DEFAULT_HOME", "GC_MIN_AGE_S", "hub_home", "registry_url", "current_user", "acting_as", "location", "endpoint", "token", "offline", "default_visibility", "hf_multipart_bytes", "hf_tree_page_size", "as_float", "as_int"]
 
 DEFAULT_HOME = Path("~/.cache/modelhub")
 # How old a file must be before ``gc`` removes it and ``verify`` lists it as a leftover (by default):
@@ -137,6 +137,16 @@ def hf_multipart_bytes() -> int:
         InvalidArgumentError: not a positive whole number.
     """
     return as_int("HUB_HF_MULTIPART_MB", 64, what="whole number of MiB") * 1024 * 1024
+
+
+def hf_tree_page_size() -> int:
+    """``$HUB_HF_TREE_PAGE_SIZE`` (default 1000): how many entries one page of a Hugging Face tree listing
+    (``GET /api/models/{repo_id}/tree/...``) holds; the next page is named by its ``Link: rel="next"``.
+
+    Raises:
+        InvalidArgumentError: not a positive whole number.
+    """
+    return as_int("HUB_HF_TREE_PAGE_SIZE", 1000, what="whole number of entries")
 
 
 def _read(variable: str, default: Any, convert: Callable[[str], Any], accept: Callable[[Any], bool], kind: str,

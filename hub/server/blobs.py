@@ -23,7 +23,7 @@ from hub.server.context import ServerContext, context, principal
 from hub.server.errors import error_body
 from hub.server.uploads import check_digest
 
-__all__ = ["router", "BlobResponse", "CHUNK_BYTES", "blob_response"]
+__all__ = ["router", "BlobResponse", "BytesStore", "CHUNK_BYTES", "blob_response"]
 
 router = APIRouter(tags=["blobs"])
 CHUNK_BYTES = 4 * 1024 * 1024  # one read from the file, one send to the socket
@@ -138,16 +138,27 @@ async def get_file(name: str, n: str, path: str, request: Request, server: Serve
     return blob_response(request, server.hub.blobs, sha256, public=public)
 
 
-def blob_response(request: Request, store: Any, sha256: str, *, public: bool) -> Response:
-    """The answer for a stored blob: 304 for its ETag, 206 for one range, 416 beyond it, else all of it."""
+def blob_response(request: Request, store: Any, sha256: str, *, public: bool, etag: str | None = None,
+                  headers: dict[str, str] | None = None, immutable: bool = True) -> Response:
+    """The answer for a stored blob: 304 for its ETag, 206 for one range, 416 beyond it, else all of it.
+
+    Args:
+        store: the blob store (anything with ``size``, ``local_path`` and ``read_range`` of a digest).
+        public: whether anonymous readers may read it (``Cache-Control: public``, else ``private``).
+        etag: its ``ETag`` without quotes (default its sha256): what ``If-None-Match`` and ``If-Range`` match.
+        headers: more headers for every answer (the Hugging Face routes' ``X-Repo-Commit``, ...).
+        immutable: cacheable for a year (a blob by its digest); else each use revalidates (``no-cache``).
+    """
     size = store.size(sha256)
-    headers = {"etag": f'"{sha256}"', "accept-ranges": "bytes", "content-type": "application/octet-stream",
-               "cache-control": f"{'public' if public else 'private'}, max-age=31536000, immutable"}
+    tag = f'"{etag or sha256}"'
+    caching = "max-age=31536000, immutable" if immutable else "no-cache"
+    headers = {**(headers or {}), "etag": tag, "accept-ranges": "bytes", "content-type": "application/octet-stream",
+               "cache-control": f"{'public' if public else 'private'}, {caching}"}
     wanted = request.headers.get("if-none-match")
-    if wanted and any(tag.strip().removeprefix("W/") in (f'"{sha256}"', "*") for tag in wanted.split(",")):
+    if wanted and any(given.strip().removeprefix("W/") in (tag, "*") for given in wanted.split(",")):
         return Response(status_code=304, headers=headers)
     if_range = request.headers.get("if-range")
-    span = _range(request.headers.get("range"), size) if if_range in (None, f'"{sha256}"') else None
+    span = _range(request.headers.get("range"), size) if if_range in (None, tag) else None
     head = request.method == "HEAD"
     if span == "unsatisfiable":
         return Response(status_code=416, headers={**headers, "content-range": f"bytes */{size}"})
@@ -155,6 +166,25 @@ def blob_response(request: Request, store: Any, sha256: str, *, public: bool) ->
         return BlobResponse(store, sha256, 0, size, 200, headers, head=head)
     start, end = span
     return BlobResponse(store, sha256, start, end, 206, {**headers, "content-range": f"bytes {start}-{end - 1}/{size}"}, head=head)
+
+
+class BytesStore:
+    """Bytes held in memory, as :func:`blob_response` reads a store: one "blob" (a generated file) to send."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def size(self, digest: str) -> int:
+        """Its size, whatever the digest."""
+        return len(self.data)
+
+    def local_path(self, digest: str) -> None:
+        """None: it has no file."""
+        return None
+
+    def read_range(self, digest: str, start: int, length: int) -> bytes:
+        """``length`` bytes from ``start``."""
+        return self.data[start:start + length]
 
 
 def _file_of(server: ServerContext, who: Any, name: str, n: str, path: str) -> tuple[str, bool]:

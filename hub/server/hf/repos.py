@@ -14,6 +14,8 @@ from collections import OrderedDict
 from threading import Lock
 from typing import TYPE_CHECKING, Any
 
+from starlette.requests import Request
+
 from hub.errors import (AuthenticationError, HubError, IntegrityError, InvalidReferenceError, ModelNotFoundError,
                         PermissionDeniedError)
 from hub.files import HfFile
@@ -71,7 +73,7 @@ class HfError(Exception):
 BAD_TOKEN = "Invalid credentials in Authorization header"  # the X-Error-Message a client reads as a bad token
 
 
-async def hf_principal(request: Any) -> Principal:
+async def hf_principal(request: Request) -> Principal:
     """Who sent ``request`` (a FastAPI dependency, :func:`hub.server.context.principal` for the Hugging Face
     routes): a bad token is a 401 whose ``X-Error-Message`` tells the client its token is bad.
 
@@ -145,6 +147,8 @@ def resolve_revision(server: ServerContext, who: Principal, repo_id: str, revisi
                                                "or an alias") from None
     except ModelNotFoundError as error:
         if type(error) is ModelNotFoundError:
+            if revision == DEFAULT_REVISION and server.access.can_write(who, name):  # created, never committed to: an empty repo
+                raise HfError(404, ENTRY_NOT_FOUND, f"{name} has no versions yet; a commit to main publishes its first") from None
             raise _repo_not_found(server, who, name) from None
         raise HfError(404, REVISION_NOT_FOUND, f"{error}; revisions are main, vN, a commit id or an alias") from None
 
