@@ -22,7 +22,7 @@ import torch
 from server_process import start_server
 
 import hub
-from hub.access import Access
+from hub.access import ANONYMOUS, Access
 from hub.manifest import Manifest
 from hub.server.hf.lfs import GRANT_S, make_grant
 
@@ -82,7 +82,7 @@ def test_upload_folder_and_create_commit_publish_versions_and_send_each_weight_b
     with start_server(hub_home, registry_url, env={"HUB_HF_MULTIPART_MB": str(MULTIPART_MB)}) as server:
         result = run_client(server, token, f"""
             api = HfApi()
-            urls = [api.create_repo("alice/minilm"), api.create_repo("alice/minilm", exist_ok=True)]
+            urls = [api.create_repo("alice/minilm", private=False), api.create_repo("alice/minilm", exist_ok=True)]
             first = api.upload_folder(folder_path={str(folder)!r}, repo_id="alice/minilm")
             urls.append(api.create_repo("alice/minilm", exist_ok=True))  # now it has a version: a 409 the client accepts
             again = api.upload_folder(folder_path={str(folder)!r}, repo_id="alice/minilm")  # nothing changed
@@ -100,6 +100,10 @@ def test_upload_folder_and_create_commit_publish_versions_and_send_each_weight_b
                        and "?grant=" in line and "/verify?" not in line]
 
     assert result["urls"] == [f"{server.url}/alice/minilm"] * 3
+    # create_repo claimed the namespace for alice, who owns it and so set the model public; the copy has the default.
+    access = Access(hub.default_hub().db)
+    assert access.get_namespace("alice").owners == ("alice",)
+    assert access.can_read(ANONYMOUS, "alice/minilm") and not access.can_read(ANONYMOUS, "alice/minilm-copy")
     v1, v2 = hub.list_versions("alice/minilm")
     assert (v1.version, v2.version) == (1, 2)
     assert result["first"] == v1.digest[:40] and result["first_url"] == f"{server.url}/alice/minilm/commit/{v1.digest[:40]}"

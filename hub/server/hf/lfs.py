@@ -22,9 +22,11 @@ An uploaded object is a blob no version references until a commit claims it; ``h
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import math
+import os
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -162,8 +164,6 @@ def _batch(repo_id: str, request: Request, body: Any, server: ServerContext, who
 
 def _hf(route: Any) -> Any:
     """``route`` (an async route) with its hub errors answered as the Hugging Face Hub words them."""
-    import functools
-
     @functools.wraps(route)
     async def answer(*args: Any, **kwargs: Any) -> Any:
         with hf_errors():
@@ -183,8 +183,6 @@ def _capped(chunks: Iterable[bytes], size: int, what: str) -> Iterator[bytes]:
 
 def _exactly(size: int, what: str) -> Any:
     """A check for :meth:`BlobStore.write`: the stored bytes are ``size`` long."""
-    import os
-
     def check(stored: Any) -> None:
         if os.path.getsize(stored) != size:
             raise InvalidArgumentError(f"{what} is {os.path.getsize(stored)} bytes, not {size}; nothing was stored, upload it again")
