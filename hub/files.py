@@ -270,7 +270,7 @@ class Files:
     def download(self, ref: str, local_dir: str | os.PathLike[str] | None = None) -> Path:
         """Copy a version's files into a folder, under their own names, checking every hash.
 
-        The folder holds exactly :meth:`layout`'s files: the version's own, ``modelhub.json`` (the
+        The folder holds exactly the files of :meth:`hub.files.Files.layout`: the version's own, ``modelhub.json`` (the
         version's manifest), so that publishing the folder again keeps the architecture and records the
         parent, and, for a ``transformers`` model without one, its ``config.json``. A version that
         shares weight files with another gets one ``model.safetensors`` holding exactly its tensors

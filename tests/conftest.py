@@ -35,6 +35,21 @@ def _postgres(sql: str) -> None:
         conn.execute(sql)
 
 
+def backend_of(url: str) -> str:
+    """``"sqlite"`` or ``"postgresql"``: the backend of a registry URL."""
+    return "sqlite" if url.startswith("sqlite") else "postgresql"
+
+
+def fresh_registry(home: Path, backend: str) -> tuple[str, str | None]:
+    """A registry of its own for a hub at ``home`` on ``backend`` (a module's served hub, say): ``(url, schema)``,
+    ``schema`` the PostgreSQL schema made for it (``DROP SCHEMA ... CASCADE`` it afterwards), None on SQLite."""
+    if backend == "sqlite":
+        return f"sqlite:///{home / 'registry.db'}", None
+    schema = f"m_{uuid.uuid4().hex[:12]}"
+    _postgres(f"CREATE SCHEMA {schema}")
+    return _postgres_schema_url(schema), schema
+
+
 @pytest.fixture(autouse=True, params=BACKENDS)
 def registry_url(request, tmp_path, monkeypatch) -> str:
     """Point HUB_HOME at a fresh folder and HUB_REGISTRY_URL at a fresh database; yield the URL."""

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from dataclasses import dataclass
 from datetime import timezone
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from conftest import _postgres, _postgres_schema_url
+from conftest import _postgres, backend_of, fresh_registry
 from server_process import Server, start_server
 
 transformers = pytest.importorskip("transformers")
@@ -68,36 +67,28 @@ def _build(home: Path, url: str) -> tuple[object, str, object]:
     return hub, token, child
 
 
-_WORLDS: dict[str, World] = {}
-
-
 @pytest.fixture(scope="module")
 def worlds(tmp_path_factory):
-    """The module's servers, one per backend, started on first use."""
+    """The module's served hubs by backend, each started on first use: ``(worlds, schemas, factory)``."""
+    found: dict[str, World] = {}
     schemas: list[str] = []
-    yield _WORLDS, schemas, tmp_path_factory
-    for world in _WORLDS.values():
+    yield found, schemas, tmp_path_factory
+    for world in found.values():
         world.server.stop()
         world.hub.close()
-    _WORLDS.clear()
     for schema in schemas:
         _postgres(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.fixture
 def world(registry_url, worlds) -> World:
-    """This backend's served hub."""
+    """This backend's served hub (its own home and registry; the test's own are left unused)."""
     found, schemas, factory = worlds
-    backend = "sqlite" if registry_url.startswith("sqlite") else "postgresql"
+    backend = backend_of(registry_url)
     if backend not in found:
         home = factory.mktemp(f"hf-served-{backend}")
-        if backend == "sqlite":
-            url = f"sqlite:///{home / 'registry.db'}"
-        else:
-            schema = f"hf_{uuid.uuid4().hex[:12]}"
-            _postgres(f"CREATE SCHEMA {schema}")
-            schemas.append(schema)
-            url = _postgres_schema_url(schema)
+        url, schema = fresh_registry(home, backend)
+        schemas += [schema] if schema else []
         hub, token, child = _build(home, url)
         found[backend] = World(hub, start_server(home, url, env={"HUB_HF_TREE_PAGE_SIZE": str(TREE_PAGE)}), token, child)
     return found[backend]
