@@ -22,12 +22,16 @@ Benchmarks (each module's docstring says what it measures and its targets):
                     a remote load + pass of a ~1 GB mlp <= 1.5x the local one with a cold
                     cache, <= 1.1x warm; publishing 1 GB >= 0.8x a local publish; one page
                     of `hub list` on 10,000 models < 50 ms
+* bench_hf_server.py the Hugging Face clients against `hub serve`: snapshot_download of
+                    all-MiniLM-L6-v2 and of a ~1 GB sharded BERT >= 0.8x the throughput of
+                    `hub download`; from_pretrained through HF_ENDPOINT, warm cache,
+                    <= 1.2x from_pretrained on a local folder
 
 Every figure is a median over repeated runs, hub and baseline alternating, as a
 ratio against a baseline measured in the same run. ``--quick`` shrinks every
 size for a smoke run (under a minute).
 
-Usage: ``.venv/bin/python bench/run.py [--quick] [--only load,publish,registry,hf,finetune,webui,trainer,server] ...``
+Usage: ``.venv/bin/python bench/run.py [--quick] [--only load,publish,registry,hf,finetune,webui,trainer,server,hfserver] ...``
 """
 
 from __future__ import annotations
@@ -48,13 +52,14 @@ import bench_load
 import bench_publish
 import bench_finetune
 import bench_hf
+import bench_hf_server
 import bench_registry
 import bench_server
 import bench_trainer
 import bench_webui
 from common import BENCH_DIR, RESULTS_DIR, Row, print_table
 
-BENCHES = ("load", "publish", "registry", "hf", "finetune", "webui", "trainer", "server")
+BENCHES = ("load", "publish", "registry", "hf", "finetune", "webui", "trainer", "server", "hfserver")
 FULL = {"load_sizes": "100,1000", "publish_mb": 1024, "models": 10_000, "versions": 10, "repeats": 5, "load_repeats": 15, "mem_repeats": 3,
         "calls": 200, "finetune_mb": 1000, "trainer_repeats": 3, "trainer_rows": 2000, "server_mb": 1000}
 QUICK = {"load_sizes": "10", "publish_mb": 64, "models": 500, "versions": 10, "repeats": 3, "load_repeats": 5, "mem_repeats": 1,
@@ -76,7 +81,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--finetune-mb", type=int, help=f"finetune: size of the head-only base model in MB (default {FULL['finetune_mb']})")
     parser.add_argument("--trainer-repeats", type=int, help=f"trainer: measured rounds per contender (default {FULL['trainer_repeats']})")
     parser.add_argument("--trainer-rows", type=int, help=f"trainer: sentences, a fifth held out (default {FULL['trainer_rows']})")
-    parser.add_argument("--server-mb", type=int, help=f"server: model and state dict size in MB (default {FULL['server_mb']})")
+    parser.add_argument("--server-mb", type=int, help=f"server: model and state dict size in MB, also hfserver's sharded BERT (default {FULL['server_mb']})")
     parser.add_argument("--cold-cache", action="store_true", help="load: drop the blob from the page cache before every load")
     parser.add_argument("--rebuild-registry", action="store_true", help="build the cached registry again")
     parser.add_argument("--tmp-dir", default=None, help="where temporary hubs go (default: the system temp folder)")
@@ -112,6 +117,7 @@ def run_benches(args: argparse.Namespace) -> tuple[list[Row], dict[str, float]]:
         "trainer": lambda: bench_trainer.run(args.trainer_repeats, args.tmp_dir, log, rows=args.trainer_rows),
         "server": lambda: bench_server.run(args.server_mb, args.models, args.versions, args.repeats, args.calls,
                                            args.rebuild_registry, args.tmp_dir, log),
+        "hfserver": lambda: bench_hf_server.run(args.server_mb, args.repeats, args.load_repeats, args.tmp_dir, log),
     }
     rows: list[Row] = []
     durations: dict[str, float] = {}
