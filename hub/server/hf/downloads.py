@@ -13,6 +13,7 @@ Nothing about Xet is ever sent: ``xet-read-token`` is a 404, so every client sta
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from datetime import timezone
 from typing import TYPE_CHECKING, Any
@@ -89,17 +90,29 @@ def resolve(repo_id: str, revision: str, path: str, request: Request, server: Se
                          etag=file.sha256 if file.lfs else file.git_oid, headers=headers, immutable=revision == commit)
 
 
+_CARDS: dict[str, dict[str, Any]] = {}  # a card's front matter by the sha256 of its README.md (content never changes)
+_CARDS_KEPT = 4096
+
+
 def _card(server: ServerContext, version: ModelVersion) -> dict[str, Any]:
-    """The card's YAML front matter (as ``import_hf`` reads it), {} without a card or valid YAML."""
+    """The card's YAML front matter (as ``import_hf`` reads it), {} without a card or valid YAML; parsed
+    once per card (by its blob's sha256), as YAML parsing is most of a model-info request's time."""
     from hub.huggingface import card_fields
 
-    text = server.hub.files.read_card(version.ref) if any(f.path == "README.md" for f in version.files) else None
-    if not text:
+    entry = next((f for f in version.files if f.path == "README.md"), None)
+    if entry is None:
         return {}
-    try:
-        return card_fields(text)
-    except InvalidArgumentError:
-        return {}
+    fields = _CARDS.get(entry.sha256)
+    if fields is None:
+        text = server.hub.files.read_card(version.ref)
+        try:
+            fields = card_fields(text) if text else {}
+        except InvalidArgumentError:
+            fields = {}
+        if len(_CARDS) >= _CARDS_KEPT:
+            _CARDS.clear()
+        _CARDS[entry.sha256] = fields
+    return copy.deepcopy(fields)
 
 
 def _library(version: ModelVersion, card: dict[str, Any]) -> str | None:
