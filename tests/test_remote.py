@@ -552,35 +552,3 @@ def test_import_hf_and_load_tokenizer_over_http(served, tmp_path):
     assert torch.allclose(torch.tensor(answer["logits"]), torch.tensor(expected), atol=1e-5)
     assert answer["fetched"] >= 2  # the weights and the tokenizer's files came over HTTP
 
-
-def test_a_download_killed_midway_trusts_its_partial_file_only_up_to_the_last_whole_window(served, tmp_path):
-    """A download grows its partial file a window at a time before the bytes arrive: a process killed
-    midway leaves zeros at the end of its last window, which the next download fetches again."""
-    import torch
-
-    from hub.remote import RemoteHub
-    from hub.remote.cache import WINDOW_BYTES, trusted_length
-
-    assert trusted_length(0, 100) == 0 and trusted_length(123, 1000) == 123 and trusted_length(2000, 1000) == 0
-    assert trusted_length(2 * WINDOW_BYTES, None) == WINDOW_BYTES and trusted_length(WINDOW_BYTES + 5, WINDOW_BYTES + 5) == WINDOW_BYTES
-    publisher = RemoteHub(served.url, served.write, home=tmp_path / "publisher", offline=False)
-    version = publisher.publish({"w": torch.randn(WINDOW_BYTES // 4 + 1000)}, "alice/killed")
-    publisher.close()
-    entry = version.file(version.weight_files[0])
-    stored = (served.server.home / "blobs" / entry.sha256).read_bytes()
-    for length in (WINDOW_BYTES, entry.size):  # killed inside the second window / after the last byte's window grew
-        user = tmp_path / f"user-{length}"
-        (user / "partial").mkdir(parents=True)
-        torn = bytearray(stored[:length])
-        last = (length - 1) // WINDOW_BYTES * WINDOW_BYTES
-        torn[last + 100:] = bytes(length - last - 100)  # the last window's tail never arrived
-        (user / "partial" / entry.sha256).write_bytes(torn)
-        client = RemoteHub(served.url, served.write, home=user, offline=False)
-        received = []
-        client.blobs.on_bytes = received.append
-        try:
-            client.blobs.fetch([(entry.sha256, entry.size)])
-        finally:
-            client.close()
-        assert sum(received) == entry.size - (length - 1) // WINDOW_BYTES * WINDOW_BYTES  # from the last whole window on, once
-        assert (user / "blobs" / entry.sha256).read_bytes() == stored and not (user / "partial" / entry.sha256).exists()

@@ -15,7 +15,7 @@ verify`` finds one the disk lost (deleting it is the cure: it is fetched again).
 from __future__ import annotations
 
 import hashlib
-import mmap
+import itertools
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -39,23 +39,7 @@ __all__ = ["CacheStore", "PARALLEL_DOWNLOADS"]
 
 PARALLEL_DOWNLOADS = 4  # blobs fetched at once
 _READ_SIZE = 1024 * 1024  # bytes read from the connection into one buffer
-_BUFFERS = 4  # reads the hash may lag behind, times four
-WINDOW_BYTES = 16 * 1024 * 1024  # a partial file grows this much at a time (a multiple of mmap's granularity)
-
-
-def trusted_length(length: int, size: int | None) -> int:
-    """How much of a partial download of ``length`` bytes (a blob of ``size``) holds received bytes.
-
-    A download grows its file a window at a time before the bytes arrive, and cuts it back to what
-    arrived when it stops; a process killed midway leaves the last window's tail unwritten (zeros).
-    So a length at a window's end, or at the blob's size, trusts the bytes before that window only
-    (one window is fetched again); any other length is what arrived.
-    """
-    if size is not None and length > size:
-        return 0
-    if length and (length % WINDOW_BYTES == 0 or length == size):
-        return (length - 1) // WINDOW_BYTES * WINDOW_BYTES
-    return length
+_BUFFERS = 4  # buffers in rotation: one filling, the others being hashed and written
 
 
 class CacheStore(FileStore):
@@ -211,8 +195,10 @@ class CacheStore(FileStore):
         broke: Exception | None = None
         fresh = False  # whether the bytes so far all came in this call from offset 0
         for attempt in range(RETRIES + 1):
-            offset = trusted_length(os.fstat(fd).st_size, size)
-            os.ftruncate(fd, offset)
+            offset = os.fstat(fd).st_size
+            if size is not None and offset > size:
+                os.ftruncate(fd, 0)
+                offset = 0
             fresh = fresh or offset == 0
             digest_of = hashlib.sha256()
             os.lseek(fd, 0, os.SEEK_SET)
@@ -278,66 +264,37 @@ class CacheStore(FileStore):
                 offset, digest_of = 0, hashlib.sha256()
             elif response.status == 206 and not (response.getheader("content-range") or "").startswith(f"bytes {offset}-"):
                 raise RemoteError(f"{what}: the server answered another range ({response.getheader('content-range')})")
-            offset += self._copy(response, fd, offset, digest_of)
+            os.lseek(fd, offset, os.SEEK_SET)
+            offset += self._copy(response, fd, digest_of)
         return offset, digest_of
 
-    def _copy(self, response: Any, fd: int, offset: int, digest_of: Any) -> int:
-        """Receive ``response``'s body into ``fd`` from ``offset`` while a helper thread hashes it (in
-        order, into ``digest_of``). The bytes go from the socket straight into the file's pages: the
-        file grows one :data:`WINDOW_BYTES` window at a time (``ftruncate``, then a shared memory map of
-        the window), so nothing is copied through a buffer or written by a syscall, and the loader maps
-        the same pages. Returns the bytes copied; on an error, what arrived is hashed and the file cut
-        back to it before the error is raised (see :func:`trusted_length` for a process killed midway)."""
+    def _copy(self, response: Any, fd: int, digest_of: Any) -> int:
+        """Read ``response``'s body into rotating buffers while helper threads hash each filled one (in
+        order) and write it to ``fd``: receiving, hashing and writing run at once. Returns the bytes
+        copied; what was read before an error is hashed and written before it is raised."""
+        views = [memoryview(bytearray(_READ_SIZE)) for _ in range(_BUFFERS)]
+        busy: list[tuple[Any, Any] | None] = [None] * _BUFFERS
         copied = 0
-        windows: list[tuple[Any, memoryview]] = []  # mapped, not yet closed: the hash thread may be reading them
-
-        def hash_piece(view: memoryview, start: int, end: int) -> None:
-            with view[start:end] as piece:
-                digest_of.update(piece)
-
-        def close_window(mapped: Any, view: memoryview) -> None:
-            view.release()
-            mapped.close()
-
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-fetch-sha256") as hasher:
-            pending: list[Any] = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-fetch-sha256") as hasher, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-fetch-write") as writer, \
+                open(fd, "wb", buffering=0, closefd=False) as out:
             try:
-                position = offset
-                while True:
-                    window_end = (position // WINDOW_BYTES + 1) * WINDOW_BYTES
-                    if response.length is not None:
-                        window_end = min(window_end, position + response.length)
-                    if window_end <= position:
+                for slot in itertools.cycle(range(_BUFFERS)):
+                    if busy[slot] is not None:
+                        for future in busy[slot]:
+                            future.result()
+                    count = response.readinto(views[slot])
+                    if not count:
                         break
-                    base = position - position % mmap.ALLOCATIONGRANULARITY
-                    os.ftruncate(fd, window_end)
-                    mapped = mmap.mmap(fd, window_end - base, offset=base)
-                    view = memoryview(mapped)
-                    windows.append((mapped, view))
-                    start = position - base
-                    while start < len(view):
-                        with view[start:min(start + _READ_SIZE, len(view))] as into:
-                            count = response.readinto(into)
-                        if not count:
-                            break
-                        pending.append(hasher.submit(hash_piece, view, start, start + count))
-                        start += count
-                        copied += count
-                        if self.on_bytes is not None:
-                            self.on_bytes(count)
-                        if len(pending) > _BUFFERS * 4:  # the hash keeps near the bytes (in the CPU's cache)
-                            pending.pop(0).result()
-                    position = base + start
-                    pending.append(hasher.submit(close_window, mapped, view))
-                    windows.pop()
-                    if start < window_end - base:  # the body ended before the window did
-                        break
+                    chunk = views[slot][:count]
+                    busy[slot] = (hasher.submit(digest_of.update, chunk), writer.submit(write_all, out, chunk))
+                    copied += count
+                    if self.on_bytes is not None:
+                        self.on_bytes(count)
             finally:
-                for future in pending:
-                    future.result()
-                for mapped, view in windows:
-                    close_window(mapped, view)
-                os.ftruncate(fd, offset + copied)
+                for pending in busy:
+                    for future in pending or ():
+                        future.result()
         if response.length:  # http.client ends a body cut short quietly: bytes it was promised are missing
             raise RemoteError(f"the connection to HUB_ENDPOINT={self.client.endpoint} broke {response.length} bytes before "
                               "the end of a blob; what arrived is kept, and the rest is asked for")

@@ -64,7 +64,7 @@ def require_main(revision: str | None, create_pr: str | None) -> None:
         raise HfError(400, None, "pull requests are not supported here: commit to main (create_pr=False)")
     if revision not in (None, "", DEFAULT_REVISION):
         raise HfError(400, None, f"only main takes commits (a commit to main publishes the next version), not {revision!r}; "
-                                 "aliases move with `hub alias`")
+                                 "aliases move with `hub tag NAME:N ALIAS`")
 
 
 def latest_version(server: ServerContext, name: str) -> Any:
@@ -73,8 +73,6 @@ def latest_version(server: ServerContext, name: str) -> Any:
         return server.hub.info(name)
     except ModelNotFoundError:
         return None
-
-
 
 
 async def _read_body(request: Request) -> bytes:
