@@ -23,7 +23,7 @@ from hub.errors import __all__ as _errors
 if TYPE_CHECKING:
     from hub.api import Hub
     from hub.architectures import create, list_architectures, register_architecture
-    from hub.entities import AliasChange, FileEntry, GcReport, ModelSummary, ModelVersion, VerifyReport
+    from hub.entities import AliasChange, ExportRecord, FileEntry, GcReport, ModelSummary, ModelVersion, VerifyReport
     from hub.families import ModelFamily, ModelSpec, list_families, register_family
     from hub.inputs import InputSpec
     from hub.reference import Reference, parse_reference
@@ -35,11 +35,12 @@ _DELEGATED = (
     "publish", "load", "load_state_dict", "info", "list_models", "list_versions", "set_alias", "delete_alias",
     "alias_history", "delete_version", "download", "verify", "gc", "reindex", "import_hf", "load_tokenizer",
     "count_models", "model_facets", "list_children", "read_card", "input_spec", "model_spec",
+    "export", "load_export", "list_exports", "export_record", "download_export",
 )
 _LAZY = {
     "Hub": "hub.api", "GcReport": "hub.entities",
     "ModelVersion": "hub.entities", "ModelSummary": "hub.entities", "FileEntry": "hub.entities",
-    "AliasChange": "hub.entities", "VerifyReport": "hub.entities", "InputSpec": "hub.inputs",
+    "AliasChange": "hub.entities", "ExportRecord": "hub.entities", "VerifyReport": "hub.entities", "InputSpec": "hub.inputs",
     "Reference": "hub.reference", "parse_reference": "hub.reference",
     "register_architecture": "hub.architectures", "create": "hub.architectures", "list_architectures": "hub.architectures",
     "ModelSpec": "hub.families", "ModelFamily": "hub.families", "register_family": "hub.families", "list_families": "hub.families",

@@ -3,7 +3,7 @@
 A ``Hub`` joins three parts: the store (content-addressed bytes and the pointers beside them,
 :mod:`hub.storage`, :mod:`hub.refs`), and the registry database that indexes manifests. It is a
 facade: each method is a service's (:mod:`hub.catalog`, :mod:`hub.publisher`, :mod:`hub.aliases`,
-:mod:`hub.files`, :mod:`hub.maintenance`), whose docstring it shows. The module-level functions in
+:mod:`hub.files`, :mod:`hub.maintenance`, :mod:`hub.exports`), whose docstring it shows. The module-level functions in
 :mod:`hub` call a default ``Hub`` built from ``HUB_HOME`` and ``HUB_REGISTRY_URL``.
 """
 
@@ -17,6 +17,7 @@ from typing import Any
 from hub import settings
 from hub.aliases import Aliases
 from hub.catalog import Catalog
+from hub.exports import Exports
 from hub.files import Files
 from hub.maintenance import Maintenance
 from hub.publisher import Publisher
@@ -57,6 +58,7 @@ class Hub:
         self.registry = RegistryStore(self.db)
         self.catalog, self.publisher, self.aliases = Catalog(self), Publisher(self), Aliases(self)
         self.files, self.maintenance = Files(self), Maintenance(self)
+        self.exports = Exports(self)
 
     def __repr__(self) -> str:
         return f"Hub(home={str(self.home)!r}, registry_url={self.db.shown_url!r})"
@@ -84,6 +86,13 @@ class Hub:
     read_card = _service("files", Files.read_card)
     download = _service("files", Files.download)
     load_tokenizer = _service("files", Files.load_tokenizer)
+
+    # --- exports -----------------------------------------------------------------
+    export = _service("exports", Exports.export)
+    list_exports = _service("exports", Exports.list_exports)
+    export_record = _service("exports", Exports.export_record)
+    load_export = _service("exports", Exports.load_export)
+    download_export = _service("exports", Exports.download_export)
 
     # --- publishing -----------------------------------------------------------
     publish = _service("publisher", Publisher.publish)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-__all__ = ["FileEntry", "ModelVersion", "ModelSummary", "AliasChange", "VerifyReport", "GcReport", "ReindexReport"]
+__all__ = ["FileEntry", "ModelVersion", "ModelSummary", "AliasChange", "VerifyReport", "GcReport", "ReindexReport", "ExportRecord"]
 
 
 def from_millis(ms: int | None) -> datetime | None:
@@ -202,3 +202,36 @@ class ReindexReport(_Record):
     def changed(self) -> bool:
         """Whether the registry was (or would be) changed."""
         return bool(self.added or self.deleted or self.replaced or self.dropped or self.history or self.aliases or self.moved_aside)
+
+
+@dataclass(frozen=True)
+class ExportRecord(_Record):
+    """One export of a version to a deployable format (:mod:`hub.exports`), as the store keeps it.
+
+    ``files`` holds the export's files, the main one first (``model.onnx``, ``model.pt2``), then any
+    external-data files, each a blob of the store; ``inputs`` and ``outputs`` are
+    ``{"name", "dtype", "shape"}`` each, a shape's dynamic dimensions named (``"batch"``,
+    ``"sequence"``); ``parity`` is ``{"max_abs_diff", "tolerance", "shapes", "provider", "passed"}``:
+    how far the export's outputs were from the PyTorch model's, on which input shapes, run by which
+    execution provider. ``digest`` is the sha256 of the record's JSON (every other field).
+    """
+
+    format: str
+    source_ref: str
+    source_digest: str
+    files: tuple[FileEntry, ...]
+    inputs: tuple[dict[str, Any], ...]
+    outputs: tuple[dict[str, Any], ...]
+    opset: int | None
+    ir_version: int | None
+    exporter: str
+    runtime: str
+    parity: dict[str, Any]
+    created_at: datetime
+    created_by: str
+    digest: str = ""
+
+    @property
+    def size_bytes(self) -> int:
+        """The bytes of all its files."""
+        return sum(entry.size for entry in self.files)

@@ -27,6 +27,7 @@ __all__ = [
     "IntegrityError",
     "UnsafeFormatError",
     "DeviceError",
+    "ExportError",
     "RegistryError",
     "DamagedRegistryError",
     "ReindexRefusedError",
@@ -152,6 +153,11 @@ class IntegrityError(HubError, OSError):
 
 class UnsafeFormatError(HubError, ValueError):
     """A file is in a format that could run code (pickle) or is not valid safetensors."""
+
+
+class ExportError(HubError, ValueError):
+    """A version could not be exported (the exporter's own reason), or its export's outputs are
+    not those of the PyTorch model within the tolerance; nothing was stored."""
 
 
 class DeviceError(HubError, ValueError):
