@@ -207,7 +207,8 @@ class BlobStore(ABC):
 
     def write_local(self, destination: Path, chunks: Iterable[bytes | memoryview], *,
                     expected_sha256: str | None = None) -> tuple[str, int]:
-        """Write ``chunks`` to the local file ``destination`` through a temporary file and a rename, hashing them.
+        """Write ``chunks`` to the local file ``destination`` through a temporary file and a rename, hashing
+        each chunk on the hash thread while the next is written.
 
         Returns:
             The bytes' ``(sha256, size)``.
@@ -215,17 +216,25 @@ class BlobStore(ABC):
         Raises:
             IntegrityError: they don't hash to ``expected_sha256``; nothing is left.
         """
+        from hub.storage.writing import hash_pool, write_all
+
         fd, temp = temp_file(destination.parent)
         try:
-            digest, size = hashlib.sha256(), 0
-            with open(fd, "wb") as out:
-                for chunk in chunks:
-                    digest.update(chunk)
-                    out.write(chunk)
-                    nbytes = memoryview(chunk).nbytes
-                    size += nbytes
-                    if self.on_bytes is not None:
-                        self.on_bytes(nbytes)
+            digest, size, pool, hashed = hashlib.sha256(), 0, hash_pool(), None
+            with open(fd, "wb", buffering=0) as out:
+                try:
+                    for chunk in chunks:
+                        view = memoryview(chunk).cast("B")
+                        if hashed is not None:
+                            hashed.result()
+                        hashed = pool.submit(digest.update, view)
+                        write_all(out, view)
+                        size += view.nbytes
+                        if self.on_bytes is not None:
+                            self.on_bytes(view.nbytes)
+                finally:
+                    if hashed is not None:
+                        hashed.result()
             if expected_sha256 is not None and digest.hexdigest() != expected_sha256:
                 raise IntegrityError(f"blob {expected_sha256} is corrupted")
             os.replace(temp, destination)
