@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["Server", "start_server"]
@@ -70,7 +71,8 @@ class Server:
 
 
 def start_server(home: str | os.PathLike[str], registry_url: str, *, env: dict[str, str] | None = None,
-                 workers: int = 1, timeout: float = START_TIMEOUT_S) -> Server:
+                 workers: int = 1, timeout: float = START_TIMEOUT_S, command: Sequence[str] | None = None,
+                 health: str = "/healthz") -> Server:
     """Start ``hub serve --port 0`` on 127.0.0.1 for the hub at ``home`` and ``registry_url``, and wait
     until its ``/healthz`` answers.
 
@@ -80,6 +82,9 @@ def start_server(home: str | os.PathLike[str], registry_url: str, *, env: dict[s
         env: more environment variables for the server (``HUB_DEFAULT_VISIBILITY``, ...).
         workers: ``--workers``.
         timeout: seconds to wait for it to answer.
+        command: another ``hub`` command that prints ``... at http://HOST:PORT`` once it listens (``["serve-models",
+            "acme/x"]``: ``--host 127.0.0.1 --port 0`` are added); ``workers`` then plays no part.
+        health: the path that answers 200 once it is up (``/v2/health/ready`` for serve-models).
 
     Returns:
         The :class:`Server` (stop it with ``.stop()``, or use it as a context manager).
@@ -94,9 +99,10 @@ def start_server(home: str | os.PathLike[str], registry_url: str, *, env: dict[s
     environment.update({"HUB_HOME": str(home), "HUB_REGISTRY_URL": registry_url, "PYTHONUNBUFFERED": "1", **(env or {})})
     logs = Path(tempfile.mkdtemp(prefix="hub-serve-"))
     stdout_path, stderr_path = logs / "stdout", logs / "stderr"
+    arguments = ["serve", "--workers", str(workers)] if command is None else list(command)
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "hub", "serve", "--host", "127.0.0.1", "--port", "0", "--workers", str(workers)],
+            [sys.executable, "-m", "hub", *arguments, "--host", "127.0.0.1", "--port", "0"],
             stdout=out, stderr=err, env=environment, cwd=ROOT,
         )
     deadline = time.monotonic() + timeout
@@ -117,9 +123,9 @@ def start_server(home: str | os.PathLike[str], registry_url: str, *, env: dict[s
                 server.url = url
         if url is not None:
             try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                if httpx.get(f"{url}{health}", timeout=2).status_code == 200:
                     return server
             except httpx.HTTPError:
                 pass
         time.sleep(0.05)
-    raise fail(f"did not answer /healthz within {timeout:g} s")
+    raise fail(f"did not answer {health} within {timeout:g} s")
