@@ -33,7 +33,7 @@ from hub.reference import folder_name
 if TYPE_CHECKING:
     from hub.api import Hub
 
-__all__ = ["Exports", "FORMATS", "EXPORTS_COLLECTOR", "export_key", "record_bytes", "record_of"]
+__all__ = ["Exports", "FORMATS", "EXPORTS_COLLECTOR", "export_key", "record_bytes", "record_of", "with_digest"]
 
 FORMATS = ("onnx", "pt2")
 
@@ -49,6 +49,11 @@ def record_bytes(record: ExportRecord) -> bytes:
     fields = record.to_dict()
     fields.pop("digest", None)
     return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+
+def with_digest(record: ExportRecord) -> ExportRecord:
+    """``record`` with its ``digest`` set: the sha256 of :func:`record_bytes`."""
+    return replace(record, digest=hashlib.sha256(record_bytes(record)).hexdigest())
 
 
 def record_of(data: Any, digest: str | None = None) -> ExportRecord:
@@ -172,7 +177,7 @@ class Exports:
             record = ExportRecord(format, version.ref, version.digest, files, made.inputs, made.outputs, made.opset,
                                   made.ir_version, made.exporter, made.runtime, made.parity,
                                   datetime.now(timezone.utc).replace(microsecond=0), settings.current_user())
-            record = replace(record, digest=hashlib.sha256(record_bytes(record)).hexdigest())
+            record = with_digest(record)
             return self._keep(version, record, {entry.sha256: path for entry, path in zip(files, made.files)})
 
     def _keep(self, version: ModelVersion, record: ExportRecord, paths: dict[str, Path]) -> ExportRecord:

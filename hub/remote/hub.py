@@ -20,11 +20,11 @@ from hub.api import Hub
 from hub.catalog import Catalog
 from hub.entities import AliasChange, GcReport, ModelVersion, ReindexReport, VerifyReport
 from hub.errors import InvalidArgumentError, RemoteError
-from hub.exports import Exports
 from hub.files import Files
 from hub.reference import parse_reference, validate_alias, validate_name, validate_version
 from hub.remote.cache import CacheStore
 from hub.remote.client import Client
+from hub.remote.exports import RemoteExports
 from hub.remote.publisher import RemotePublisher
 from hub.remote.registry import RemoteRegistry
 
@@ -181,7 +181,7 @@ class RemoteHub(Hub):
         self.registry: Any = RemoteRegistry(self.client, self.home)
         self.catalog, self.publisher, self.aliases = RemoteCatalog(self), RemotePublisher(self), RemoteAliases(self)
         self.files, self.maintenance = Files(self), RemoteMaintenance(self)
-        self.exports = Exports(self)
+        self.exports = RemoteExports(self)
 
     def __repr__(self) -> str:
         return f"RemoteHub(endpoint={self.endpoint!r}, home={str(self.home)!r})"

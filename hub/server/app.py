@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from hub.errors import InvalidArgumentError
-from hub.server import blobs, hf, models, session, uploads
+from hub.server import blobs, exports, hf, models, session, uploads
 from hub.server.context import ServerContext, context, json_body, principal, require_write_scope
 from hub.server.errors import install_handlers
 
@@ -74,6 +74,7 @@ def create_app(hub: Hub | None = None) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     app.include_router(blobs.router, prefix=API_PREFIX)  # before models': its GET /models/{name:path} takes any path under it
+    app.include_router(exports.router, prefix=API_PREFIX)  # before models': its GET /models/{name:path} takes any path
     app.include_router(models.router, prefix=API_PREFIX)
     app.include_router(uploads.router, prefix=API_PREFIX)
     app.include_router(session.router, prefix=API_PREFIX)
