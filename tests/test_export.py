@@ -17,6 +17,7 @@ from server_process import start_server
 from torch import nn
 
 import hub
+from hub.formatting import human_size
 from hub.api import Hub
 
 ort = pytest.importorskip("onnxruntime")
@@ -70,7 +71,7 @@ def publish_small_models() -> tuple:
     return mlp, convnet
 
 
-def test_mlp_and_convnet_export_to_onnx_and_pt2_with_parity(hub_home, run_cli):
+def test_mlp_and_convnet_export_to_onnx_and_pt2_with_parity(hub_home):
     mlp, convnet = publish_small_models()
     for version, shape in ((mlp, (6,)), (convnet, (1, 8, 8))):
         onnx_record = hub.export(version.ref, format="onnx")
@@ -107,6 +108,12 @@ def test_mlp_and_convnet_export_to_onnx_and_pt2_with_parity(hub_home, run_cli):
         assert [p.name for p in folder.iterdir()] == ["model.onnx"]
         assert sha256(folder / "model.onnx") == onnx_record.files[0].sha256
 
+
+
+@pytest.mark.one_backend  # the command line over the API above; what it reads and writes is in the store
+def test_the_cli_exports_lists_and_downloads(hub_home, run_cli):
+    publish_small_models()
+    hub.export("acme/tabular"), hub.export("acme/tabular", format="pt2"), hub.export("acme/digits", format="pt2")
     line = run_cli("export", "acme/tabular:1", "--format", "onnx", "--tolerance", "1e-3").stdout.strip()
     assert line.startswith("exported acme/tabular:1 to onnx (opset 20): parity max|diff| "), line
     assert "<= 1e-03 on batch 1, 3 with CPUExecutionProvider; model.onnx," in line
@@ -259,3 +266,26 @@ def test_exports_over_http(hub_home, registry_url, tmp_path):
         program = hub.load_export(convnet.ref, format="pt2")
         assert program.module()(torch.rand(2, 1, 8, 8))[0].shape == (2, 10)
         assert json.loads(json.dumps(made.to_dict()))["files"][0]["path"] == "model.pt2"
+
+
+@pytest.mark.one_backend  # the page's rendering; the records are tested on both above
+def test_the_model_page_lists_exports_with_their_parity_and_a_download(hub_home):
+    AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+    mlp, convnet = publish_small_models()
+    record = hub.export(mlp.ref)
+
+    def page(ref: str):
+        app = AppTest.from_file(str(ROOT / "webui" / "views" / "model.py"), default_timeout=60)
+        app.query_params["ref"] = ref
+        return app.run()
+
+    app = page(mlp.ref)
+    assert not app.exception
+    table = next(frame.value for frame in app.dataframe if "format" in frame.value.columns)
+    row = table.iloc[0]
+    assert row["format"] == "onnx" and row["opset"] == 20 and bool(row["passed"]) and row["tolerance"] == "1e-04"
+    assert float(row["max |diff|"]) == pytest.approx(record.parity["max_abs_diff"], rel=0.1, abs=1e-9) and row["shapes"] == "1, 3"
+    buttons = app.get("download_button")
+    assert [b.proto.label for b in buttons] == [f"Download model.onnx ({human_size(record.files[0].size)})"]
+    empty = page(convnet.ref)
+    assert not empty.exception and "has no exports" in "\n".join(m.value for m in empty.markdown)

@@ -1,4 +1,4 @@
-"""A model's page: its card, versions, aliases (set, move, history), files, lineage and how to load it."""
+"""A model's page: its card, versions, aliases (set, move, history), files, exports, lineage and how to load it."""
 
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ runnable = try_mode(version, hub.model_spec(version)) is not None  # Try it only
 st.markdown((f"[Try it](/try?ref={version.ref}) · " if runnable else "") + f"[Fine-tune it](/finetune?ref={version.ref}) · "
             + " · ".join(model_link(v.ref, f"v{v.version}") for v in versions))
 
-card_tab, versions_tab, aliases_tab, files_tab, lineage_tab, use_tab = st.tabs(
-    ["Model card", "Versions", "Aliases", "Files", "Lineage", "Use it"])
+card_tab, versions_tab, aliases_tab, files_tab, exports_tab, lineage_tab, use_tab = st.tabs(
+    ["Model card", "Versions", "Aliases", "Files", "Exports", "Lineage", "Use it"])
 
 with card_tab:
     try:
@@ -97,6 +97,31 @@ with aliases_tab:
 with files_tab:
     st.dataframe([{"path": f.path, "size": human_size(f.size), "sha256": f.sha256} for f in version.files],
                  hide_index=True, width="stretch")
+
+with exports_tab:
+    try:
+        exports = hub.list_exports(version.ref)
+    except HubError as error:  # a damaged record, a server that can't be asked: say so here, show the rest
+        show_error(error)
+        exports = []
+    if not exports:
+        st.markdown(f"_{version.ref} has no exports._ Make one with `hub export {version.ref} --format onnx` (or `--format pt2`).")
+    else:
+        st.dataframe([{"format": r.format, "opset": r.opset or "", "max |diff|": f"{r.parity.get('max_abs_diff', float('nan')):.2g}",
+                       "tolerance": f"{r.parity.get('tolerance', float('nan')):.0e}", "passed": bool(r.parity.get("passed")),
+                       "shapes": ", ".join("x".join(map(str, s)) for s in r.parity.get("shapes", [])),
+                       "provider": r.parity.get("provider") or "", "size": human_size(r.size_bytes), "exporter": r.exporter,
+                       "created": r.created_at.strftime("%Y-%m-%d %H:%M"), "by": r.created_by} for r in exports],
+                     hide_index=True, width="stretch")
+        for record in exports:
+            main = record.files[0]
+            st.download_button(f"Download {main.path} ({human_size(main.size)})", key=f"export-{record.format}",
+                               data=lambda r=record: (hub.download_export(version.ref, r.format) / r.files[0].path).read_bytes(),
+                               file_name=f"{name.split('/')[-1]}-v{version.version}-{main.path}", mime="application/octet-stream")
+            if len(record.files) > 1:
+                st.caption(f"Its external-data files come with `hub download {version.ref} --export {record.format}`.")
+        st.caption(f"Inputs: {', '.join(i['name'] for i in exports[0].inputs)}; outputs: {', '.join(o['name'] for o in exports[0].outputs)}. "
+                   f"In Python: `hub.load_export(\"{version.ref}\")` gives an onnxruntime session.")
 
 with lineage_tab:
     ancestors, cursor = [], version
