@@ -363,3 +363,29 @@ def test_the_onnx_runtime_serves_the_exports_with_the_torch_models_answers(world
             np.testing.assert_allclose(outputs_of(infer(url, "acme/minilm", text))["embedding"], reference, atol=1e-4)
     finally:
         server.stop()
+
+
+@pytest.mark.one_backend
+def test_the_try_it_page_sends_its_input_to_the_inference_server(world, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("HUB_HOME", str(world.hub.home))  # the page reads the served hub (it has tokens: sign-in mode)
+    monkeypatch.setenv("HUB_REGISTRY_URL", world.hub.db.url)
+    monkeypatch.setenv("HUB_INFERENCE_URL", world.server.url)
+    version = int(httpx.get(f"{world.server.url}/v2/models/acme/digits").json()["versions"][0])
+    images, _ = digits_images(1)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "webui/views/try_it.py"), default_timeout=60)
+    at.query_params["ref"] = f"acme/digits:{version}"
+    at.run()
+    assert at.text_input(key=f"server:acme/digits:{version}").value == world.server.url
+    at.radio[0].set_value("Numbers").run()
+    at.text_area[0].set_value(", ".join(f"{v:.6f}" for v in images.ravel()))
+    before = metric(metric_samples(world.server.url), "hub_inference_requests_total", model="acme/digits", status="200")
+    at.button[0].click().run()
+    assert not at.exception and not at.error, at.error[0].value if at.error else at.exception
+    table = at.dataframe[0].value
+    expected = expected_probabilities(world, version, images.round(6))[0]
+    assert table.iloc[0]["label"] == f"digit {expected.argmax()}"
+    assert table.iloc[0]["probability"] == pytest.approx(float(expected.max()), abs=1e-5)
+    after = metric(metric_samples(world.server.url), "hub_inference_requests_total", model="acme/digits", status="200")
+    assert after == before + 1  # the server answered it

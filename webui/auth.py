@@ -35,7 +35,7 @@ from hub.errors import AuthenticationError, HubError, InvalidArgumentError, JobN
 from hub.reference import parse_reference, validate_name
 
 __all__ = ["OPEN", "SIGN_IN", "REMOTE", "Visitor", "session_hub", "current_visitor", "page_visitor", "sign_in", "sign_out",
-           "refusal"]
+           "refusal", "session_token"]
 
 OPEN, SIGN_IN, REMOTE = "open", "sign-in", "remote"
 _TOKEN, _LOGIN, _REMOTE, _PROBLEM = "webui:token", "webui:login", "webui:remote", "webui:sign-in-problem"
@@ -317,6 +317,11 @@ def sign_in(*, token: str | None = None, user: str | None = None, password: str 
         principal = access.login(user, password)
         st.session_state[_LOGIN] = principal.user
     return principal
+
+
+def session_token() -> str | None:
+    """The token this browser session signed in with (or that its password sign-in to a hub server got); None if none."""
+    return st.session_state.get(_TOKEN)
 
 
 def sign_out() -> None:

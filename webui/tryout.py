@@ -17,7 +17,7 @@ from hub.inference import AS_IS, CLASSIFIER_TASKS, COLOURS, EMBEDDING_TASK, INVE
 from hub.inputs import TOKENIZER_FILES
 
 __all__ = ["NUMBERS", "IMAGE", "TEXT_CLASSIFIER", "EMBEDDING", "MODES", "CLASSIFIER_TASKS", "SEQUENCE_CLASSIFIER",
-           "COLOURS", "MATCH", "AS_IS", "INVERTED", "try_mode", "image_tensor", "sentence_embeddings", "cosine_similarities", "MAX_SENTENCES"]
+           "COLOURS", "MATCH", "AS_IS", "INVERTED", "try_mode", "image_tensor", "sentence_embeddings", "check_sentences", "cosine_similarities", "MAX_SENTENCES"]
 
 NUMBERS, IMAGE, TEXT_CLASSIFIER, EMBEDDING = "numbers", "image", "text-classification", "embedding"
 MODES = (NUMBERS, IMAGE, TEXT_CLASSIFIER, EMBEDDING)
@@ -51,8 +51,17 @@ def sentence_embeddings(model: Any, tokenizer: Any, sentences: list[str]) -> Any
     Raises:
         InvalidArgumentError: fewer than two sentences, or more than :data:`MAX_SENTENCES`.
     """
+    check_sentences(sentences)
+    return inference.sentence_embeddings(model, tokenizer, sentences)
+
+
+def check_sentences(sentences: list[str]) -> None:
+    """Raise unless there are two to :data:`MAX_SENTENCES` sentences to compare.
+
+    Raises:
+        InvalidArgumentError: fewer than two sentences, or more than :data:`MAX_SENTENCES`.
+    """
     if len(sentences) < 2:
         raise InvalidArgumentError("enter two or more sentences, one per line, to compare them")
     if len(sentences) > MAX_SENTENCES:
         raise InvalidArgumentError(f"enter at most {MAX_SENTENCES} sentences; you gave {len(sentences)}")
-    return inference.sentence_embeddings(model, tokenizer, sentences)

@@ -5,6 +5,9 @@ classifier of numbers (one field per named feature) or of images (an upload mapp
 the model's pixel range and colours), a transformers sequence classifier (text), or a
 sentence-embedding model (sentences in, their cosine similarities out). The helpers
 below only turn what the browser sends into a tensor and the model's outputs into a table.
+With an inference server's address (``hub serve-models``; the field's default is
+``HUB_INFERENCE_URL``), the same input goes to its ``/v2/models/{name}/versions/{version}/infer``
+instead, and its answer is shown the same way.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from typing import Any
 
 import streamlit as st
 
+from hub import inference
 from hub.errors import HubError, InvalidArgumentError
 from webui import tryout
-from webui.auth import Visitor, page_visitor
+from webui.auth import Visitor, page_visitor, session_token
 from webui.common import md, model_link, query_param, show_error, the_hub
+from webui.settings import inference_url
 
 TOP_K = 5
 NUMBERS, CSV_FILE, IMAGE = "Numbers", "CSV file", "Image"
@@ -134,16 +139,60 @@ def text_inputs(ref: str, digest: str, model: Any, text: str) -> dict[str, Any]:
 
 def top_predictions(model: Any, inputs: Any) -> Any:
     """The model's ``TOP_K`` likeliest classes for one input: class, label and probability, likeliest first."""
-    import pandas as pd
     import torch
 
     with torch.inference_mode():
         output = model(**inputs) if isinstance(inputs, dict) else model(inputs)
-    probabilities = torch.softmax(getattr(output, "logits", output).float()[0], dim=-1)
     names = getattr(model, "id2label", None) or getattr(getattr(model, "config", None), "id2label", None) or {}
-    values, classes = probabilities.topk(min(TOP_K, len(probabilities)))
+    return top_of(inference.probabilities(output)[0], names)
+
+
+def top_of(probabilities: Any, names: Any) -> Any:
+    """The ``TOP_K`` likeliest of one input's class ``probabilities`` (torch or numpy), named by ``names``
+    (index -> label), as a table: class, label and probability, likeliest first."""
+    import pandas as pd
+    import torch
+
+    values, classes = torch.as_tensor(probabilities).float().topk(min(TOP_K, len(probabilities)))
     return pd.DataFrame({"class": classes.tolist(), "label": [str(names.get(c, c)) for c in classes.tolist()],
                          "probability": values.tolist()})
+
+
+def served_predictions(url: str, version: Any, labels: Any, inputs: Any) -> Any:
+    """The top classes an inference server at ``url`` gives ``inputs`` (a tensor, or a text) for ``version``.
+
+    Raises:
+        HubError: the server could not be reached or refused the input (its message).
+    """
+    from hub.serving.client import infer
+
+    sent = {"text": [inputs]} if isinstance(inputs, str) else {"input": inputs}
+    outputs = infer(url, version.name, sent, version=version.version, token=visitor_token())
+    if "probabilities" not in outputs:
+        raise InvalidArgumentError(f"the inference server answered {', '.join(outputs)}, not class probabilities")
+    return top_of(outputs["probabilities"][0], dict(enumerate(inference.label_names(labels, outputs["probabilities"].shape[-1]))))
+
+
+def served_embeddings(url: str, version: Any, sentences: list[str]) -> Any:
+    """The sentence embeddings an inference server at ``url`` gives for ``version``, as a tensor.
+
+    Raises:
+        HubError: the server could not be reached or refused the input (its message).
+    """
+    import torch
+
+    from hub.serving.client import infer
+
+    tryout.check_sentences(sentences)
+    outputs = infer(url, version.name, {"text": sentences}, version=version.version, token=visitor_token())
+    if "embedding" not in outputs:
+        raise InvalidArgumentError(f"the inference server answered {', '.join(outputs)}, not sentence embeddings")
+    return torch.from_numpy(outputs["embedding"].astype("float32"))
+
+
+def visitor_token() -> str | None:
+    """The token this browser session signed in with (sent on to the inference server), if any."""
+    return session_token()
 
 
 def chosen_ref(visitor: Visitor) -> str | None:
@@ -198,6 +247,10 @@ else:
     choices = [IMAGE, NUMBERS, CSV_FILE] if mode == tryout.IMAGE else [NUMBERS, CSV_FILE]
     choice = st.radio("Input", choices, horizontal=True, key=f"input:{version.ref}")
 
+server = st.text_input("Inference server URL", value=inference_url(), key=f"server:{version.ref}",
+                       placeholder="http://127.0.0.1:8080 (empty: run the model here)",
+                       help="A `hub serve-models` server serving this model: the input goes to its "
+                            f"/v2/models/{version.name}/versions/{version.version}/infer and its answer is shown.").strip()
 with st.form(f"try:{version.ref}"):
     if mode == tryout.EMBEDDING:
         text = st.text_area("Sentences, one per line", key=f"sentences:{version.ref}",
@@ -239,10 +292,15 @@ with st.form(f"try:{version.ref}"):
 
 if submitted:
     try:
-        model = loaded_model(version.ref, version.digest)
+        model = None if server else loaded_model(version.ref, version.digest)
         if mode == tryout.EMBEDDING:
             sentences = [line.strip() for line in text.splitlines() if line.strip()]
-            embeddings = tryout.sentence_embeddings(model, loaded_tokenizer(version.ref, version.digest), sentences)
+            embeddings = (served_embeddings(server, version, sentences) if server else
+                          tryout.sentence_embeddings(model, loaded_tokenizer(version.ref, version.digest), sentences))
+        elif choice == "Text" and server:
+            if not text.strip():
+                raise InvalidArgumentError("enter some text to classify")
+            inputs = text
         elif choice == "Text":
             inputs = text_inputs(version.ref, version.digest, model, text)
         elif choice == NUMBERS and names:
@@ -261,7 +319,7 @@ if submitted:
             inputs = tryout.image_tensor(picture.name, picture.getvalue(), shape, (black, white), colours=colours,
                                          background=spec.background, crop=crop)
         if mode != tryout.EMBEDDING:
-            predictions = top_predictions(model, inputs)
+            predictions = served_predictions(server, version, model_spec.labels, inputs) if server else top_predictions(model, inputs)
     except HubError as error:
         show_error(error)
         st.stop()
