@@ -197,7 +197,7 @@ class Files:
 
         return load_tokenizer(folder, version.ref)
 
-    def layout(self, version: ModelVersion) -> list[HfFile]:
+    def layout(self, version: ModelVersion, *, merged: FileEntry | None = None) -> list[HfFile]:
         """The files of ``version`` as :meth:`download` writes them (and ``hub serve`` serves them to
         Hugging Face clients), by path: the one definition of a version's folder.
 
@@ -207,6 +207,10 @@ class Files:
         (a ``transformers`` model's ``config.json`` when it stores none); and ``modelhub.json``, the
         manifest (rewritten to list ``model.safetensors`` where the weights were merged), so that
         publishing the folder again keeps the architecture and records the parent.
+
+        Args:
+            merged: the merged ``model.safetensors`` where it was built already (by :meth:`download`,
+                into its folder); default :meth:`merged_weights`.
 
         Returns:
             The files, sorted by path.
@@ -218,13 +222,10 @@ class Files:
 
         shared = set(version.weight_files) if version.weight_views else set()
         entries = [e for e in version.files if e.path not in shared]
-        try:
-            manifest = self.hub.blobs.read_verified(version.digest)
-        except IntegrityError as exc:
-            raise IntegrityError(f"{version.ref}: manifest: {exc}; run `hub verify`") from None
+        manifest = self._manifest(version)
         files = {e.path: HfFile(e.path, e.size, e.sha256, e.sha256) for e in entries}
         if shared:
-            merged = self.merged_weights(version)
+            merged = merged or self.merged_weights(version)
             files[WEIGHTS_FILE] = HfFile(WEIGHTS_FILE, merged.size, merged.sha256, merged.sha256)
             record = Manifest.from_json(manifest, source=f"{version.ref} manifest")
             listed = tuple(sorted([*entries, merged], key=lambda e: e.path))
@@ -237,6 +238,17 @@ class Files:
             if path not in stored and path != MANIFEST_FILE:
                 files[path] = HfFile.of_bytes(path, data)
         return [files[path] for path in sorted(files)]
+
+    def _manifest(self, version: ModelVersion) -> bytes:
+        """The version's manifest bytes, checked against its digest.
+
+        Raises:
+            IntegrityError: it is missing or corrupt.
+        """
+        try:
+            return self.hub.blobs.read_verified(version.digest)
+        except IntegrityError as exc:
+            raise IntegrityError(f"{version.ref}: manifest: {exc}; run `hub verify`") from None
 
     def merged_weights(self, version: ModelVersion) -> FileEntry:
         """The one ``model.safetensors`` of a version that shares weight files with another: exactly its
@@ -256,16 +268,33 @@ class Files:
         from hub.publishing import WEIGHTS_FILE
         from hub.safetensors_io import iter_safetensors_bytes
 
-        key, blobs = merged_key(version.digest), self.hub.blobs
-        known = _merged_record(blobs.read_text(key))
-        if known is not None and blobs.size(known[0]) == known[1]:
-            return FileEntry(WEIGHTS_FILE, *known)
-        self.hub.catalog.fetch(version, list(version.weight_files))
+        blobs = self.hub.blobs
+        known = self._stored_merged(version)
+        if known is not None:
+            return known
         with blobs.in_use():  # a gc running now spares the new blob until its record is written
-            chunks, _ = iter_safetensors_bytes(stored_tensors(blobs, version, verify=True), {"format": "pt"})
-            sha256, size = blobs.write(chunks)
-            blobs.write_text(key, json.dumps({"sha256": sha256, "size": size}))
+            sha256, size = blobs.write(self._merged_chunks(version))
+            blobs.write_text(merged_key(version.digest), json.dumps({"sha256": sha256, "size": size}))
         return FileEntry(WEIGHTS_FILE, sha256, size)
+
+    def _stored_merged(self, version: ModelVersion) -> FileEntry | None:
+        """The merged weights of ``version`` where the store holds them (see :meth:`merged_weights`)."""
+        from hub.publishing import WEIGHTS_FILE
+
+        known = _merged_record(self.hub.blobs.read_text(merged_key(version.digest)))
+        if known is not None and self.hub.blobs.size(known[0]) == known[1]:
+            return FileEntry(WEIGHTS_FILE, *known)
+        return None
+
+    def _merged_chunks(self, version: ModelVersion) -> Any:
+        """The bytes of the merged ``model.safetensors`` of a version that shares weight files (its
+        shared files fetched first and every tensor checked)."""
+        from hub.loader import stored_tensors
+        from hub.safetensors_io import iter_safetensors_bytes
+
+        self.hub.catalog.fetch(version, list(version.weight_files))
+        chunks, _ = iter_safetensors_bytes(stored_tensors(self.hub.blobs, version, verify=True), {"format": "pt"})
+        return chunks
 
     def download(self, ref: str, local_dir: str | os.PathLike[str] | None = None) -> Path:
         """Copy a version's files into a folder, under their own names, checking every hash.
@@ -292,13 +321,21 @@ class Files:
         for entry in version.files:  # every path checked before anything is built or written
             if not (target / check_relative_path(entry.path)).resolve().is_relative_to(root):
                 raise UnsafeFormatError(f"{version.ref}: file {entry.path!r} would be written outside {target}")
-        files = self.layout(version)
+        from hub.publishing import MANIFEST_FILE, WEIGHTS_FILE
+
+        self._manifest(version)  # a damaged manifest stops the download before anything is written
+        built, in_folder = self._stored_merged(version) if version.weight_views else None, False
+        if version.weight_views and built is None:  # merged straight into the folder: a download adds nothing to the store
+            target.mkdir(parents=True, exist_ok=True)
+            built = FileEntry(WEIGHTS_FILE, *self.hub.blobs.write_local(target / WEIGHTS_FILE, self._merged_chunks(version)))
+            in_folder = True
+        files = self.layout(version, merged=built)
         stored = {e.path for e in version.files}
         self.hub.catalog.fetch(version, [f.path for f in files if f.path in stored])
-        from hub.publishing import MANIFEST_FILE
-
         target.mkdir(parents=True, exist_ok=True)
         for file in sorted(files, key=lambda f: f.path == MANIFEST_FILE):  # the manifest last: a folder without it is unfinished
+            if in_folder and file.path == WEIGHTS_FILE:
+                continue  # built there above
             destination = target / check_relative_path(file.path)
             destination.parent.mkdir(parents=True, exist_ok=True)
             if file.data is not None:

@@ -137,13 +137,21 @@ def test_a_transformers_classifier_shares_its_base_encoder(hub_home, tmp_path):
         expected = classifier(input_ids=inputs).logits
         assert torch.equal(hub.load(child.ref, device="cpu")(input_ids=inputs).logits, expected)
 
+    blobs_before = sorted(p.name for p in (hub_home / "blobs").iterdir())
     folder = hub.download(child.ref, tmp_path / "download")
+    assert sorted(p.name for p in (hub_home / "blobs").iterdir()) == blobs_before  # merged into the folder, not the store
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "modelhub.json"]
     manifest = Manifest.from_json((folder / "modelhub.json").read_bytes())
     assert [f.path for f in manifest.files] == ["model.safetensors"] and manifest.weight_views == {}
     from hub.storage import sha256_file
 
     assert (manifest.files[0].sha256, manifest.files[0].size) == sha256_file(folder / "model.safetensors")
+    # the merged file Hugging Face clients are served (kept in the store once built) has the same bytes
+    merged = hub.default_hub().files.merged_weights(child)
+    assert (merged.sha256, merged.size) == sha256_file(folder / "model.safetensors")
+    second = hub.download(child.ref, tmp_path / "download-again")  # now copied from that blob
+    assert sha256_file(second / "model.safetensors") == sha256_file(folder / "model.safetensors")
+    assert Manifest.from_json((second / "modelhub.json").read_bytes()) == manifest
     reopened = transformers.AutoModelForSequenceClassification.from_pretrained(folder).eval()
     with torch.no_grad():
         assert torch.equal(reopened(input_ids=inputs).logits, expected)
