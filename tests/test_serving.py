@@ -389,3 +389,28 @@ def test_the_try_it_page_sends_its_input_to_the_inference_server(world, monkeypa
     assert table.iloc[0]["probability"] == pytest.approx(float(expected.max()), abs=1e-5)
     after = metric(metric_samples(world.server.url), "hub_inference_requests_total", model="acme/digits", status="200")
     assert after == before + 1  # the server answered it
+
+
+@pytest.mark.one_backend
+def test_over_a_remote_hub_the_hub_server_decides_who_may_infer(world, tmp_path):
+    """HUB_ENDPOINT set: models load through the client cache with the server's own HUB_TOKEN, and each
+    caller's token is checked by the hub server (GET /api/v1/models/{name} with the caller's header)."""
+    hub_server = start_server(world.hub.home, world.hub.db.url)
+    try:
+        cache = tmp_path / "cache"
+        server = _serve(cache, "sqlite:///unused", ["acme/digits:1", "secret/digits"],
+                        env={"HUB_ENDPOINT": hub_server.url, "HUB_TOKEN": world.read_token})
+        try:
+            url = server.url
+            images, _ = digits_images(4)
+            public = outputs_of(infer(url, "acme/digits", image_input(images)))
+            np.testing.assert_allclose(public["probabilities"], expected_probabilities(world, 1, images), atol=1e-5)
+            assert infer(url, "secret/digits", image_input(images)).status_code == 404
+            assert infer(url, "secret/digits", image_input(images), token="mh_0123456789abcdef_" + "y" * 43).status_code == 401
+            private = outputs_of(infer(url, "secret/digits", image_input(images), token=world.read_token))
+            np.testing.assert_allclose(private["probabilities"], public["probabilities"], atol=1e-6)
+            assert not (cache / "registry.db").exists() and any((cache / "blobs").rglob("*"))  # loaded through the cache
+        finally:
+            server.stop()
+    finally:
+        hub_server.stop()
