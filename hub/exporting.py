@@ -49,21 +49,14 @@ class Exported:
 
     Attributes:
         files: its files in the folder, the main one first (then external-data files, if any).
-        inputs, outputs: ``{"name", "dtype", "shape"}`` each, dynamic dimensions named.
-        opset, ir_version: the ONNX opset (default domain) and IR version; None for pt2.
-        exporter: ``"torch.onnx dynamo <torch version>"`` or ``"torch.export <torch version>"``.
-        runtime: what ran it for the parity check (``"onnxruntime 1.x"``, ``"torch 2.x"``).
-        parity: ``{"max_abs_diff", "tolerance", "shapes", "provider", "passed", "export_shape"}``.
+        facts: the :class:`~hub.entities.ExportRecord` fields the export determines: ``inputs``, ``outputs``
+            (``{"name", "dtype", "shape"}`` each, dynamic axes named), ``opset``, ``ir_version`` (None for pt2),
+            ``exporter``, ``runtime`` and ``parity`` (``{"max_abs_diff", "tolerance", "shapes", "provider",
+            "passed", "export_shape"}``).
     """
 
     files: tuple[Path, ...]
-    inputs: tuple[dict[str, Any], ...]
-    outputs: tuple[dict[str, Any], ...]
-    opset: int | None
-    ir_version: int | None
-    exporter: str
-    runtime: str
-    parity: dict[str, Any]
+    facts: dict[str, Any]
 
 
 def default_tolerance(dtype: Any) -> float:
@@ -352,8 +345,9 @@ def export_module(module: nn.Module, spec: ModelSpec, format: str, folder: Path,
         import onnxruntime
 
         opset_used, ir_version, described_in, described_out = _onnx_metadata(main)
-        return Exported(files, tuple(described_in), tuple(described_out), opset_used, ir_version,
-                        f"torch.onnx dynamo {version}", f"onnxruntime {onnxruntime.__version__}", parity)
+        return Exported(files, {"inputs": tuple(described_in), "outputs": tuple(described_out), "opset": opset_used,
+                                "ir_version": ir_version, "exporter": f"torch.onnx dynamo {version}",
+                                "runtime": f"onnxruntime {onnxruntime.__version__}", "parity": parity})
     with torch.no_grad():
         at_export = flat(*args)
     input_axes = _dynamic_names(list(args), list(_example(spec, module, *PARITY_SHAPES[1], seed=2).values()),
@@ -361,7 +355,8 @@ def export_module(module: nn.Module, spec: ModelSpec, format: str, folder: Path,
     output_axes = _dynamic_names(at_export, outputs_at[1], [EXPORT_SHAPE, PARITY_SHAPES[1]])
     described_in = [_described(n, t, a) for n, t, a in zip(inputs, args, input_axes)]
     described_out = [_described(n, t, a) for n, t, a in zip(names, at_export, output_axes)]
-    return Exported(files, tuple(described_in), tuple(described_out), None, None, f"torch.export {version}", f"torch {version}", parity)
+    return Exported(files, {"inputs": tuple(described_in), "outputs": tuple(described_out), "opset": None, "ir_version": None,
+                            "exporter": f"torch.export {version}", "runtime": f"torch {version}", "parity": parity})
 
 
 def _to_onnx(flat: nn.Module, args: tuple[Any, ...], dims: dict[str, Any], input_names: list[str], output_names: list[str],

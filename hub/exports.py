@@ -29,6 +29,7 @@ from hub.gc_roots import Keep
 from hub.gc_roots import register as register_collector
 from hub.manifest import check_relative_path
 from hub.reference import folder_name
+from hub.storage.writing import sha256_file
 
 if TYPE_CHECKING:
     from hub.api import Hub
@@ -173,10 +174,9 @@ class Exports:
         module = self.hub.load(version.ref, device="cpu").eval()
         with tempfile.TemporaryDirectory(prefix="hub-export-") as folder:
             made = export_module(module, spec, format, Path(folder), opset=opset, tolerance=tolerance)
-            files = tuple(FileEntry(path.name, *_sha256_of(path)) for path in made.files)
-            record = ExportRecord(format, version.ref, version.digest, files, made.inputs, made.outputs, made.opset,
-                                  made.ir_version, made.exporter, made.runtime, made.parity,
-                                  datetime.now(timezone.utc).replace(microsecond=0), settings.current_user())
+            files = tuple(FileEntry(path.name, *sha256_file(path)) for path in made.files)
+            record = ExportRecord(format=format, source_ref=version.ref, source_digest=version.digest, files=files, **made.facts,
+                                  created_at=datetime.now(timezone.utc).replace(microsecond=0), created_by=settings.current_user())
             record = with_digest(record)
             return self._keep(version, record, {entry.sha256: path for entry, path in zip(files, made.files)})
 
@@ -266,7 +266,7 @@ class Exports:
         target.mkdir(parents=True, exist_ok=True)
         for entry in record.files:
             destination = target / entry.path
-            if destination.is_file() and destination.stat().st_size == entry.size and _sha256_of(destination)[0] == entry.sha256:
+            if destination.is_file() and destination.stat().st_size == entry.size and sha256_file(destination)[0] == entry.sha256:
                 continue
             try:
                 self.hub.blobs.copy_to(entry.sha256, destination, size=entry.size)
@@ -311,14 +311,3 @@ class Exports:
         if local is None or self.hub.blobs.size(main.sha256) != main.size:
             local = self._folder(ref, format, None)[1] / main.path
         return _session(local, providers) if format == "onnx" else load_pt2(local)
-
-
-def _sha256_of(path: Path) -> tuple[str, int]:
-    from hub.storage.base import read_chunks
-
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as source:
-        for chunk in read_chunks(source):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size

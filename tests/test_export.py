@@ -24,7 +24,6 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 
-@hub.register_architecture("test-export-branchy", overwrite=True)
 def branchy(in_features: int = 4) -> nn.Module:
     """A model torch.export can't capture: its forward branches in Python on a tensor's value."""
 
@@ -40,7 +39,6 @@ def branchy(in_features: int = 4) -> nn.Module:
     return Branchy()
 
 
-@hub.register_architecture("test-export-labelled", overwrite=True)
 def labelled(in_features: int = 4) -> nn.Module:
     """A model whose forward returns a label name beside its scores: not tensors alone."""
 
@@ -53,6 +51,19 @@ def labelled(in_features: int = 4) -> nn.Module:
             return {"scores": self.linear(x), "label": "a"}
 
     return Labelled()
+
+
+@pytest.fixture
+def unexportable():
+    """The two architectures above, registered for one test (a module-level registration would reach every
+    test that lists the registered architectures)."""
+    from hub import architectures
+
+    hub.register_architecture("test-export-branchy", overwrite=True)(branchy)
+    hub.register_architecture("test-export-labelled", overwrite=True)(labelled)
+    yield
+    for name in ("test-export-branchy", "test-export-labelled"):
+        architectures._builders.pop(name, None)
 
 
 def sha256(path: Path) -> str:
@@ -157,7 +168,7 @@ def test_minilm_exports_with_dynamic_batch_and_sequence(hub_home):
         assert torch.allclose(torch.from_numpy(pooled), expected.pooler_output, atol=1e-4)
 
 
-def test_a_model_that_cannot_be_exported_fails_with_the_exporter_s_reason_and_stores_nothing(hub_home):
+def test_a_model_that_cannot_be_exported_fails_with_the_exporter_s_reason_and_stores_nothing(hub_home, unexportable):
     hub.publish(hub.create("test-export-branchy", in_features=4), "acme/branchy", input={"kind": "numbers", "shape": [4]})
     hub.publish(hub.create("test-export-labelled", in_features=4), "acme/labelled", input={"kind": "numbers", "shape": [4]})
     torch.manual_seed(0)
