@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub import settings
 from hub.entities import ExportRecord, FileEntry, ModelVersion
-from hub.errors import ExportError, IntegrityError, InvalidArgumentError, ModelNotFoundError, UnsafeFormatError
+from hub.errors import IntegrityError, InvalidArgumentError, ModelNotFoundError, UnsafeFormatError
 from hub.gc_roots import Keep
 from hub.gc_roots import register as register_collector
 from hub.manifest import check_relative_path
