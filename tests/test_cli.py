@@ -29,7 +29,7 @@ COMMANDS = [
     "list", "info", "versions", "history", "publish", "import-hf", "tag", "untag", "download",
     "verify", "gc", "reindex", "delete", "architectures", "ui", "demo", "db upgrade", "serve",
     "user create", "user password", "user list", "token create", "token list", "token revoke",
-    "namespace create", "namespace set", "namespace list", "visibility",
+    "namespace create", "namespace set", "namespace list", "visibility", "export", "exports", "serve-models",
 ]
 READ_ONLY = {
     "list": ["list", "--json"],

@@ -82,12 +82,12 @@ def serve_then_stop(command: str, env: dict, cwd: Path) -> str:
 
 
 def start_in_background(command: str, env: dict, cwd: Path) -> subprocess.Popen:
-    """Start a command the README runs with ``&`` (``hub serve``, ``finetune worker``) in a session of its
-    own; for ``hub serve``, return once its ``/healthz`` answers."""
-    port = re.search(r"^(?:\.venv/bin/)?hub serve\b.*--port (\d+)", command)
+    """Start a command the README runs with ``&`` (``hub serve``, ``hub serve-models``, ``finetune worker``) in
+    a session of its own; for a server, return once it answers (``/healthz``; ``/v2/health/ready``)."""
+    port = re.search(r"^(?:\.venv/bin/)?hub serve(?P<models>-models)?\b.*--port (?P<port>\d+)", command)
     if port:
         with socket.socket() as probe:
-            assert probe.connect_ex(("127.0.0.1", int(port.group(1)))) != 0, f"`{command}`: its port is taken"
+            assert probe.connect_ex(("127.0.0.1", int(port.group("port")))) != 0, f"`{command}`: its port is taken"
     with open(cwd / f"background-{len(list(cwd.glob('background-*')))}.log", "w") as log:
         process = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
@@ -96,7 +96,8 @@ def start_in_background(command: str, env: dict, cwd: Path) -> subprocess.Popen:
         while True:
             assert process.poll() is None, f"`{command}` exited {process.returncode}: {Path(log.name).read_text()}"
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port.group(1)}/healthz", timeout=2) as response:
+                health = "/v2/health/ready" if port.group("models") else "/healthz"  # hub serve-models: once its models loaded
+                with urllib.request.urlopen(f"http://127.0.0.1:{port.group('port')}{health}", timeout=2) as response:
                     if response.status == 200:
                         break
             except OSError:

@@ -25,15 +25,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from hub.errors import IntegrityError
 
-__all__ = ["BlobStore", "CHUNK_SIZE", "TEMP_PREFIX", "file_mode", "read_chunks", "temp_file"]
+__all__ = ["BlobStore", "CHUNK_SIZE", "TEMP_PREFIX", "file_mode", "hash_pool", "read_chunks", "temp_file", "write_all"]
 
 CHUNK_SIZE = 16 * 1024 * 1024
 TEMP_PREFIX = ".tmp-"
@@ -43,6 +44,27 @@ def read_chunks(stream: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterator[byte
     """The bytes of an open binary stream, ``chunk_size`` at a time."""
     while chunk := stream.read(chunk_size):
         yield chunk
+
+
+_hash_pool: Any = None
+_hash_pool_lock = threading.Lock()
+
+
+def hash_pool() -> Any:
+    """The one helper thread that hashes beside writes (created on first use)."""
+    global _hash_pool
+    with _hash_pool_lock:
+        if _hash_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _hash_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-sha256")
+        return _hash_pool
+
+
+def write_all(f: Any, view: memoryview) -> None:
+    """Write all of ``view`` to an unbuffered file (a raw write may be partial)."""
+    while view:
+        view = view[f.write(view) :]
 
 
 @functools.cache
@@ -216,8 +238,6 @@ class BlobStore(ABC):
         Raises:
             IntegrityError: they don't hash to ``expected_sha256``; nothing is left.
         """
-        from hub.storage.writing import hash_pool, write_all
-
         fd, temp = temp_file(destination.parent)
         try:
             digest, size, pool, hashed = hashlib.sha256(), 0, hash_pool(), None

@@ -12,28 +12,12 @@ import errno
 import hashlib
 import os
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
-from hub.storage.base import read_chunks, temp_file
+from hub.storage.base import hash_pool, read_chunks, temp_file, write_all
 
 __all__ = ["fsync_dir", "hash_pool", "sha256_file", "write_all", "write_atomic", "Writeback"]
-
-_hash_pool: Any = None
-_hash_pool_lock = threading.Lock()
-
-
-def hash_pool() -> Any:
-    """The one helper thread that hashes beside writes (created on first use)."""
-    global _hash_pool
-    with _hash_pool_lock:
-        if _hash_pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            _hash_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-sha256")
-        return _hash_pool
-
 
 def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
     """The sha256 hex digest and size of a file, read in chunks."""
@@ -43,12 +27,6 @@ def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
-
-
-def write_all(f: Any, view: memoryview) -> None:
-    """Write all of ``view`` to an unbuffered file (a raw write may be partial)."""
-    while view:
-        view = view[f.write(view) :]
 
 
 class Writeback:
