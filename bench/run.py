@@ -26,12 +26,16 @@ Benchmarks (each module's docstring says what it measures and its targets):
                     all-MiniLM-L6-v2 and of a ~1 GB sharded BERT >= 0.8x the throughput of
                     `hub download`; from_pretrained through HF_ENDPOINT, warm cache,
                     <= 1.2x from_pretrained on a local folder
+* bench_serving.py  `hub serve-models` under 64 concurrent OIP v2 clients, digits convnet
+                    and all-MiniLM-L6-v2: dynamic batching >= 3x the throughput of batching
+                    off at no worse p99; the onnx and torch runtimes side by side; >= 1.5x
+                    KServe's Python model server's throughput at equal or better p99
 
 Every figure is a median over repeated runs, hub and baseline alternating, as a
 ratio against a baseline measured in the same run. ``--quick`` shrinks every
 size for a smoke run (under a minute).
 
-Usage: ``.venv/bin/python bench/run.py [--quick] [--only load,publish,registry,hf,finetune,webui,trainer,server,hfserver] ...``
+Usage: ``.venv/bin/python bench/run.py [--quick] [--only load,publish,registry,hf,finetune,webui,trainer,server,hfserver,serving] ...``
 """
 
 from __future__ import annotations
@@ -55,15 +59,18 @@ import bench_hf
 import bench_hf_server
 import bench_registry
 import bench_server
+import bench_serving
 import bench_trainer
 import bench_webui
 from common import BENCH_DIR, RESULTS_DIR, Row, print_table
 
-BENCHES = ("load", "publish", "registry", "hf", "finetune", "webui", "trainer", "server", "hfserver")
+BENCHES = ("load", "publish", "registry", "hf", "finetune", "webui", "trainer", "server", "hfserver", "serving")
 FULL = {"load_sizes": "100,1000", "publish_mb": 1024, "models": 10_000, "versions": 10, "repeats": 5, "load_repeats": 15, "mem_repeats": 3,
-        "calls": 200, "finetune_mb": 1000, "trainer_repeats": 3, "trainer_rows": 2000, "server_mb": 1000}
+        "calls": 200, "finetune_mb": 1000, "trainer_repeats": 3, "trainer_rows": 2000, "server_mb": 1000,
+        "serving_seconds": 5.0, "serving_repeats": 3}
 QUICK = {"load_sizes": "10", "publish_mb": 64, "models": 500, "versions": 10, "repeats": 3, "load_repeats": 5, "mem_repeats": 1,
-         "calls": 50, "finetune_mb": 64, "trainer_repeats": 1, "trainer_rows": 100, "server_mb": 64}
+         "calls": 50, "finetune_mb": 64, "trainer_repeats": 1, "trainer_rows": 100, "server_mb": 64,
+         "serving_seconds": 1.0, "serving_repeats": 1}
 
 
 def parse_args() -> argparse.Namespace:
@@ -82,6 +89,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--trainer-repeats", type=int, help=f"trainer: measured rounds per contender (default {FULL['trainer_repeats']})")
     parser.add_argument("--trainer-rows", type=int, help=f"trainer: sentences, a fifth held out (default {FULL['trainer_rows']})")
     parser.add_argument("--server-mb", type=int, help=f"server: model and state dict size in MB, also hfserver's sharded BERT (default {FULL['server_mb']})")
+    parser.add_argument("--serving-seconds", type=float, help=f"serving: measured seconds of each load run (default {FULL['serving_seconds']:g})")
+    parser.add_argument("--serving-repeats", type=int, help=f"serving: measured rounds per server (default {FULL['serving_repeats']})")
     parser.add_argument("--cold-cache", action="store_true", help="load: drop the blob from the page cache before every load")
     parser.add_argument("--rebuild-registry", action="store_true", help="build the cached registry again")
     parser.add_argument("--tmp-dir", default=None, help="where temporary hubs go (default: the system temp folder)")
@@ -118,6 +127,7 @@ def run_benches(args: argparse.Namespace) -> tuple[list[Row], dict[str, float]]:
         "server": lambda: bench_server.run(args.server_mb, args.models, args.versions, args.repeats, args.calls,
                                            args.rebuild_registry, args.tmp_dir, log),
         "hfserver": lambda: bench_hf_server.run(args.server_mb, args.repeats, args.load_repeats, args.tmp_dir, log),
+        "serving": lambda: bench_serving.run(args.serving_seconds, args.serving_repeats, args.tmp_dir, log),
     }
     rows: list[Row] = []
     durations: dict[str, float] = {}
