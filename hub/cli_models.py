@@ -14,7 +14,7 @@ def cmd_serve_models(args: argparse.Namespace) -> int:
 
     serve_models(args.refs, host=args.host, port=args.port, runtime=args.runtime, max_batch_size=args.max_batch_size,
                  max_delay_ms=args.max_delay_ms, poll_seconds=args.poll_seconds, max_body_mb=args.max_body_mb,
-                 log_level=args.log_level, access_log=args.access_log)
+                 threads=args.threads, log_level=args.log_level, access_log=args.access_log)
     return 0
 
 
@@ -34,6 +34,7 @@ def add_commands(commands: Any, command: Any) -> None:
     sub.add_argument("--max-delay-ms", type=float, default=5.0, help="how long a batch waits for more requests (default 5)")
     sub.add_argument("--poll-seconds", type=float, default=2.0, help="how often a followed alias is checked (default 2)")
     sub.add_argument("--max-body-mb", type=float, default=16.0, help="largest request body in MiB (default 16; 413 above)")
+    sub.add_argument("--threads", type=int, default=None, help="torch's CPU threads (default: half the cores, at least 1)")
     sub.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                      help="log level (default info: loads and alias switches)")
     sub.add_argument("--access-log", action="store_true", help="log one line per request (off by default: it costs throughput)")

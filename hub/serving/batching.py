@@ -51,6 +51,7 @@ class Batcher:
         self._run, self.max_batch_size, self.max_delay = run, max_batch_size, max_delay
         self._observe, self._setup = observe, setup
         self._pending: collections.deque[_Item] = collections.deque()
+        self._rows: collections.Counter[Any] = collections.Counter()  # rows waiting, by key
         self._condition = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._work, name=f"batcher {name}", daemon=True)
@@ -67,7 +68,11 @@ class Batcher:
             if self._closed:
                 raise BatcherClosed("this version was switched out")
             self._pending.append(item)
-            self._condition.notify()
+            self._rows[work.key] += work.rows
+            # wake the worker only when it waits for a first request or a batch just filled: a wake-up per
+            # request would make the request threads and the worker trade the GIL for every one
+            if len(self._pending) == 1 or self._rows[work.key] >= self.max_batch_size:
+                self._condition.notify()
         return item.future
 
     def close(self, wait: float | None = None) -> None:
@@ -83,9 +88,6 @@ class Batcher:
         """Requests waiting (not yet in a running batch)."""
         return len(self._pending)
 
-    def _rows_ready(self, key: Any) -> int:
-        return sum(item.work.rows for item in self._pending if item.work.key == key)
-
     def _next_batch(self) -> list[_Item] | None:
         """The next batch, taken off the queue (waiting as the rules say); None once closed and empty."""
         with self._condition:
@@ -95,7 +97,7 @@ class Batcher:
                 self._condition.wait()
             first = self._pending[0]
             deadline = first.arrived + self.max_delay
-            while not self._closed and self._rows_ready(first.work.key) < self.max_batch_size:
+            while not self._closed and self._rows[first.work.key] < self.max_batch_size:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -108,6 +110,7 @@ class Batcher:
                 else:
                     kept.append(item)
             self._pending = kept
+            self._rows[first.work.key] -= rows
             return batch
 
     def _work(self) -> None:

@@ -61,26 +61,6 @@ def _shape(value: Any, where: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _flat(data: Any, where: str) -> list[Any]:
-    """``data``'s elements in row-major order (nested lists flattened)."""
-    if not isinstance(data, list):
-        raise InvalidArgumentError(f"{where}: 'data' must be a list of the tensor's elements (row-major), "
-                                   f"got {type(data).__name__}")
-    if not any(isinstance(item, list) for item in data):
-        return data
-    flat: list[Any] = []
-    stack = [iter(data)]
-    while stack:
-        for item in stack[-1]:
-            if isinstance(item, list):
-                stack.append(iter(item))
-                break
-            flat.append(item)
-        else:
-            stack.pop()
-    return flat
-
-
 def decode_tensor(item: Any, where: str) -> tuple[str, str, Any]:
     """One input tensor of a request as ``(name, datatype, numpy array of its shape)``.
 
@@ -102,28 +82,31 @@ def decode_tensor(item: Any, where: str) -> tuple[str, str, Any]:
     if datatype not in DATATYPES:
         raise InvalidArgumentError(f"{where}: datatype {str(datatype)[:20]!r} is not one this server reads "
                                    f"({', '.join(DATATYPES)})")
-    elements = _flat(item.get("data"), where)
-    if len(elements) != math.prod(shape):
-        raise InvalidArgumentError(f"{where}: shape {list(shape)} holds {math.prod(shape)} elements but 'data' has {len(elements)}")
+    data = item.get("data")
+    if not isinstance(data, list):
+        raise InvalidArgumentError(f"{where}: 'data' must be a list of the tensor's elements (row-major), "
+                                   f"got {type(data).__name__}")
+    try:
+        array = np.asarray(data, dtype=object if datatype == "BYTES" else None)  # nested lists: numpy flattens them
+    except ValueError:  # ragged nesting
+        raise InvalidArgumentError(f"{where}: 'data' must be a flat list, or lists nested evenly") from None
+    if array.size != math.prod(shape):
+        raise InvalidArgumentError(f"{where}: shape {list(shape)} holds {math.prod(shape)} elements but 'data' has {array.size}")
     if datatype == "BYTES":
-        if not all(isinstance(element, str) for element in elements):
+        flat = array.reshape(-1)
+        if not all(isinstance(element, str) for element in flat):
             raise InvalidArgumentError(f"{where}: BYTES data must be strings")
-        array = np.empty(len(elements), dtype=object)
-        array[:] = elements
-        return name, datatype, array.reshape(shape)
-    wanted = DATATYPES[datatype]
+        return name, datatype, flat.reshape(shape)
     integer = datatype.startswith("INT")
-    if not all(isinstance(e, int) and not isinstance(e, bool) if integer else
-               isinstance(e, int | float) and not isinstance(e, bool) for e in elements):
+    if array.dtype.kind not in ("i" if integer else "if") or array.dtype == object:
         kind = "whole numbers" if integer else "numbers"
         raise InvalidArgumentError(f"{where}: {datatype} data must be {kind}")
-    try:
-        array = np.asarray(elements, dtype=wanted)
-    except (OverflowError, ValueError) as error:
-        raise InvalidArgumentError(f"{where}: data don't fit {datatype} ({error})") from None
     if not integer and not np.isfinite(array).all():
         raise InvalidArgumentError(f"{where}: data must be finite numbers")
-    return name, datatype, array.reshape(shape)
+    wanted = DATATYPES[datatype]
+    if integer and array.size and (array.min() < np.iinfo(wanted).min or array.max() > np.iinfo(wanted).max):
+        raise InvalidArgumentError(f"{where}: data don't fit {datatype}")
+    return name, datatype, array.astype(wanted, copy=False).reshape(shape)
 
 
 def parse_request(body: Any) -> InferRequest:
