@@ -31,7 +31,7 @@ SENTENCES = ["A man is eating food.", "The new movie is awesome.", "A cheetah ch
              "Someone in a gorilla costume is playing a set of drums, loudly, in the middle of the night."]
 MAX_BODY_MB = 1
 LONG = os.environ.get("HUB_TEST_LONG") == "1"
-SERVED = ["acme/digits@production", "acme/minilm", "secret/digits"]
+SERVED = ["acme/digits@production", "secret/digits"]  # and acme/minilm on SQLite (its tests are one_backend)
 
 
 @dataclass
@@ -69,7 +69,7 @@ def _trained_convnet(seed: int, steps: int):
     return model.eval()
 
 
-def _build(home: Path, url: str) -> tuple[object, str, dict]:
+def _build(home: Path, url: str, *, minilm_too: bool) -> tuple[object, str, dict]:
     from hub.access import Access
     from hub.api import Hub
 
@@ -79,11 +79,12 @@ def _build(home: Path, url: str) -> tuple[object, str, dict]:
     token = access.create_token("reader", "read")[0]
     access.create_namespace("acme", owners=["reader"], visibility="public")
     access.create_namespace("secret", owners=["reader"], visibility="private")
-    first, second = _trained_convnet(0, 40), _trained_convnet(1, 15)
+    first, second = _trained_convnet(0, 25), _trained_convnet(1, 8)
     hub.publish(first, "acme/digits", aliases=["production"])
     hub.publish(second, "acme/digits")
     hub.publish(first, "secret/digits")
-    hub.import_hf(str(minilm.get_model_path()), "acme/minilm")
+    if minilm_too:
+        hub.import_hf(str(minilm.get_model_path()), "acme/minilm")
     return hub, token, {1: hub.load("acme/digits:1", device="cpu"), 2: hub.load("acme/digits:2", device="cpu")}
 
 
@@ -113,8 +114,9 @@ def world(registry_url, worlds) -> World:
         home = factory.mktemp(f"serving-{backend}")
         url, schema = fresh_registry(home, backend)
         schemas += [schema] if schema else []
-        hub, token, models = _build(home, url)
-        server = _serve(home, url, SERVED, "--max-batch-size", "32", "--max-delay-ms", "20", "--poll-seconds", "0.2",
+        sqlite = backend == "sqlite"
+        hub, token, models = _build(home, url, minilm_too=sqlite)
+        server = _serve(home, url, [*SERVED, *(["acme/minilm"] if sqlite else [])], "--max-batch-size", "32", "--max-delay-ms", "20", "--poll-seconds", "0.2",
                         "--max-body-mb", str(MAX_BODY_MB))
         found[backend] = World(hub, server, token, models)
     return found[backend]
@@ -249,7 +251,7 @@ def test_concurrent_requests_are_batched_and_counted(world):
     assert grew("hub_inference_requests_total", model="acme/digits", status="200") == 48
     batches, rows = grew("hub_inference_batch_size_count", model="acme/digits"), grew("hub_inference_batch_size_sum", model="acme/digits")
     assert rows == 48 and batches < 48, (batches, rows)  # some batch held more than one request
-    assert grew("hub_inference_batch_size_bucket", model="acme/digits", le="1.0") < batches or batches < 24
+    assert grew("hub_inference_batch_size_bucket", model="acme/digits", le="1.0") < batches
     assert grew("hub_inference_queue_seconds_count", model="acme/digits") == 48
     assert grew("hub_inference_request_seconds_count", model="acme/digits") == 48
     assert metric(after, "hub_inference_model_loads_total", model="acme/minilm") == 1
