@@ -84,8 +84,26 @@ def _build(home: Path, url: str, *, minilm_too: bool) -> tuple[object, str, dict
     hub.publish(second, "acme/digits")
     hub.publish(first, "secret/digits")
     if minilm_too:
-        hub.import_hf(str(minilm.get_model_path()), "acme/minilm")
+        _text_models(hub)
     return hub, token, {1: hub.load("acme/digits:1", device="cpu"), 2: hub.load("acme/digits:2", device="cpu")}
+
+
+def _text_models(hub) -> None:
+    """acme/minilm (all-MiniLM-L6-v2) and acme/minilm-classifier: a sequence classifier on it (a random head, three
+    named classes) with its tokenizer."""
+    import transformers
+
+    folder = minilm.get_model_path()
+    base = hub.import_hf(str(folder), "acme/minilm")
+    config = {k: v for k, v in base.config["hf_config"].items() if k not in ("architectures", "auto_map")}
+    torch.manual_seed(0)
+    classifier = transformers.BertForSequenceClassification(transformers.BertConfig(
+        **config, num_labels=3, id2label={0: "sad", 1: "calm", 2: "glad"}, label2id={"sad": 0, "calm": 1, "glad": 2})).eval()
+    classifier.bert.load_state_dict(hub.load_state_dict(base.ref), strict=False)
+    torch.nn.init.normal_(classifier.classifier.weight)
+    hub.publish(classifier, "acme/minilm-classifier", parent=base.ref, architecture="transformers",
+                config={"auto_class": "AutoModelForSequenceClassification", "hf_config": classifier.config.to_dict()},
+                files={name: str(folder / name) for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")})
 
 
 def _serve(home: Path, url: str, refs: list[str], *options: str, env: dict | None = None) -> Server:
@@ -116,7 +134,7 @@ def world(registry_url, worlds) -> World:
         schemas += [schema] if schema else []
         sqlite = backend == "sqlite"
         hub, token, models = _build(home, url, minilm_too=sqlite)
-        server = _serve(home, url, [*SERVED, *(["acme/minilm"] if sqlite else [])], "--max-batch-size", "32", "--max-delay-ms", "20", "--poll-seconds", "0.2",
+        server = _serve(home, url, [*SERVED, *(["acme/minilm", "acme/minilm-classifier"] if sqlite else [])], "--max-batch-size", "32", "--max-delay-ms", "20", "--poll-seconds", "0.2",
                         "--max-body-mb", str(MAX_BODY_MB))
         found[backend] = World(hub, server, token, models)
     return found[backend]
@@ -197,6 +215,18 @@ def test_minilm_embeddings_equal_sentence_transformers_batched_across_requests(w
                                                                       "data": [s]}], client=client), SENTENCES * 3))
     got = np.concatenate([outputs_of(answer)["embedding"] for answer in answers])
     np.testing.assert_allclose(got, np.concatenate([reference] * 3), atol=1e-4)
+
+
+@pytest.mark.one_backend
+def test_a_text_classifier_answers_probabilities_and_label_names(world):
+    hub = world.hub
+    model, tokenizer = hub.load("acme/minilm-classifier", device="cpu"), hub.load_tokenizer("acme/minilm-classifier")
+    with torch.inference_mode():
+        expected = torch.softmax(model(**tokenizer(SENTENCES, padding=True, return_tensors="pt")).logits, -1).numpy()
+    text = [{"name": "text", "shape": [len(SENTENCES)], "datatype": "BYTES", "data": SENTENCES}]
+    got = outputs_of(infer(world.server.url, "acme/minilm-classifier", text))
+    np.testing.assert_allclose(got["probabilities"], expected, atol=1e-4)
+    assert list(got["label"]) == [("sad", "calm", "glad")[i] for i in expected.argmax(-1)]
 
 
 @pytest.mark.one_backend
