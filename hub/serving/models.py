@@ -200,10 +200,18 @@ class Follower:
         self._stop.set()
 
     def _run(self) -> None:
+        problems: dict[str, str] = {}  # REF -> the last failure logged (each is logged once, until it changes)
         while not self._stop.wait(self.poll_seconds):
             for model in self.models:
+                ref = str(model.reference)
                 try:
                     model.refresh()
-                except Exception as error:  # a hub briefly unreachable must not stop the following
-                    logger.error("checking %s failed: %s: %s", model.reference, type(error).__name__, error)
+                except Exception as error:  # a hub briefly unreachable, an alias deleted: keep serving, keep asking
+                    problem = f"{type(error).__name__}: {error}"
+                    if problems.get(ref) != problem:
+                        logger.error("checking %s failed (still serving %s): %s", ref, model.current.version.ref, problem)
+                    problems[ref] = problem
+                else:
+                    if problems.pop(ref, None) is not None:
+                        logger.warning("checking %s works again", ref)
 

@@ -89,6 +89,9 @@ def build_server(refs: Sequence[str], *, host: str = "127.0.0.1", runtime: str =
     _check_host(hub, host)
     if getattr(hub, "endpoint", None) is None:
         hub.db.ensure_schema()
+    twice = next((ref for ref in refs if list(refs).count(ref) > 1), None)
+    if twice is not None:
+        raise InvalidArgumentError(f"{twice} is given twice; give each REF once")
     metrics = Metrics()
     loaded: list[ServedModel] = []
     for ref in refs:
