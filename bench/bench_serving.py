@@ -10,9 +10,9 @@ each serving both models (``NAME@production``), all loaded and warmed before any
 
 - ``batched``: ``hub serve-models --runtime torch --max-batch-size 32 --max-delay-ms 5``;
 - ``unbatched``: the same with ``--max-batch-size 1`` (batching off);
-- ``onnx``: ``--runtime onnx``, batching as ``batched``;
-  (the three in this process's environment: ``OMP_NUM_THREADS`` as the caller set it, else torch's
-  default of one thread per core)
+- ``onnx``: ``--runtime onnx``, batching as ``batched``
+  (these three in this process's environment: ``OMP_NUM_THREADS`` as the caller set it, else
+  torch's default of one thread per core);
 - ``kserve`` and ``kserve 1 thread``: KServe's Python model server (``kserve`` 0.21 on PyPI, in a
   virtual environment of its own, :data:`KSERVE_VENV`, built once with :data:`KSERVE_REQUIREMENTS`;
   never modelhub's) running bench/kserve_model.py: the same ConvNet class (modelhub's networks.py
@@ -33,14 +33,15 @@ Before the load, every server answers the same requests, and their outputs are c
 The load (bench/loadgen.py, a process of its own on plain asyncio streams): :data:`CLIENTS`
 keep-alive connections, each posting v2 infer requests one after another (closed loop, one in
 flight each), one input row per request: ``input`` FP32 ``[1, 1, 8, 8]`` (the first 64 images of
-scikit-learn's digits, in turn) or ``text`` BYTES ``[1]`` (64 sentences of 10-25 words, from
+scikit-learn's digits, in turn) or ``text`` BYTES ``[1]`` (64 sentences of 15-23 words, from
 bench_trainer's generator, in turn), for 0.5 s unmeasured then ``seconds`` measured: throughput
 (answers / s) and p50 / p99 latency (request written to answer read), with the CPU seconds of the
 generator and of the server over the window. The five servers alternate round by round
 (``common.alternate``) after one short unmeasured run each; medians of ``repeats`` rounds.
 Everything shares this machine's cores (two here): the servers, the generator, and whatever else
-runs (the notes give the load average before and after). The generator is first measured alone against an endpoint that answers every request with
-a fixed body (``loadgen.trivial_server``), to show it is not the bottleneck.
+runs (the notes give the load average before and after). The generator is first measured alone
+against an endpoint that answers every request with a fixed body (``loadgen.trivial_server``), to
+show it is not the bottleneck.
 
 Figures, for each model:
 
@@ -58,7 +59,6 @@ import contextlib
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -70,6 +70,7 @@ from typing import Any
 import torch
 
 import hub
+from bench_server import _free_port
 from bench_trainer import topic_rows
 from common import BENCH_DIR, Row, alternate, print_table, ratio_row, temp_dir
 
@@ -98,12 +99,6 @@ KSERVE_SERVERS = {  # contender -> OMP_NUM_THREADS: torch's default (a thread pe
     "kserve": None,
     "kserve 1 thread": "1",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def kserve_python(log: Callable[[str], None] = print) -> Path:
@@ -353,7 +348,7 @@ def _per_k(result: dict[str, float], key: str) -> float:
 
 def _latencies(result: dict[str, float]) -> str:
     return (f"{result['rps']:.0f} req/s, p50 {result['p50_s'] * 1000:.1f} ms, p99 {result['p99_s'] * 1000:.1f} ms, "
-            f"server CPU {_per_k(result, 'server_cpu_s'):.2f} ms/request")
+            f"server CPU {result['server_cpu_s']:.1f} s in the window ({_per_k(result, 'server_cpu_s'):.2f} ms a request)")
 
 
 def batch_totals(contender: Contender, model: str) -> tuple[float, float]:
@@ -435,7 +430,7 @@ def run(seconds: float, repeats: int, tmp_parent: str | None = None, log: Callab
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds of each load run (default 5)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds of each load run (default 4)")
     parser.add_argument("--repeats", type=int, default=3, help="measured rounds per server (default 3)")
     parser.add_argument("--tmp-dir", default=None, help="where the temporary hub goes")
     args = parser.parse_args()

@@ -54,13 +54,17 @@ def _output(name: str, array: np.ndarray, datatype: str) -> InferOutput:
     return output
 
 
-class DigitsConvNet(Model):
-    """The digits convnet: probabilities and labels for FP32 images."""
+class _FolderModel(Model):
+    """A model loaded from a folder when it is made (``load`` sets ``ready``)."""
 
     def __init__(self, name: str, folder: Path) -> None:
         super().__init__(name)
         self.folder = folder
         self.load()
+
+
+class DigitsConvNet(_FolderModel):
+    """The digits convnet: probabilities and labels for FP32 images."""
 
     def load(self) -> bool:
         config = json.loads((self.folder / "config.json").read_text())
@@ -81,13 +85,8 @@ class DigitsConvNet(Model):
                              infer_outputs=[_output("probabilities", probabilities, "FP32"), _output("label", labels, "BYTES")])
 
 
-class MiniLM(Model):
+class MiniLM(_FolderModel):
     """all-MiniLM-L6-v2: unit-length mean-pooled sentence embeddings for BYTES strings."""
-
-    def __init__(self, name: str, folder: Path) -> None:
-        super().__init__(name)
-        self.folder = folder
-        self.load()
 
     def load(self) -> bool:
         import transformers

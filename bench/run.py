@@ -67,7 +67,7 @@ from common import BENCH_DIR, RESULTS_DIR, Row, print_table
 BENCHES = ("load", "publish", "registry", "hf", "finetune", "webui", "trainer", "server", "hfserver", "serving")
 FULL = {"load_sizes": "100,1000", "publish_mb": 1024, "models": 10_000, "versions": 10, "repeats": 5, "load_repeats": 15, "mem_repeats": 3,
         "calls": 200, "finetune_mb": 1000, "trainer_repeats": 3, "trainer_rows": 2000, "server_mb": 1000,
-        "serving_seconds": 5.0, "serving_repeats": 3}
+        "serving_seconds": 4.0, "serving_repeats": 3}
 QUICK = {"load_sizes": "10", "publish_mb": 64, "models": 500, "versions": 10, "repeats": 3, "load_repeats": 5, "mem_repeats": 1,
          "calls": 50, "finetune_mb": 64, "trainer_repeats": 1, "trainer_rows": 100, "server_mb": 64,
          "serving_seconds": 1.0, "serving_repeats": 1}
