@@ -50,6 +50,49 @@ def fresh_registry(home: Path, backend: str) -> tuple[str, str | None]:
     return _postgres_schema_url(schema), schema
 
 
+def hub_with_reader(home: Path, url: str) -> tuple[object, str]:
+    """A hub at ``home`` and ``url`` (schema made) with a read token for user ``reader``, who owns the public
+    namespace ``acme`` and the private ``secret``: ``(hub, token)``."""
+    from hub.access import Access
+    from hub.api import Hub
+
+    hub = Hub(home, url)
+    hub.db.ensure_schema()
+    access = Access(hub.db)
+    token = access.create_token("reader", "read")[0]
+    access.create_namespace("acme", owners=["reader"], visibility="public")
+    access.create_namespace("secret", owners=["reader"], visibility="private")
+    return hub, token
+
+
+class PerBackend:
+    """One thing per registry backend for a test module (a hub with its server, say), made on first use in a
+    home and registry of its own (:func:`fresh_registry`; the tests' own are left unused), closed at the
+    module's end. A module-scoped fixture makes one and closes it; a per-test fixture calls :meth:`get`."""
+
+    def __init__(self, factory, prefix: str) -> None:
+        self.factory, self.prefix = factory, prefix
+        self.found: dict[str, object] = {}
+        self.schemas: list[str] = []
+
+    def get(self, registry_url: str, build):
+        """The thing for ``registry_url``'s backend: ``build(home, url)``'s, made the first time."""
+        backend = backend_of(registry_url)
+        if backend not in self.found:
+            home = self.factory.mktemp(f"{self.prefix}-{backend}")
+            url, schema = fresh_registry(home, backend)
+            self.schemas += [schema] if schema else []
+            self.found[backend] = build(home, url)
+        return self.found[backend]
+
+    def close(self, close_one) -> None:
+        """``close_one`` each thing made, then drop the PostgreSQL schemas."""
+        for thing in self.found.values():
+            close_one(thing)
+        for schema in self.schemas:
+            _postgres(f"DROP SCHEMA {schema} CASCADE")
+
+
 @pytest.fixture(autouse=True, params=BACKENDS)
 def registry_url(request, tmp_path, monkeypatch) -> str:
     """Point HUB_HOME at a fresh folder and HUB_REGISTRY_URL at a fresh database; yield the URL."""

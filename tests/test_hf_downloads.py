@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from conftest import _postgres, backend_of, fresh_registry
+from conftest import PerBackend, hub_with_reader
 from server_process import Server, start_server
 
 transformers = pytest.importorskip("transformers")
@@ -41,15 +41,7 @@ class World:
 
 
 def _build(home: Path, url: str) -> tuple[object, str, object]:
-    from hub.access import Access
-    from hub.api import Hub
-
-    hub = Hub(home, url)
-    hub.db.ensure_schema()
-    access = Access(hub.db)
-    token = access.create_token("reader", "read")[0]
-    access.create_namespace("acme", owners=["reader"], visibility="public")
-    access.create_namespace("secret", owners=["reader"], visibility="private")
+    hub, token = hub_with_reader(home, url)
     folder = str(minilm.get_model_path())
     hub.import_hf(folder, "acme/minilm", aliases=["production"])
     hub.import_hf(folder, "acme/minilm", description="the second version")
@@ -69,29 +61,21 @@ def _build(home: Path, url: str) -> tuple[object, str, object]:
 
 @pytest.fixture(scope="module")
 def worlds(tmp_path_factory):
-    """The module's served hubs by backend, each started on first use: ``(worlds, schemas, factory)``."""
-    found: dict[str, World] = {}
-    schemas: list[str] = []
-    yield found, schemas, tmp_path_factory
-    for world in found.values():
-        world.server.stop()
-        world.hub.close()
-    for schema in schemas:
-        _postgres(f"DROP SCHEMA {schema} CASCADE")
+    """The module's served hubs by backend, each started on first use."""
+    worlds = PerBackend(tmp_path_factory, "hf-served")
+    yield worlds
+    worlds.close(lambda world: (world.server.stop(), world.hub.close()))
+
+
+def _world(home: Path, url: str) -> World:
+    hub, token, child = _build(home, url)
+    return World(hub, start_server(home, url, env={"HUB_HF_TREE_PAGE_SIZE": str(TREE_PAGE)}), token, child)
 
 
 @pytest.fixture
 def world(registry_url, worlds) -> World:
     """This backend's served hub (its own home and registry; the test's own are left unused)."""
-    found, schemas, factory = worlds
-    backend = backend_of(registry_url)
-    if backend not in found:
-        home = factory.mktemp(f"hf-served-{backend}")
-        url, schema = fresh_registry(home, backend)
-        schemas += [schema] if schema else []
-        hub, token, child = _build(home, url)
-        found[backend] = World(hub, start_server(home, url, env={"HUB_HF_TREE_PAGE_SIZE": str(TREE_PAGE)}), token, child)
-    return found[backend]
+    return worlds.get(registry_url, _world)
 
 
 def _client_env(server: Server, hf_home: Path) -> dict[str, str]:

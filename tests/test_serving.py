@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import _postgres, backend_of, fresh_registry
+from conftest import PerBackend, backend_of, hub_with_reader
 from server_process import Server, start_server
 
 httpx = pytest.importorskip("httpx")
@@ -70,15 +70,7 @@ def _trained_convnet(seed: int, steps: int):
 
 
 def _build(home: Path, url: str, *, minilm_too: bool) -> tuple[object, str, dict]:
-    from hub.access import Access
-    from hub.api import Hub
-
-    hub = Hub(home, url)
-    hub.db.ensure_schema()
-    access = Access(hub.db)
-    token = access.create_token("reader", "read")[0]
-    access.create_namespace("acme", owners=["reader"], visibility="public")
-    access.create_namespace("secret", owners=["reader"], visibility="private")
+    hub, token = hub_with_reader(home, url)
     first, second = _trained_convnet(0, 25), _trained_convnet(1, 8)
     hub.publish(first, "acme/digits", aliases=["production"])
     hub.publish(second, "acme/digits")
@@ -111,33 +103,26 @@ def _serve(home: Path, url: str, refs: list[str], *options: str, env: dict | Non
                         timeout=120)
 
 
+def _world(home: Path, url: str) -> World:
+    """A hub of the test models and its inference server (MiniLM and its classifier on SQLite only: their tests are one_backend)."""
+    sqlite = backend_of(url) == "sqlite"
+    hub, token, models = _build(home, url, minilm_too=sqlite)
+    server = _serve(home, url, [*SERVED, *(["acme/minilm", "acme/minilm-classifier"] if sqlite else [])], "--max-batch-size",
+                    "32", "--max-delay-ms", "20", "--poll-seconds", "0.2", "--max-body-mb", str(MAX_BODY_MB))
+    return World(hub, server, token, models)
+
+
 @pytest.fixture(scope="module")
 def worlds(tmp_path_factory):
-    found: dict[str, World] = {}
-    schemas: list[str] = []
-    yield found, schemas, tmp_path_factory
-    for world in found.values():
-        world.server.stop()
-        world.hub.close()
-    for schema in schemas:
-        _postgres(f"DROP SCHEMA {schema} CASCADE")
+    worlds = PerBackend(tmp_path_factory, "serving")
+    yield worlds
+    worlds.close(lambda world: (world.server.stop(), world.hub.close()))
 
 
 @pytest.fixture
 def world(registry_url, worlds) -> World:
     """This backend's hub and its inference server (started on first use)."""
-    found, schemas, factory = worlds
-    backend = backend_of(registry_url)
-    if backend not in found:
-        home = factory.mktemp(f"serving-{backend}")
-        url, schema = fresh_registry(home, backend)
-        schemas += [schema] if schema else []
-        sqlite = backend == "sqlite"
-        hub, token, models = _build(home, url, minilm_too=sqlite)
-        server = _serve(home, url, [*SERVED, *(["acme/minilm", "acme/minilm-classifier"] if sqlite else [])], "--max-batch-size", "32", "--max-delay-ms", "20", "--poll-seconds", "0.2",
-                        "--max-body-mb", str(MAX_BODY_MB))
-        found[backend] = World(hub, server, token, models)
-    return found[backend]
+    return worlds.get(registry_url, _world)
 
 
 def infer(url: str, name: str, inputs: list[dict], *, version: str | None = None, token: str | None = None,
