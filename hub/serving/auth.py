@@ -21,7 +21,7 @@ import hashlib
 import time
 from typing import Any
 
-from hub.errors import AuthenticationError, ModelNotFoundError
+from hub.errors import AuthenticationError, ModelNotFoundError, RemoteError
 
 __all__ = ["Gate", "CACHE_SECONDS"]
 
@@ -55,6 +55,7 @@ class Gate:
         Raises:
             AuthenticationError: a malformed, unknown, expired or revoked token (401).
             ModelNotFoundError: the caller may not read the model (404).
+            RemoteError: a remote hub's server could not be asked (500); nothing is remembered.
         """
         header = authorization or ""
         key = (hashlib.sha256(header.encode("utf-8", "surrogateescape")).hexdigest(), name)
@@ -96,5 +97,11 @@ class Gate:
         if self._client is None:
             self._client = httpx.AsyncClient(base_url=self.endpoint, timeout=10.0)
         headers = {"Authorization": header} if header else {}
-        response = await self._client.get(f"/api/v1/models/{name}", headers=headers)
+        try:
+            response = await self._client.get(f"/api/v1/models/{name}", headers=headers)
+        except httpx.HTTPError as error:
+            raise RemoteError(f"can't reach the hub server at {self.endpoint} to check the caller's permissions "
+                              f"({type(error).__name__}); is `hub serve` running there?") from None
+        if response.status_code >= 500:
+            raise RemoteError(f"the hub server at {self.endpoint} failed ({response.status_code}) checking the caller's permissions")
         return response.status_code if response.status_code in (200, 401) else 404
