@@ -7,7 +7,7 @@
 | ``GET /v2`` | ``{"name": "modelhub", "version", "extensions": []}`` |
 | ``GET /v2/models/{name}[/versions/{v}]`` | ``{"name", "versions", "platform", "inputs", "outputs"}`` |
 | ``GET /v2/models/{name}[/versions/{v}]/ready`` | ``{"name", "ready": true}`` |
-| ``POST /v2/models/{name}[/versions/{v}]/infer`` | ``{"model_name", "model_version", "id", "outputs"}`` |
+| ``POST /v2/models/{name}[/versions/{v}]/infer`` | ``{"model_name", "model_version", "id"?, "outputs"}`` |
 | ``GET /metrics`` | Prometheus' text format (:mod:`hub.serving.metrics`) |
 
 ``{name}`` is the hub's model name, ``/`` and all (``/v2/models/acme/digits-cnn/infer``): the path
@@ -143,7 +143,8 @@ def create_inference_app(models: ServedModels, gate: Gate, metrics: Metrics, *,
             parsed = parse_request(await _read_json(request, max_body_bytes))
             loaded, future = model.submit(parsed.inputs, parsed.outputs)
             outputs = await asyncio.wrap_future(future)
-            body = {"model_name": name, "model_version": str(loaded.version.version), "id": parsed.id or "",
+            body = {"model_name": name, "model_version": str(loaded.version.version),
+                    **({"id": parsed.id} if parsed.id else {}),  # the request's id, echoed where it sent one
                     "outputs": [encode_tensor(key, array) for key, array in outputs.items()
                                 if parsed.outputs is None or key in parsed.outputs]}
             metrics.answered(name, 200, time.perf_counter() - started)

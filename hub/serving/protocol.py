@@ -2,7 +2,7 @@
 
 A request is ``{"id"?, "inputs": [{"name", "shape", "datatype", "data", "parameters"?}], "outputs"?:
 [{"name"}], "parameters"?}``; ``data`` is the tensor's elements in row-major order, flat or nested.
-Answers are ``{"model_name", "model_version", "id", "outputs": [{"name", "datatype", "shape", "data"}]}``
+Answers are ``{"model_name", "model_version", "id"?, "outputs": [{"name", "datatype", "shape", "data"}]}``
 and errors ``{"error": "message"}`` (:func:`error_body`). Every malformed request is an
 :class:`hub.errors.InvalidArgumentError` (400) saying what was wrong; a body too large one with
 ``http_status`` 413.
