@@ -234,14 +234,18 @@ def _quietly(call: Any) -> Any:
             logger.setLevel(level)
 
 
-def _session(path: Path, providers: Sequence[Any] | None = None) -> Any:
-    """An onnxruntime session over ``path``: ``providers``, or the CUDA provider first where onnxruntime has it, then the CPU's."""
+def _session(path: Path, providers: Sequence[Any] | None = None, threads: int | None = None) -> Any:
+    """An onnxruntime session over ``path``: ``providers``, or the CUDA provider first where onnxruntime has
+    it, then the CPU's; ``threads`` CPU threads for one run (None: onnxruntime's default, one per core)."""
     import onnxruntime
 
     if providers is None:
         available = onnxruntime.get_available_providers()
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available] or available
-    return onnxruntime.InferenceSession(str(path), providers=list(providers))
+    options = onnxruntime.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    return onnxruntime.InferenceSession(str(path), sess_options=options, providers=list(providers))
 
 
 def load_pt2(path: str | Path) -> Any:

@@ -289,9 +289,11 @@ class Exports:
         """
         return self._folder(ref, format, local_dir)[1]
 
-    def load_export(self, ref: str, format: str = "onnx", *, providers: list[Any] | None = None) -> Any:
+    def load_export(self, ref: str, format: str = "onnx", *, providers: list[Any] | None = None,
+                    threads: int | None = None) -> Any:
         """A version's export, ready to run: for ONNX an ``onnxruntime.InferenceSession`` (``providers``,
-        default the CUDA provider first where onnxruntime has it, then the CPU's), for pt2 the
+        default the CUDA provider first where onnxruntime has it, then the CPU's; ``threads`` CPU threads
+        a run may use, default onnxruntime's: one per core), for pt2 the
         ``torch.export.ExportedProgram`` (call ``.module()(*inputs)``), opened after checking that
         nothing in it would be unpickled.
 
@@ -310,4 +312,4 @@ class Exports:
         local = self.hub.blobs.local_path(main.sha256) if len(record.files) == 1 else None
         if local is None or self.hub.blobs.size(main.sha256) != main.size:
             local = self._folder(ref, format, None)[1] / main.path
-        return _session(local, providers) if format == "onnx" else load_pt2(local)
+        return _session(local, providers, threads) if format == "onnx" else load_pt2(local)

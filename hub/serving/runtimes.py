@@ -207,7 +207,9 @@ class OnnxRuntime(Runtime):
     def __init__(self, hub: Any, version: Any, spec: Any, tokenizer: Any = None) -> None:
         super().__init__(version, spec, tokenizer)
         hub.exports.export_record(version.ref, "onnx")  # none: ModelNotFoundError naming `hub export REF --format onnx`
-        self.session = hub.exports.load_export(version.ref, "onnx")
+        import torch
+
+        self.session = hub.exports.load_export(version.ref, "onnx", threads=torch.get_num_threads())  # the server's --threads
         self._names = [node.name for node in self.session.get_inputs()]
         self._lock = threading.Lock()
         config = (version.config or {}).get("hf_config") or {}
