@@ -11,8 +11,7 @@ each serving both models (``NAME@production``), all loaded and warmed before any
 - ``batched``: ``hub serve-models --runtime torch --max-batch-size 32 --max-delay-ms 5``;
 - ``unbatched``: the same with ``--max-batch-size 1`` (batching off);
 - ``onnx``: ``--runtime onnx``, batching as ``batched``
-  (these three in this process's environment: ``OMP_NUM_THREADS`` as the caller set it, else
-  torch's default of one thread per core);
+  (these three at ``hub serve-models``' default ``--threads``: half the cores, one here);
 - ``kserve`` and ``kserve 1 thread``: KServe's Python model server (``kserve`` 0.21 on PyPI, in a
   virtual environment of its own, :data:`KSERVE_VENV`, built once with :data:`KSERVE_REQUIREMENTS`;
   never modelhub's) running bench/kserve_model.py: the same ConvNet class (modelhub's networks.py
