@@ -12,6 +12,7 @@ old one keeps serving.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Sequence
@@ -120,6 +121,7 @@ class ServedModel:
                          self.reference, target.ref, error, old.version.ref)
             return False
         self._failed = None
+        gc.freeze()  # the new version's objects, out of the collector's walks (see running.settle_garbage)
         self.current = new  # one assignment: requests from now on go to the new version
         old.batcher.close()
         threading.Thread(target=self._retire, args=(old,), name=f"retire {old.version.ref}", daemon=True).start()
@@ -131,6 +133,10 @@ class ServedModel:
     def _retire(old: Loaded) -> None:
         old.batcher.close(wait=DRAIN_SECONDS)
         old.runtime.close()
+        del old
+        gc.unfreeze()  # one full collection per switch, so that what the old version leaves in cycles goes too
+        gc.collect()
+        gc.freeze()
 
     def close(self) -> None:
         """Stop taking requests (the queued ones finish)."""

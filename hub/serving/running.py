@@ -99,7 +99,19 @@ def build_server(refs: Sequence[str], *, host: str = "127.0.0.1", runtime: str =
                                   max_delay=max_delay_ms / 1000, metrics=metrics))
     models = ServedModels(loaded)
     app = create_inference_app(models, Gate(hub), metrics, max_body_bytes=int(max_body_mb * 1024 * 1024))
+    settle_garbage()
     return app, models, Follower(models, poll_seconds)
+
+
+def settle_garbage() -> None:
+    """Collect once, then move every object alive now (the loaded models, torch's and the libraries'
+    own) out of the garbage collector's reach (``gc.freeze``): under load a full collection walked
+    those few hundred thousand objects about once a second, 185-225 ms each with every request in
+    flight stalled (a digits convnet's p99: ~200 ms with it, 28-40 ms without)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def serve_models(refs: Sequence[str], *, host: str = "127.0.0.1", port: int = 8080, runtime: str = "torch",
