@@ -60,6 +60,7 @@ __all__ = [
     "Access",
     "Throttle",
     "is_loopback",
+    "open_to_network",
     "Principal",
     "ANONYMOUS",
     "ReadFilter",
@@ -963,3 +964,11 @@ class Throttle:
             times.append(now)
             excess = len(times) - self.free
         return 0.0 if excess <= 0 else min(self.most, self.first * 2 ** (excess - 1))
+
+
+def open_to_network(db: Database, host: str | None) -> bool:
+    """Whether a server of the local hub whose registry is ``db`` (the web UI, ``hub serve-models``) would
+    answer anyone on the network with no one to sign in: ``host`` is no loopback address and the hub has
+    no authentication configured (:meth:`Access.configured`). Such a server must refuse to start.
+    """
+    return not is_loopback(host) and not Access(db).configured()

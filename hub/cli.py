@@ -328,13 +328,10 @@ def _check_ui_host(host: str) -> str | None:
 
     if (endpoint := settings.endpoint()) is not None:
         return endpoint
-    from hub.access import Access, is_loopback
-
-    if is_loopback(host):
-        return None
+    from hub.access import is_loopback, open_to_network
     from hub.errors import PermissionDeniedError
 
-    if not Access(_hub().db).configured():
+    if not is_loopback(host) and open_to_network(_hub().db, host):  # on loopback, the hub is not opened
         raise PermissionDeniedError(
             f"the web UI on {host} would let anyone on the network publish and move aliases, and this hub has no "
             "authentication configured: add a user who signs in (`hub user create NAME --password-stdin`) or a token "

@@ -30,7 +30,7 @@ import streamlit as st
 
 import hub
 from hub import settings
-from hub.access import ANONYMOUS, Access, Principal, ReadFilter, Throttle, is_loopback
+from hub.access import ANONYMOUS, Access, Principal, ReadFilter, Throttle, is_loopback, open_to_network
 from hub.errors import AuthenticationError, HubError, InvalidArgumentError, JobNotFoundError, PermissionDeniedError
 from hub.reference import parse_reference, validate_name
 
@@ -46,9 +46,7 @@ CREATE_USER = "`hub user create NAME --password-stdin`"
 def refusal(host: str | None) -> str | None:
     """Why the UI must not serve a local hub on ``host`` (None: it may): a non-loopback address and no
     authentication configured, so anyone on the network could publish and move aliases."""
-    if settings.endpoint() is not None or is_loopback(host):
-        return None
-    if Access(hub.default_hub().db).configured():
+    if settings.endpoint() is not None or is_loopback(host) or not open_to_network(hub.default_hub().db, host):
         return None
     return (f"the web UI on {host or 'every interface'} would let anyone on the network publish and move aliases, and "
             f"this hub has no authentication configured: add a user who signs in ({CREATE_USER}) or a token "

@@ -33,11 +33,9 @@ def _check_host(hub: object, host: str) -> None:
     Raises:
         PermissionDeniedError: anyone on the network could infer on every model, private ones too.
     """
-    from hub.access import Access, is_loopback
+    from hub.access import open_to_network
 
-    if is_loopback(host) or getattr(hub, "endpoint", None) is not None:  # a hub server enforces its own tokens
-        return
-    if not Access(hub.db).configured():  # type: ignore[attr-defined]
+    if getattr(hub, "endpoint", None) is None and open_to_network(hub.db, host):  # type: ignore[attr-defined]
         raise PermissionDeniedError(
             f"an inference server on {host} would answer anyone on the network, and this hub has no authentication "
             "configured: add a token (`hub token create --user NAME --scope read`) or a user with a password "

@@ -220,8 +220,7 @@ def _commit(server: ServerContext, who: Any, name: str, header: dict[str, Any], 
         local, stored = _stage(server, files, Path(folder))
         version = publish_hf_files(server.hub, LocalFiles(local, f"the commit to {name}", stored), name, metadata=metadata,
                                    _fence=_fence((name, latest.version if latest is not None else 0)))
-    repo_id = name
-    return {"commitUrl": f"{base_url}/{repo_id}/commit/{commit_id(version)}", "commitOid": commit_id(version),
+    return {"commitUrl": f"{base_url}/{name}/commit/{commit_id(version)}", "commitOid": commit_id(version),
             "pullRequestUrl": None}
 
 
